@@ -1,0 +1,179 @@
+"""The ``digest`` command line: thin commands over :mod:`digest.pipeline`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest import __version__, pipeline
+from digest.errors import DigestError
+from digest.models import Article, Issue
+from digest.settings import Settings, load_settings
+from digest.store import Store
+
+__all__ = ["cli", "main"]
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """What the top-level options decide for every command."""
+
+    config_file: Path | None
+    verbose: bool
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings from every source, with the command's own options on top."""
+        return load_settings(self.config_file, **overrides)
+
+
+class DigestGroup(click.Group):
+    """Turns a :class:`DigestError` into ``Error: ...`` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            if ctx.obj is not None and ctx.obj.verbose:
+                traceback.print_exc()
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML settings file (default: $DIGEST_CONFIG, else config/digest.toml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log details, and show tracebacks on errors.")
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, verbose: bool) -> None:
+    """Build the daily newsletter digest from scraped articles and mail it."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+    ctx.obj = App(config_file=config_file, verbose=verbose)
+
+
+@cli.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print articles and errors as one JSON object."
+)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_obj
+def load(app: App, as_json: bool, paths: tuple[Path, ...]) -> None:
+    """Parse seed files (or directories of *.txt files; default: the seeds directory).
+
+    Prints every article that loaded, then every file that did not; exits 1 if any failed.
+    """
+    settings = app.settings()
+    result = pipeline.load_seeds(settings, list(paths))
+    if as_json:
+        document = {
+            "articles": [article.to_dict() for article in result.articles],
+            "errors": [
+                {"source": failure.source, "error": failure.reason} for failure in result.failures
+            ],
+        }
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        for article in result.articles:
+            click.echo(_article_summary(article))
+        for failure in result.failures:
+            click.echo(f"error: {failure.source}: {failure.reason}", err=True)
+        searched = ", ".join(str(path) for path in paths or [settings.seeds_dir])
+        click.echo(
+            f"{_plural(len(result.articles), 'article')} loaded from {searched}; "
+            f"{_plural(len(result.failures), 'file')} failed."
+        )
+    if result.failures:
+        raise SystemExit(1)
+
+
+@cli.command("pick")
+@click.option(
+    "--date",
+    "date_",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Issue date (default: today in the configured time zone).",
+)
+@click.option(
+    "--seeds",
+    "seeds_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Seeds directory (setting seeds_dir).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the pick without freezing it in the database.")
+@click.option("--json", "as_json", is_flag=True, help="Print the issue as JSON.")
+@click.pass_obj
+def pick_command(
+    app: App, date_: dt.datetime | None, seeds_dir: Path | None, dry_run: bool, as_json: bool
+) -> None:
+    """Pick the articles for a day's issue and freeze them, or show the issue already frozen.
+
+    Once frozen, an issue keeps its articles: running this again for the date changes nothing.
+    """
+    settings = app.settings(seeds_dir=seeds_dir)
+    day = date_.date() if date_ else pipeline.today(settings)
+    with Store.open(settings.database_url) as store:
+        built = pipeline.build_issue(settings, store, day, freeze=not dry_run)
+    for failure in built.failures:
+        click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
+    if as_json:
+        document = {
+            "date": day.isoformat(),
+            "frozen": built.stored,
+            "created": built.created,
+            "articles": [article.to_dict() for article in built.issue.articles],
+        }
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    if built.issue.is_empty:
+        click.echo(
+            f"Nothing new to send for {day.isoformat()}: "
+            f"no article in {settings.seeds_dir} that an earlier issue has not featured."
+        )
+        return
+    state = (
+        "frozen now"
+        if built.created
+        else "frozen earlier"
+        if built.stored
+        else "not frozen: dry run"
+    )
+    click.echo(f"Issue of {day.isoformat()} ({state}): {_issue_counts(built.issue)}")
+    for number, article in enumerate(built.issue.articles, start=1):
+        click.echo(f"  {number}. {article.title} ({_related_count(len(article.related))})")
+
+
+def _article_summary(article: Article) -> str:
+    counts = (
+        f"{_plural(len(article.paragraphs), 'paragraph')}, {_related_count(len(article.related))}"
+    )
+    return f"{article.source}: {article.title} [{counts}]"
+
+
+def _issue_counts(issue: Issue) -> str:
+    return f"{_plural(len(issue.articles), 'article')}, {_related_count(issue.related_count)}"
+
+
+def _related_count(count: int) -> str:
+    return f"{count} related {'story' if count == 1 else 'stories'}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="digest")

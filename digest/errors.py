@@ -1,0 +1,31 @@
+"""The one error tree: every message here is meant for the person running digest."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DigestError",
+    "SeedError",
+    "StoreError",
+]
+
+
+class DigestError(Exception):
+    """Base of every error digest reports to its user; the message says what and where."""
+
+
+class ConfigError(DigestError):
+    """A setting, the configuration file or a rules file is missing or invalid."""
+
+
+class SeedError(DigestError):
+    """One seed file could not be read as an article; the others still load."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class StoreError(DigestError):
+    """The database could not be opened, migrated or written."""

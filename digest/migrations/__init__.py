@@ -1,0 +1,1 @@
+"""Alembic migrations for the digest database; applied by :func:`digest.store.Store.open`."""

@@ -1,0 +1,144 @@
+"""Domain values: frozen, keyword-only and free of I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Article",
+    "Issue",
+    "LoadFailure",
+    "LoadResult",
+    "PickLimits",
+    "RelatedStory",
+    "title_key",
+]
+
+
+def title_key(title: str) -> str:
+    """What two titles share when they name the same story: letters and digits, case-folded."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    words = "".join(char if char.isalnum() else " " for char in folded).split()
+    # A title of punctuation alone still needs a key of its own.
+    return " ".join(words) or " ".join(folded.split())
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RelatedStory:
+    """A story the site lists under a lead article."""
+
+    title: str
+    kicker: str | None
+    summary: str
+    authors: tuple[str, ...] = ()
+    publisher: str | None = None
+    published: dt.date | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape ``digest load --json`` prints."""
+        return {
+            "title": self.title,
+            "kicker": self.kicker,
+            "summary": self.summary,
+            "authors": list(self.authors),
+            "publisher": self.publisher,
+            "published": self.published.isoformat() if self.published else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RelatedStory:
+        """Inverse of :meth:`to_dict`."""
+        published = data.get("published")
+        return cls(
+            title=data["title"],
+            kicker=data.get("kicker"),
+            summary=data.get("summary", ""),
+            authors=tuple(data.get("authors", ())),
+            publisher=data.get("publisher"),
+            published=dt.date.fromisoformat(published) if published else None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Article:
+    """A lead article parsed from one seed file."""
+
+    source: str
+    id: str
+    title: str
+    standfirst: str
+    paragraphs: tuple[str, ...]
+    related: tuple[RelatedStory, ...] = ()
+    # The date printed in the article's own byline, when the scrape kept one.
+    published: dt.date | None = None
+    # When the seed file was last written; the picker's fallback for recency.
+    modified: dt.datetime | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape ``digest load --json`` prints."""
+        return {
+            "source": self.source,
+            "id": self.id,
+            "title": self.title,
+            "standfirst": self.standfirst,
+            "paragraphs": list(self.paragraphs),
+            "related": [story.to_dict() for story in self.related],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, published: dt.date | None = None) -> Article:
+        """Inverse of :meth:`to_dict`; ``published`` is kept beside the JSON, not in it."""
+        return cls(
+            source=data["source"],
+            id=data["id"],
+            title=data["title"],
+            standfirst=data.get("standfirst", ""),
+            paragraphs=tuple(data.get("paragraphs", ())),
+            related=tuple(RelatedStory.from_dict(story) for story in data.get("related", ())),
+            published=published,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoadFailure:
+    """A seed file that could not be loaded, and why."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoadResult:
+    """Everything one load produced: the good articles and the per-file failures."""
+
+    articles: tuple[Article, ...]
+    failures: tuple[LoadFailure, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PickLimits:
+    """How much one issue may hold."""
+
+    max_articles: int = 5
+    max_related: int = 6
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Issue:
+    """One day's digest: its date and the articles picked for it, in order."""
+
+    date: dt.date
+    articles: tuple[Article, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there was nothing new to pick."""
+        return not self.articles
+
+    @property
+    def related_count(self) -> int:
+        """How many related stories the issue carries in all."""
+        return sum(len(article.related) for article in self.articles)

@@ -1,0 +1,244 @@
+"""The one settings model, and how it is read.
+
+Precedence, highest first: values passed by the CLI, ``DIGEST_*`` environment variables
+(nested with ``__``), a ``.env`` file, the TOML config file, the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import typing
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from digest.errors import ConfigError
+from digest.models import PickLimits
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "ScheduleSettings",
+    "Settings",
+    "SmtpSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "DIGEST_"
+DEFAULT_CONFIG_FILE = Path("config/digest.toml")
+# Names the config file to read instead of the default; not a setting itself.
+CONFIG_FILE_ENV = "DIGEST_CONFIG"
+
+DEFAULT_KICKERS = (
+    "Under The Radar",
+    "Talking Point",
+    "The Explainer",
+    "Speed Read",
+    "In Depth",
+    "Instant Opinion",
+    "Today's Big Question",
+    "In the Spotlight",
+    "The Week Recommends",
+    "Feature",
+    "Briefing",
+    "Opinion",
+    "Review",
+)
+DEFAULT_PUBLISHERS = ("The Week", "The Week UK", "The Week US")
+
+# settings_customise_sources gets no arguments of ours, so load_settings hands it the file here.
+_toml_file: ContextVar[Path] = ContextVar("digest_toml_file", default=DEFAULT_CONFIG_FILE)
+
+
+class SmtpSettings(BaseModel):
+    """Where and how to hand messages to an SMTP relay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class ScheduleSettings(BaseModel):
+    """When the daily digest goes out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name such as 'Europe/London'") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The configured time zone."""
+        return ZoneInfo(self.timezone)
+
+
+class Settings(BaseSettings):
+    """Every setting digest reads; ``config/digest.toml`` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    seeds_dir: Path = Path("seeds")
+    database_url: str = "sqlite:///var/digest.db"
+    boilerplate_file: Path = Path("config/boilerplate.toml")
+    kickers: tuple[str, ...] = DEFAULT_KICKERS
+    publishers: tuple[str, ...] = DEFAULT_PUBLISHERS
+    max_articles: int = Field(default=5, ge=1)
+    max_related: int = Field(default=6, ge=0)
+    secret_key: SecretStr | None = None
+    schedule: ScheduleSettings = ScheduleSettings()
+    smtp: SmtpSettings = SmtpSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "expected a database URL such as 'sqlite:///var/digest.db' or "
+                "'postgresql+psycopg://user@host/dbname'"
+            ) from None
+        return value
+
+    @field_validator("kickers", "publishers")
+    @classmethod
+    def _no_blank_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(entry.strip() for entry in value)
+        if any(not entry for entry in cleaned):
+            raise ValueError("expected a list of non-empty names")
+        return cleaned
+
+    @property
+    def pick_limits(self) -> PickLimits:
+        """The picker's limits, from ``max_articles`` and ``max_related``."""
+        return PickLimits(max_articles=self.max_articles, max_related=self.max_related)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML source goes below env and .env: the documented example that returns
+        # only the TOML source would silently drop the environment.
+        toml_settings = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file.get())
+        dotenv_ours = _OwnVariablesOnly(settings_cls, dotenv_settings)
+        return (init_settings, env_settings, dotenv_ours, toml_settings)
+
+
+class _OwnVariablesOnly(PydanticBaseSettingsSource):
+    """The .env file without other programs' variables; misspelt DIGEST_ ones still fail."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            name: value
+            for name, value in self.inner().items()
+            if name in self.settings_cls.model_fields or name.upper().startswith(ENV_PREFIX)
+        }
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env_file: Path | None = Path(".env"),
+    **overrides: Any,
+) -> Settings:
+    """Read the settings; ``overrides`` (from the CLI) win over every other source.
+
+    ``config_file`` defaults to ``$DIGEST_CONFIG``, then ``config/digest.toml``. A file
+    named explicitly must exist; the default one may be absent.
+    """
+    named = config_file or (
+        Path(os.environ[CONFIG_FILE_ENV]) if os.environ.get(CONFIG_FILE_ENV) else None
+    )
+    path = named or DEFAULT_CONFIG_FILE
+    if named is not None and not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    values = {name: value for name, value in overrides.items() if value is not None}
+    token = _toml_file.set(path)
+    try:
+        return Settings(_env_file=env_file, **values)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from exc
+    finally:
+        _toml_file.reset(token)
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One line naming the setting, its environment variable, the bad value and what is expected."""
+    path = [str(part) for part in error["loc"] if isinstance(part, str)]
+    name = ".".join(path)
+    env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
+    if error["type"] == "extra_forbidden":
+        if name.upper().startswith(ENV_PREFIX):
+            return f"unknown setting {name.upper()} in .env (misspelt?)"
+        return f"unknown setting {name!r} in the config file (misspelt?)"
+    shown = "'**********'" if _is_secret(path) else repr(error.get("input"))
+    return f"invalid setting {name} ({env_name}) = {shown}: {error['msg']}"
+
+
+def _is_secret(path: list[str]) -> bool:
+    model: type[BaseModel] = Settings
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if annotation is SecretStr or SecretStr in typing.get_args(annotation):
+            return True
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return False
+    return False

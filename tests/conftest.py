@@ -1,0 +1,77 @@
+"""Shared fixtures: the repository's own rules, isolated working directories, databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from digest.boilerplate import load_boilerplate
+from digest.loader import SeedFormat
+from digest.settings import DEFAULT_KICKERS, DEFAULT_PUBLISHERS
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "seeds"
+SEED = REPO / "seeds" / "000_9a09748038e9bf2b.txt"
+POSTGRES_ENV = "DIGEST_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def seed_format() -> SeedFormat:
+    """The format as shipped: config/boilerplate.toml and the default kickers and publishers."""
+    return SeedFormat(
+        boilerplate=load_boilerplate(REPO / "config" / "boilerplate.toml"),
+        kickers=DEFAULT_KICKERS,
+        publishers=DEFAULT_PUBLISHERS,
+    )
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DIGEST_* variable from the caller's environment leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) -> Path:
+    """An empty working directory holding the shipped config/, as digest runs in a checkout."""
+    (tmp_path / "config").mkdir()
+    for name in ("boilerplate.toml", "digest.toml"):
+        (tmp_path / "config" / name).write_bytes((REPO / "config" / name).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'digest.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"digest_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,0 +1,233 @@
+"""The command line: exact output and exit status."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from digest.cli import cli
+
+from .conftest import FIXTURES, SEED
+
+SEED_NAME = SEED.name
+SEED_TITLE = "Bashar al-Assad 'informed' on US-led airstrikes against IS"
+
+
+@pytest.fixture
+def project(workdir: Path) -> Path:
+    """A working directory with config/ and the real seed in seeds/."""
+    (workdir / "seeds").mkdir()
+    shutil.copy(SEED, workdir / "seeds" / SEED_NAME)
+    return workdir
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), prog_name="digest")
+
+
+def test_load_prints_a_summary_per_file(project: Path) -> None:
+    result = run("load")
+
+    assert result.exit_code == 0
+    assert result.stdout == (
+        f"seeds/{SEED_NAME}: {SEED_TITLE} [11 paragraphs, 8 related stories]\n"
+        "1 article loaded from seeds; 0 files failed.\n"
+    )
+    assert result.stderr == ""
+
+
+def test_load_json_gives_exactly_the_documented_shape(project: Path) -> None:
+    result = run("load", "--json", "seeds/")
+
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert set(document) == {"articles", "errors"}
+    assert document["errors"] == []
+    (article,) = document["articles"]
+    assert list(article) == ["source", "id", "title", "standfirst", "paragraphs", "related"]
+    assert article["source"] == f"seeds/{SEED_NAME}"
+    assert article["title"] == SEED_TITLE
+    assert len(article["paragraphs"]) == 11
+    assert len(article["related"]) == 8
+    assert article["related"][2] == {
+        "title": "What will happen in 2025? Predictions and events",
+        "kicker": "The Explainer",
+        "summary": "The new year could bring further chaos in the Middle East and an intensifying AI "
+        "arms race – all under the shadow of a second Donald Trump presidency",
+        "authors": ["Harriet Marsden"],
+        "publisher": "The Week UK",
+        "published": None,
+    }
+    assert "Subscribe" not in result.stdout
+    assert "Sign up" not in result.stdout
+
+
+def test_load_json_prints_good_articles_and_errors_then_exits_1(project: Path) -> None:
+    for name in ("dated_byline.txt", "not_utf8.txt", "empty.txt"):
+        shutil.copy(FIXTURES / name, project / "seeds" / name)
+
+    result = run("load", "--json", "seeds", "nowhere.txt")
+
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert [article["source"] for article in document["articles"]] == [
+        f"seeds/{SEED_NAME}",
+        "seeds/dated_byline.txt",
+    ]
+    assert document["articles"][1]["related"][0]["published"] == "2025-03-14"
+    assert document["errors"] == [
+        {"source": "seeds/empty.txt", "error": "empty file"},
+        {"source": "seeds/not_utf8.txt", "error": "not valid UTF-8 (byte 0xe9 at offset 24)"},
+        {"source": "nowhere.txt", "error": "no such file or directory"},
+    ]
+
+
+def test_load_reports_failures_on_stderr_and_exits_1(project: Path) -> None:
+    shutil.copy(FIXTURES / "binary.txt", project / "seeds" / "binary.txt")
+
+    result = run("load")
+
+    assert result.exit_code == 1
+    assert result.stdout == (
+        f"seeds/{SEED_NAME}: {SEED_TITLE} [11 paragraphs, 8 related stories]\n"
+        "1 article loaded from seeds; 1 file failed.\n"
+    )
+    assert result.stderr == "error: seeds/binary.txt: binary data (NUL bytes): not a text file\n"
+
+
+def test_load_uses_the_seeds_dir_setting(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "seeds").rename(project / "elsewhere")
+    monkeypatch.setenv("DIGEST_SEEDS_DIR", "elsewhere")
+
+    result = run("load")
+
+    assert result.exit_code == 0
+    assert result.stdout.endswith("1 article loaded from elsewhere; 0 files failed.\n")
+
+
+def test_pick_freezes_the_issue_and_reuses_it(project: Path) -> None:
+    first = run("pick", "--date", "2026-11-23")
+    (project / "seeds" / "late.txt").write_text("A later story\nStandfirst\n", encoding="utf-8")
+    second = run("pick", "--date", "2026-11-23")
+
+    assert first.exit_code == 0
+    assert first.stdout == (
+        "Issue of 2026-11-23 (frozen now): 1 article, 6 related stories\n"
+        f"  1. {SEED_TITLE} (6 related stories)\n"
+    )
+    assert second.exit_code == 0
+    assert second.stdout == first.stdout.replace("frozen now", "frozen earlier")
+    assert (project / "var" / "digest.db").is_file()
+
+
+def test_pick_skips_what_earlier_issues_featured(project: Path) -> None:
+    run("pick", "--date", "2026-11-23")
+
+    result = run("pick", "--date", "2026-11-24")
+
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "Nothing new to send for 2026-11-24: no article in seeds that an earlier issue has not featured.\n"
+    )
+
+
+def test_pick_dry_run_writes_nothing(project: Path) -> None:
+    dry = run("pick", "--date", "2026-11-23", "--dry-run")
+    real = run("pick", "--date", "2026-11-23")
+
+    assert dry.stdout.startswith("Issue of 2026-11-23 (not frozen: dry run): 1 article")
+    assert real.stdout.startswith("Issue of 2026-11-23 (frozen now): 1 article")
+
+
+def test_pick_json_and_seed_warnings(project: Path) -> None:
+    shutil.copy(FIXTURES / "empty.txt", project / "seeds" / "empty.txt")
+
+    result = run("pick", "--date", "2026-11-23", "--json", "--seeds", "seeds")
+
+    assert result.exit_code == 0
+    assert result.stderr == "warning: skipped seeds/empty.txt: empty file\n"
+    document = json.loads(result.stdout)
+    assert (document["date"], document["frozen"], document["created"]) == ("2026-11-23", True, True)
+    assert [article["title"] for article in document["articles"]] == [SEED_TITLE]
+    assert len(document["articles"][0]["related"]) == 6
+
+
+def test_pick_respects_the_limits(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_MAX_RELATED", "2")
+
+    result = run("pick", "--date", "2026-11-23")
+
+    assert result.stdout.endswith(f"  1. {SEED_TITLE} (2 related stories)\n")
+
+
+def test_a_bad_setting_is_one_error_line_and_exit_1(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_MAX_ARTICLES", "lots")
+
+    result = run("pick")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: invalid setting max_articles (DIGEST_MAX_ARTICLES) = 'lots': "
+        "Input should be a valid integer, unable to parse string as an integer\n"
+    )
+
+
+def test_a_bad_date_is_refused(project: Path) -> None:
+    result = run("pick", "--date", "2026-13-01")
+
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for '--date': '2026-13-01' does not match the format '%Y-%m-%d'"
+        in result.stderr
+    )
+
+
+def test_a_missing_config_file_is_an_error(project: Path) -> None:
+    result = run("--config", "nope.toml", "load")
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: nope.toml: config file not found\n"
+
+
+def test_every_command_has_help() -> None:
+    for name, command in cli.commands.items():
+        result = run(name, "--help")
+        assert result.exit_code == 0, name
+        assert command.help, name
+        assert command.get_short_help_str(), name
+
+
+def test_the_installed_command_exits_without_a_traceback(project: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DIGEST_DATABASE_URL": "nonsense"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "digest", "pick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    assert completed.stderr.startswith(
+        "Error: invalid setting database_url (DIGEST_DATABASE_URL) = 'nonsense'"
+    )
+    assert "Traceback" not in completed.stderr
+
+    verbose = subprocess.run(
+        [sys.executable, "-m", "digest", "--verbose", "pick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr

@@ -1,0 +1,241 @@
+"""Settings: every source in its place, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from digest.errors import ConfigError
+from digest.settings import DEFAULT_KICKERS, ScheduleSettings, Settings, SmtpSettings, load_settings
+
+from .conftest import REPO
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults(workdir: Path) -> None:
+    settings = load_settings()
+
+    assert settings.seeds_dir == Path("seeds")
+    assert settings.database_url == "sqlite:///var/digest.db"
+    assert settings.kickers == DEFAULT_KICKERS
+    assert settings.max_articles == 5
+    assert settings.max_related == 6
+    assert settings.schedule.timezone == "UTC"
+    assert settings.smtp.host is None
+    assert settings.secret_key is None
+
+
+def test_precedence_cli_over_env_over_dotenv_over_toml_over_default(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        workdir / "config" / "digest.toml",
+        'seeds_dir = "from-toml"\nmax_articles = 2\nmax_related = 2\n'
+        '[smtp]\nhost = "toml.example.org"\nport = 2525\n',
+    )
+    write(
+        workdir / ".env",
+        "DIGEST_SEEDS_DIR=from-dotenv\nDIGEST_MAX_ARTICLES=3\nDIGEST_SMTP__PORT=2526\n",
+    )
+    monkeypatch.setenv("DIGEST_SEEDS_DIR", "from-env")
+    monkeypatch.setenv("DIGEST_SMTP__HOST", "env.example.org")
+
+    settings = load_settings(seeds_dir=Path("from-cli"), max_related=None)
+
+    assert settings.seeds_dir == Path("from-cli")  # CLI over env
+    assert settings.smtp.host == "env.example.org"  # env over TOML, nested with __
+    assert settings.max_articles == 3  # .env over TOML
+    assert settings.smtp.port == 2526  # .env over TOML, nested
+    assert settings.max_related == 2  # TOML over default; an option not given (None) is ignored
+    assert settings.max_articles != Settings.model_fields["max_articles"].default
+
+
+def test_env_wins_over_toml_for_every_kind_of_value(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        workdir / "config" / "digest.toml",
+        'kickers = ["Toml"]\n[schedule]\ntimezone = "Asia/Tokyo"\n',
+    )
+    monkeypatch.setenv("DIGEST_KICKERS", '["Env One", "Env Two"]')
+    monkeypatch.setenv("DIGEST_SCHEDULE__TIMEZONE", "Europe/London")
+
+    settings = load_settings()
+
+    assert settings.kickers == ("Env One", "Env Two")
+    assert settings.schedule.timezone == "Europe/London"
+    assert str(settings.schedule.zone) == "Europe/London"
+
+
+def test_config_file_named_by_option_or_environment(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(workdir / "other.toml", "max_articles = 7\n")
+    write(workdir / "third.toml", "max_articles = 8\n")
+
+    assert load_settings(workdir / "other.toml").max_articles == 7
+    monkeypatch.setenv("DIGEST_CONFIG", str(workdir / "third.toml"))
+    assert load_settings().max_articles == 8
+    assert load_settings(workdir / "other.toml").max_articles == 7
+
+
+def test_a_named_config_file_must_exist_the_default_need_not(workdir: Path) -> None:
+    (workdir / "config" / "digest.toml").unlink()
+    assert load_settings().max_articles == 5
+
+    with pytest.raises(ConfigError, match=r"^missing\.toml: config file not found$"):
+        load_settings(Path("missing.toml"))
+
+
+def test_secrets_are_never_shown(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "hunter2-key")
+    monkeypatch.setenv("DIGEST_SMTP__PASSWORD", "hunter2-password")
+
+    settings = load_settings()
+
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "hunter2-key"
+    assert settings.smtp.password is not None
+    assert settings.smtp.password.get_secret_value() == "hunter2-password"
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    assert "hunter2" not in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        (
+            "DIGEST_MAX_ARTICLES",
+            "many",
+            "invalid setting max_articles (DIGEST_MAX_ARTICLES) = 'many': "
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "DIGEST_MAX_ARTICLES",
+            "0",
+            "invalid setting max_articles (DIGEST_MAX_ARTICLES) = '0': "
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            "DIGEST_SMTP__PORT",
+            "70000",
+            "invalid setting smtp.port (DIGEST_SMTP__PORT) = '70000': "
+            "Input should be less than or equal to 65535",
+        ),
+        (
+            "DIGEST_SCHEDULE__TIMEZONE",
+            "Mars/Olympus",
+            "invalid setting schedule.timezone (DIGEST_SCHEDULE__TIMEZONE) = 'Mars/Olympus': "
+            "Value error, expected an IANA time zone name such as 'Europe/London'",
+        ),
+        (
+            "DIGEST_DATABASE_URL",
+            "not a url",
+            "invalid setting database_url (DIGEST_DATABASE_URL) = 'not a url': Value error, expected a "
+            "database URL such as 'sqlite:///var/digest.db' or 'postgresql+psycopg://user@host/dbname'",
+        ),
+        (
+            "DIGEST_KICKERS",
+            '["Briefing", " "]',
+            "invalid setting kickers (DIGEST_KICKERS) = ['Briefing', ' ']: "
+            "Value error, expected a list of non-empty names",
+        ),
+    ],
+)
+def test_an_invalid_value_is_one_line_naming_setting_value_and_expectation(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, env: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(env, value)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert str(caught.value) == message
+
+
+def test_every_bad_value_gets_its_own_line(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_MAX_ARTICLES", "x")
+    monkeypatch.setenv("DIGEST_MAX_RELATED", "-1")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    lines = str(caught.value).splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "invalid setting max_articles",
+        "invalid setting max_related",
+    ]
+
+
+def test_an_invalid_secret_is_named_but_not_shown(workdir: Path) -> None:
+    write(workdir / "config" / "digest.toml", "[smtp]\npassword = 12345678\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert str(caught.value).startswith(
+        "invalid setting smtp.password (DIGEST_SMTP__PASSWORD) = '**********'"
+    )
+    assert "12345678" not in str(caught.value)
+
+
+def test_unknown_and_misspelt_settings_are_refused(workdir: Path) -> None:
+    write(workdir / "config" / "digest.toml", 'seed_dir = "seeds"\n')
+
+    with pytest.raises(
+        ConfigError, match=r"^unknown setting 'seed_dir' in the config file \(misspelt\?\)$"
+    ):
+        load_settings()
+
+    (workdir / "config" / "digest.toml").unlink()
+    write(workdir / ".env", "DIGEST_SEED_DIR=seeds\n")
+    with pytest.raises(
+        ConfigError, match=r"^unknown setting DIGEST_SEED_DIR in \.env \(misspelt\?\)$"
+    ):
+        load_settings()
+
+
+def test_other_programs_variables_in_dotenv_are_ignored(workdir: Path) -> None:
+    write(workdir / ".env", "DATABASE_URL=postgres://elsewhere\nDIGEST_MAX_ARTICLES=4\n")
+
+    settings = load_settings()
+
+    assert settings.max_articles == 4
+    assert settings.database_url == "sqlite:///var/digest.db"
+
+
+def test_invalid_toml_names_the_file_and_the_line(workdir: Path) -> None:
+    write(workdir / "config" / "digest.toml", "max_articles = 5\nseeds_dir = \n")
+
+    with pytest.raises(ConfigError, match=r"^config/digest\.toml: not valid TOML: .*line 2"):
+        load_settings()
+
+
+def test_the_shipped_config_documents_every_setting() -> None:
+    text = (REPO / "config" / "digest.toml").read_text(encoding="utf-8")
+    # "#name = default" lines and their list continuations are settings; the rest is prose.
+    documented = tomllib.loads(re.sub(r'(?m)^#(?=[a-z_]+ = |\]$|\s+")', "", text))
+
+    assert set(documented) == set(Settings.model_fields)
+    assert set(documented["schedule"]) == set(ScheduleSettings.model_fields)
+    assert set(documented["smtp"]) == set(SmtpSettings.model_fields)
+    for name, field in Settings.model_fields.items():
+        assert f"DIGEST_{name.upper()}" in text or isinstance(
+            field.default, ScheduleSettings | SmtpSettings
+        )
+    # The defaults it shows are the real ones.
+    assert documented["kickers"] == list(DEFAULT_KICKERS)
+    for name in ("seeds_dir", "database_url", "boilerplate_file", "max_articles", "max_related"):
+        assert str(documented[name]) == str(Settings.model_fields[name].default)
+
+
+def test_the_shipped_config_loads_as_it_is(workdir: Path) -> None:
+    assert load_settings() == Settings(_env_file=None)

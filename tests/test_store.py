@@ -1,0 +1,127 @@
+"""The store, run unchanged on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from digest.errors import StoreError
+from digest.models import Article, Issue, RelatedStory
+from digest.store import Store, metadata
+
+DAY = dt.date(2026, 11, 23)
+NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
+
+
+def make_article(title: str, *, published: dt.date | None = None) -> Article:
+    return Article(
+        source=f"seeds/{title}.txt",
+        id=title.lower(),
+        title=title,
+        standfirst=f"{title} standfirst",
+        paragraphs=("One & two", "<b>Three</b>"),
+        related=(
+            RelatedStory(
+                title=f"{title} related",
+                kicker="Briefing",
+                summary="Summary",
+                authors=("Jane Roe", "John Doe"),
+                publisher="The Week UK",
+                published=dt.date(2025, 3, 14),
+            ),
+        ),
+        published=published,
+    )
+
+
+def test_migrations_create_exactly_the_declared_tables(database_url: str) -> None:
+    with Store.open(database_url) as store, store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        assert {"issues", "issue_articles", "alembic_version"} <= set(
+            inspect(connection).get_table_names()
+        )
+
+
+def test_opening_twice_migrates_once(database_url: str) -> None:
+    Store.open(database_url).close()
+    with Store.open(database_url) as store:
+        assert store.get_issue(DAY) is None
+
+
+def test_a_saved_issue_comes_back_as_it_went_in(database_url: str) -> None:
+    issue = Issue(
+        date=DAY,
+        articles=(make_article("First", published=dt.date(2026, 11, 2)), make_article("Second")),
+    )
+
+    with Store.open(database_url) as store:
+        stored, created = store.save_issue(issue, created_at=NOW)
+        assert created
+        assert stored == issue
+    with Store.open(database_url) as store:
+        assert store.get_issue(DAY) == issue
+        assert store.get_issue(DAY + dt.timedelta(days=1)) is None
+
+
+def test_an_issue_is_frozen_the_first_save_wins(database_url: str) -> None:
+    first = Issue(date=DAY, articles=(make_article("First"),))
+    second = Issue(date=DAY, articles=(make_article("Second"),))
+
+    with Store.open(database_url) as store:
+        store.save_issue(first, created_at=NOW)
+        stored, created = store.save_issue(second, created_at=NOW)
+
+        assert not created
+        assert stored == first
+        assert store.get_issue(DAY) == first
+
+
+def test_concurrent_saves_of_one_date_agree(database_url: str) -> None:
+    issues = [Issue(date=DAY, articles=(make_article(f"Writer {n}"),)) for n in range(4)]
+    results: list[tuple[Issue, bool]] = []
+    with Store.open(database_url) as store:
+        threads = [
+            threading.Thread(
+                target=lambda i=issue: results.append(store.save_issue(i, created_at=NOW))
+            )
+            for issue in issues
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        winners = [issue for issue, created in results if created]
+        assert len(winners) == 1
+        assert {issue for issue, _ in results} == {winners[0]}
+        assert store.get_issue(DAY) == winners[0]
+
+
+def test_featured_article_ids(database_url: str) -> None:
+    with Store.open(database_url) as store:
+        store.save_issue(
+            Issue(date=DAY, articles=(make_article("A"), make_article("B"))), created_at=NOW
+        )
+        store.save_issue(
+            Issue(date=DAY - dt.timedelta(days=1), articles=(make_article("C"),)), created_at=NOW
+        )
+
+        assert store.featured_article_ids() == {"a", "b", "c"}
+        assert store.featured_article_ids(excluding=DAY) == {"c"}
+
+
+def test_an_unreachable_database_is_a_store_error() -> None:
+    with pytest.raises(
+        StoreError, match=r"cannot open database postgresql\+psycopg://digest:\*\*\*@127.0.0.1:1/x"
+    ):
+        Store.open("postgresql+psycopg://digest:secret@127.0.0.1:1/x?connect_timeout=2")
+
+
+def test_an_unwritable_sqlite_path_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match=r"cannot open database sqlite:////proc/digest\.db"):
+        Store.open("sqlite:////proc/digest.db")
