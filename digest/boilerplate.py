@@ -16,6 +16,7 @@ from digest.errors import ConfigError
 from digest.text import TRAILING_PUNCTUATION, clean_lines, comparison_form, fold
 
 _ESCAPE = re.compile(r"\\.")
+DEFAULT_MAX_LENGTH = 300
 
 __all__ = ["Boilerplate", "load_boilerplate"]
 
@@ -25,6 +26,9 @@ class Boilerplate:
     """Compiled boilerplate rules."""
 
     lines: frozenset[str]
+    # A promotion is one short line: longer lines are content and are not compared at all,
+    # which spares most paragraphs every step below.
+    max_length: int
     # Patterns anchored with ^ are joined into one alternation tried at the start of the
     # line only; the others are searched one by one, because Python's re finds a pattern
     # that begins with plain words quickly on its own but not inside an alternation.
@@ -33,7 +37,12 @@ class Boilerplate:
 
     @classmethod
     def from_rules(
-        cls, lines: list[str], patterns: list[str], *, origin: str = "rules"
+        cls,
+        lines: list[str],
+        patterns: list[str],
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        origin: str = "rules",
     ) -> Boilerplate:
         """Compile rules; a bad pattern is a :class:`ConfigError` naming it."""
         anchored, unanchored = [], []
@@ -50,8 +59,16 @@ class Boilerplate:
                 anchored.append(pattern)
             else:
                 unanchored.append(compiled)
+        forms = [comparison_form(line) for line in lines]
+        for index, form in enumerate(forms):
+            if len(form) > max_length:
+                raise ConfigError(
+                    f"{origin}: lines[{index}] is {len(form)} characters long, "
+                    f"more than max_length ({max_length}): raise max_length"
+                )
         return cls(
-            lines=frozenset(form for form in map(comparison_form, lines) if form),
+            lines=frozenset(form for form in forms if form),
+            max_length=max_length,
             anchored=re.compile("|".join(f"(?:{p})" for p in anchored)) if anchored else None,
             unanchored=tuple(unanchored),
         )
@@ -59,7 +76,7 @@ class Boilerplate:
     @classmethod
     def none(cls) -> Boilerplate:
         """Rules that match nothing."""
-        return cls(lines=frozenset(), anchored=None, unanchored=())
+        return cls(lines=frozenset(), max_length=0, anchored=None, unanchored=())
 
     def matches(self, line: str) -> bool:
         """True when ``line`` is site boilerplate."""
@@ -67,19 +84,20 @@ class Boilerplate:
 
     def flags(self, lines: list[str]) -> list[bool]:
         """For each line, as :func:`~digest.text.clean_lines` gives them: is it boilerplate?"""
+        flags = [False] * len(lines)
+        short = [index for index, line in enumerate(lines) if 0 < len(line) <= self.max_length]
+        if not short:
+            return flags
+        forms = fold("\n".join([lines[index] for index in short])).split("\n")
         known = self.lines
         at_start = self.anchored.match if self.anchored is not None else _never
         unanchored = self.unanchored
-        flags = []
-        for form in fold("\n".join(lines)).split("\n"):
+        for index, form in zip(short, forms, strict=True):
             form = form.rstrip(TRAILING_PUNCTUATION)
-            flags.append(
-                bool(form)
-                and (
-                    form in known
-                    or at_start(form) is not None
-                    or any(pattern.search(form) for pattern in unanchored)
-                )
+            flags[index] = bool(form) and (
+                form in known
+                or at_start(form) is not None
+                or any(pattern.search(form) for pattern in unanchored)
             )
         return flags
 
@@ -89,7 +107,7 @@ def _never(_form: str) -> None:
 
 
 def load_boilerplate(path: Path) -> Boilerplate:
-    """Read the rules file: ``lines`` (exact) and ``patterns`` (regular expressions)."""
+    """Read the rules file: exact ``lines``, regular-expression ``patterns``, ``max_length``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -100,12 +118,16 @@ def load_boilerplate(path: Path) -> Boilerplate:
         raise ConfigError(f"{path}: cannot read boilerplate rules: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"lines", "patterns"})
+    unknown = sorted(set(data) - {"lines", "patterns", "max_length"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; expected 'lines' and 'patterns'")
+        expected = "'lines', 'patterns' and 'max_length'"
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; expected {expected}")
+    max_length = data.get("max_length", DEFAULT_MAX_LENGTH)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise ConfigError(f"{path}: 'max_length' must be a whole number of characters, 1 or more")
     lines = data.get("lines", [])
     patterns = data.get("patterns", [])
     for key, value in (("lines", lines), ("patterns", patterns)):
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{path}: {key!r} must be a list of strings")
-    return Boilerplate.from_rules(lines, patterns, origin=str(path))
+    return Boilerplate.from_rules(lines, patterns, max_length=max_length, origin=str(path))

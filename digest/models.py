@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,14 @@ __all__ = [
 ]
 
 
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
+
+
 def title_key(title: str) -> str:
     """What two titles share when they name the same story: letters and digits, case-folded."""
     folded = unicodedata.normalize("NFKC", title).casefold()
-    words = "".join(char if char.isalnum() else " " for char in folded).split()
     # A title of punctuation alone still needs a key of its own.
-    return " ".join(words) or " ".join(folded.split())
+    return " ".join(_NOT_ALPHANUMERIC.sub(" ", folded).split()) or " ".join(folded.split())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -100,7 +100,8 @@ def test_rules_are_data_not_code(tmp_path: Path) -> None:
         ("lines = [", "not valid TOML"),
         ("lines = 'one'", "'lines' must be a list of strings"),
         ("patterns = [1]", "'patterns' must be a list of strings"),
-        ("line = ['x']", "unknown key 'line'; expected 'lines' and 'patterns'"),
+        ("line = ['x']", "unknown key 'line'; expected 'lines', 'patterns' and 'max_length'"),
+        ("max_length = 0", "'max_length' must be a whole number of characters, 1 or more"),
         ("patterns = ['(unclosed']", "patterns[0] '(unclosed' is not a valid regular expression"),
     ],
 )
@@ -121,3 +122,22 @@ def test_a_missing_rules_file_names_the_setting(tmp_path: Path) -> None:
         ConfigError, match=r"boilerplate rules file not found \(setting boilerplate_file\)"
     ):
         load_boilerplate(tmp_path / "nope.toml")
+
+
+def test_lines_longer_than_max_length_are_content() -> None:
+    rules = Boilerplate.from_rules(["Read more"], ["^sign up\\b"], max_length=40)
+    sign_up = "Sign up for our newsletter"
+
+    assert rules.flags([sign_up, sign_up + " " + "x" * 40, "Read more.", ""]) == [
+        True,
+        False,
+        True,
+        False,
+    ]
+
+
+def test_an_exact_line_longer_than_max_length_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^rules: lines\[1\] is 45 characters long, more than max_length \(40\)"
+    ):
+        Boilerplate.from_rules(["Read more", "x" * 45], [], max_length=40)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from digest import loader
 from digest.boilerplate import Boilerplate
 from digest.errors import SeedError
 from digest.loader import (
+    PARALLEL_FROM,
     SeedFormat,
     article_id,
     decode_seed,
@@ -345,3 +347,54 @@ def test_a_file_named_explicitly_loads_whatever_its_suffix(
     result = load_paths([path], seed_format)
 
     assert [article.title for article in result.articles] == ["Headline"]
+
+
+def write_seeds(directory: Path, count: int) -> None:
+    for number in range(count):
+        related = "".join(
+            f"-\nStory {number}.{n}\nBriefing Summary {n}\nBy The Week UK Published\n"
+            for n in range(3)
+        )
+        text = f"Headline number {number}\nStandfirst {number}\nSubscribe to The Week\nBody {number}\n{related}"
+        (directory / f"{number:04d}.txt").write_text(text, encoding="utf-8")
+    (directory / "0007.txt").write_bytes(b"\xff")  # one bad file among them
+
+
+def test_loading_in_processes_gives_what_loading_in_one_gives(
+    tmp_path: Path, seed_format: SeedFormat
+) -> None:
+    write_seeds(tmp_path, PARALLEL_FROM + 50)
+
+    parallel = load_paths([tmp_path], seed_format, workers=2)
+    serial = load_paths([tmp_path], seed_format, workers=1)
+
+    assert parallel == serial
+    assert [article.modified for article in parallel.articles] == [
+        article.modified for article in serial.articles
+    ]
+    assert len(parallel.articles) == PARALLEL_FROM + 49
+    assert parallel.failures == (
+        LoadFailure(
+            source=str(tmp_path / "0007.txt"), reason="not valid UTF-8 (byte 0xff at offset 0)"
+        ),
+    )
+    assert parallel.articles[0].paragraphs == ("Body 0",)
+
+
+def test_when_processes_cannot_start_it_loads_in_this_one(
+    tmp_path: Path,
+    seed_format: SeedFormat,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_seeds(tmp_path, PARALLEL_FROM)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(loader, "ProcessPoolExecutor", refuse)
+
+    result = load_paths([tmp_path], seed_format, workers=2)
+
+    assert len(result.articles) == PARALLEL_FROM - 1
+    assert "loading them in this one" in caplog.text
