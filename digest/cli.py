@@ -155,6 +155,55 @@ def pick_command(
         click.echo(f"  {number}. {article.title} ({_related_count(len(article.related))})")
 
 
+@cli.command()
+@click.option(
+    "--date",
+    "date_",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Issue date (default: today in the configured time zone).",
+)
+@click.option(
+    "--seeds",
+    "seeds_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Seeds directory (setting seeds_dir).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to write the preview (setting preview_dir).",
+)
+@click.pass_obj
+def preview(
+    app: App, date_: dt.datetime | None, seeds_dir: Path | None, out_dir: Path | None
+) -> None:
+    """Render the day's digest exactly as a send would, for a sample subscriber, and write it.
+
+    Writes digest.html, digest.txt and digest.eml (the whole MIME message). Stores nothing
+    and sends nothing: preview as often as you like while the seeds change.
+    """
+    settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir)
+    day = date_.date() if date_ else pipeline.today(settings)
+    with Store.open(settings.database_url) as store:
+        result = pipeline.preview(settings, store, day, out_dir=settings.preview_dir)
+    for failure in result.failures:
+        click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
+    if result.instead_of is not None:
+        shown = result.rendered.date.isoformat()
+        click.echo(f"Nothing new to send for {day.isoformat()}; previewing the issue of {shown}.")
+    if settings.secret_key is None:
+        note = "unsubscribe links are signed with the preview key; set DIGEST_SECRET_KEY to send"
+        click.echo(f"note: {note}.", err=True)
+    for path in (result.html_path, result.text_path, result.eml_path):
+        click.echo(str(path))
+    rendered = result.rendered
+    click.echo(
+        f"Issue of {rendered.date.isoformat()}: {_plural(rendered.article_count, 'article')}, "
+        f"{_related_count(rendered.related_count)}, HTML {result.html_bytes / 1024:.1f} KB"
+    )
+
+
 def _article_summary(article: Article) -> str:
     counts = (
         f"{_plural(len(article.paragraphs), 'paragraph')}, {_related_count(len(article.related))}"

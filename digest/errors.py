@@ -7,6 +7,7 @@ __all__ = [
     "DigestError",
     "SeedError",
     "StoreError",
+    "TemplateError",
 ]
 
 
@@ -29,3 +30,7 @@ class SeedError(DigestError):
 
 class StoreError(DigestError):
     """The database could not be opened, migrated or written."""
+
+
+class TemplateError(DigestError):
+    """A template could not be loaded or rendered; the message names the file and line."""

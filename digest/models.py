@@ -15,6 +15,8 @@ __all__ = [
     "LoadResult",
     "PickLimits",
     "RelatedStory",
+    "RenderedIssue",
+    "Subscriber",
     "title_key",
 ]
 
@@ -145,3 +147,28 @@ class Issue:
     def related_count(self) -> int:
         """How many related stories the issue carries in all."""
         return sum(len(article.related) for article in self.articles)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Subscriber:
+    """Someone the digest is sent to."""
+
+    id: int
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RenderedIssue:
+    """An issue rendered once for everyone, with per-recipient values left as markers.
+
+    ``html`` is inlined already; :func:`digest.render.personalise` fills in the markers.
+    """
+
+    date: dt.date
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    article_count: int
+    related_count: int

@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.boilerplate import load_boilerplate
+from digest.errors import DigestError
 from digest.loader import SeedFormat, load_paths
-from digest.models import Issue, LoadFailure, LoadResult
+from digest.message import WIRE_POLICY, build_message
+from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
 from digest.picker import pick
+from digest.render import Renderer
 from digest.settings import Settings
 from digest.store import Store
+from digest.tokens import PREVIEW_KEY
 
-__all__ = ["IssueBuild", "build_issue", "load_seeds", "seed_format", "today"]
+__all__ = ["IssueBuild", "Preview", "build_issue", "load_seeds", "preview", "seed_format", "today"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,3 +78,67 @@ def build_issue(
         return IssueBuild(issue=issue, created=False, stored=False, failures=loaded.failures)
     stored, created = store.save_issue(issue, created_at=now or dt.datetime.now(dt.UTC))
     return IssueBuild(issue=stored, created=created, stored=True, failures=loaded.failures)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Preview:
+    """What ``digest preview`` wrote, and from which issue."""
+
+    rendered: RenderedIssue
+    html_path: Path
+    text_path: Path
+    eml_path: Path
+    html_bytes: int
+    # Set when nothing was new for the date and an earlier issue is shown instead.
+    instead_of: dt.date | None
+    failures: tuple[LoadFailure, ...] = ()
+
+
+def preview(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    *,
+    out_dir: Path,
+    now: dt.datetime | None = None,
+) -> Preview:
+    """Render the issue for ``date`` exactly as a send would, for a sample subscriber.
+
+    Writes ``digest.html``, ``digest.txt`` and ``digest.eml`` into ``out_dir``. Nothing is
+    stored and nothing is sent: a later preview or send may pick differently.
+    """
+    built = build_issue(settings, store, date, freeze=False)
+    issue, instead_of = built.issue, None
+    if issue.is_empty:
+        earlier = store.latest_issue_date(before=date)
+        if earlier is None:
+            raise DigestError(
+                f"nothing to preview for {date.isoformat()}: no new article in "
+                f"{settings.seeds_dir} and no earlier issue"
+            )
+        issue = store.get_issue(earlier) or issue
+        instead_of = date
+    rendered = Renderer(settings.templates_dir).render(issue, settings)
+    sample = Subscriber(id=0, email=settings.from_address, name="Preview")
+    message = build_message(
+        rendered, sample, settings, secret_key=PREVIEW_KEY, now=now or dt.datetime.now(dt.UTC)
+    )
+    html_part = message.get_body(("html",))
+    text_part = message.get_body(("plain",))
+    assert html_part is not None
+    assert text_part is not None
+    html = html_part.get_content()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "digest.html", out_dir / "digest.txt", out_dir / "digest.eml"]
+    paths[0].write_text(html, encoding="utf-8")
+    paths[1].write_text(text_part.get_content(), encoding="utf-8")
+    paths[2].write_bytes(message.as_bytes(policy=WIRE_POLICY))
+    return Preview(
+        rendered=rendered,
+        html_path=paths[0],
+        text_path=paths[1],
+        eml_path=paths[2],
+        html_bytes=len(html.encode("utf-8")),
+        instead_of=instead_of,
+        failures=built.failures,
+    )

@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     max_articles: int = Field(default=5, ge=1)
     max_related: int = Field(default=6, ge=0)
     secret_key: SecretStr | None = None
+    newsletter_name: str = Field(default="The Digest", min_length=1)
+    from_address: str = "digest@localhost"
+    from_name: str | None = None
+    public_url: str | None = None
+    postal_address: str = ""
+    excerpt_paragraphs: int | None = Field(default=None, ge=1)
+    templates_dir: Path | None = None
+    article_url_template: str | None = None
+    preview_dir: Path = Path("var/preview")
     schedule: ScheduleSettings = ScheduleSettings()
     smtp: SmtpSettings = SmtpSettings()
 
@@ -137,6 +146,42 @@ class Settings(BaseSettings):
                 "expected a database URL such as 'sqlite:///var/digest.db' or "
                 "'postgresql+psycopg://user@host/dbname'"
             ) from None
+        return value
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        local, at, domain = value.partition("@")
+        if not (local and at and domain) or any(char.isspace() or char in "<>,;" for char in value):
+            raise ValueError("expected an email address such as 'digest@news.example.org'")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")) or " " in value:
+            raise ValueError("expected the site's base URL, such as 'https://news.example.org'")
+        return value.rstrip("/")
+
+    @field_validator("article_url_template")
+    @classmethod
+    def _url_template(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            value.format(id="", slug="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("expected a URL with only {id} and {slug} in braces") from None
+        return value
+
+    @field_validator("newsletter_name", "from_name", "postal_address")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # These end up in headers: a line break there would start a header of its own.
+        if value is not None and ("\r" in value or "\n" in value):
+            raise ValueError("expected one line of text, without line breaks")
         return value
 
     @field_validator("kickers", "publishers")

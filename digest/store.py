@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
     text,
 )
@@ -142,6 +143,13 @@ class Store:
                 Article.from_dict(row.content, published=row.published) for row in rows
             )
         return Issue(date=date, articles=articles)
+
+    def latest_issue_date(self, *, before: dt.date) -> dt.date | None:
+        """The date of the newest stored issue before ``before``, if any."""
+        query = select(func.max(issues.c.date)).where(issues.c.date < before)
+        with self.engine.connect() as connection:
+            latest: dt.date | None = connection.scalar(query)
+        return latest
 
     def featured_article_ids(self, *, excluding: dt.date | None = None) -> set[str]:
         """Ids of the articles every stored issue (but the one for ``excluding``) featured."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -231,3 +234,52 @@ def test_the_installed_command_exits_without_a_traceback(project: Path) -> None:
     )
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr
+
+
+def test_preview_writes_html_text_and_eml_and_stores_nothing(project: Path) -> None:
+    result = run("preview", "--date", "2026-11-23")
+
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "var/preview/digest.html",
+        "var/preview/digest.txt",
+        "var/preview/digest.eml",
+    ]
+    assert re.fullmatch(
+        r"Issue of 2026-11-23: 1 article, 6 related stories, HTML \d+\.\d KB", lines[3]
+    )
+    assert "signed with the preview key" in result.stderr
+    eml = (project / "var" / "preview" / "digest.eml").read_bytes()
+    message = BytesParser(policy=policy.default).parsebytes(eml)
+    assert message["To"] == "Preview <digest@localhost>"
+    assert message.defects == []
+    html = (project / "var" / "preview" / "digest.html").read_text(encoding="utf-8")
+    assert SEED_TITLE.replace("'", "&#x27;") in html or SEED_TITLE in html
+    # Nothing was frozen: picking afterwards still creates the issue.
+    assert run("pick", "--date", "2026-11-23").stdout.startswith("Issue of 2026-11-23 (frozen now)")
+
+
+def test_preview_with_nothing_new_shows_the_latest_issue(project: Path) -> None:
+    run("pick", "--date", "2026-11-20")
+
+    result = run("preview", "--date", "2026-11-23", "--out", "elsewhere")
+
+    assert result.exit_code == 0
+    assert (
+        result.stdout.splitlines()[0]
+        == "Nothing new to send for 2026-11-23; previewing the issue of 2026-11-20."
+    )
+    assert (project / "elsewhere" / "digest.eml").is_file()
+
+
+def test_preview_with_nothing_at_all_is_an_error(project: Path) -> None:
+    (project / "seeds" / SEED_NAME).unlink()
+
+    result = run("preview", "--date", "2026-11-23")
+
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == "Error: nothing to preview for 2026-11-23: no new article in seeds and no earlier issue\n"
+    )

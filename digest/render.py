@@ -1,0 +1,253 @@
+"""An issue to the two parts of one email: inlined HTML and plain text, rendered once.
+
+Templates come from the ``templates_dir`` setting first, then the built-in ``templates/``.
+Values that differ per recipient are rendered as markers and filled in by
+:func:`personalise`, so the costly steps (Jinja, premailer) never run per subscriber.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import textwrap
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cssutils
+import jinja2
+from premailer import Premailer
+
+from digest.errors import TemplateError
+from digest.models import Article, Issue, RelatedStory, RenderedIssue
+from digest.settings import Settings
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "Personal",
+    "Renderer",
+    "article_url",
+    "byline_text",
+    "personalise",
+    "wrap",
+]
+
+log = logging.getLogger(__name__)
+css_log = logging.getLogger(f"{__name__}.css")
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+TEXT_WIDTH = 76
+
+# Markers for the per-recipient values: plain ASCII that survives Jinja, premailer and
+# wrapping untouched, and that no seed text will contain.
+_UNSUBSCRIBE_MARK = "__digest_unsubscribe_url__"
+_RECIPIENT_MARK = "__digest_recipient__"
+_MARKS = re.compile(f"{_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK}")
+_SLUG_NOISE = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Personal:
+    """What differs between two recipients' copies of one issue."""
+
+    unsubscribe_url: str
+    recipient: str
+
+
+def wrap(text: str, width: int = TEXT_WIDTH) -> str:
+    """Fold ``text`` at ``width``, never breaking a word or a URL."""
+    return textwrap.fill(str(text), width=width, break_long_words=False, break_on_hyphens=False)
+
+
+def article_url(article: Article, template: str | None) -> str | None:
+    """The article's URL from the ``article_url_template`` setting, or None: never invented."""
+    if template is None:
+        return None
+    slug = _SLUG_NOISE.sub("-", article.title.casefold()).strip("-")
+    return template.format(id=article.id, slug=slug)
+
+
+def byline_text(story: RelatedStory) -> str:
+    """ "By A and B, Publisher, 14 March 2025", from whatever parts the story has."""
+    parts = []
+    if story.authors:
+        names = list(story.authors)
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        parts.append(f"By {who}")
+    if story.publisher:
+        parts.append(story.publisher)
+    if story.published:
+        parts.append(f"{story.published.day} {story.published:%B %Y}")
+    return ", ".join(parts)
+
+
+def personalise(rendered: RenderedIssue, personal: Personal) -> tuple[str, str]:
+    """The HTML and text of one recipient's copy: markers replaced, escaped for each part."""
+    html_values = {
+        _UNSUBSCRIBE_MARK: html.escape(personal.unsubscribe_url, quote=True),
+        _RECIPIENT_MARK: html.escape(personal.recipient, quote=True),
+    }
+    text_values = {_UNSUBSCRIBE_MARK: personal.unsubscribe_url, _RECIPIENT_MARK: personal.recipient}
+    return (
+        _MARKS.sub(lambda match: html_values[match[0]], rendered.html),
+        _MARKS.sub(lambda match: text_values[match[0]], rendered.text),
+    )
+
+
+class Renderer:
+    """The Jinja environment and the inliner, set up once and used for every issue."""
+
+    def __init__(self, templates_dir: Path | None = None) -> None:
+        builtin = jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))
+        loaders: list[jinja2.BaseLoader] = []
+        if templates_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+        # "builtin/digest.html.j2" always names the shipped file, so an operator's own
+        # digest.html.j2 can extend it and override a single block.
+        loaders += [builtin, jinja2.PrefixLoader({"builtin": builtin})]
+        self.folders = [str(path) for path in (templates_dir, BUILTIN_TEMPLATES) if path]
+        self.environment = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.environment.filters["wrap"] = wrap
+
+    def render(self, issue: Issue, settings: Settings) -> RenderedIssue:
+        """Render ``issue``: HTML inlined by premailer, and the text part."""
+        if issue.is_empty:
+            raise ValueError("an empty issue has nothing to render")
+        context = _context(issue, settings)
+        page = self._render(HTML_TEMPLATE, context)
+        text = self._render(TEXT_TEMPLATE, context)
+        return RenderedIssue(
+            date=issue.date,
+            subject=context["subject"],
+            preheader=context["preheader"],
+            html=inline_css(page),
+            text=_tidy_text(text),
+            article_count=len(issue.articles),
+            related_count=issue.related_count,
+        )
+
+    def _render(self, name: str, context: dict[str, Any]) -> str:
+        try:
+            return self.environment.get_template(name).render(context)
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or exc.name or name
+            raise TemplateError(f"{where}:{exc.lineno}: {exc.message}") from exc
+        except jinja2.TemplateNotFound as exc:
+            folders = ", ".join(self.folders)
+            raise TemplateError(f"template {exc.name} not found in {folders}") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{_template_line(exc, name)}: {exc.message}") from exc
+
+
+def inline_css(page: str) -> str:
+    """Inline the page's CSS with premailer; keep only what cannot be inlined in <style>."""
+    _quiet_cssutils()
+    inliner = Premailer(
+        page,
+        # Never fetch a stylesheet named by a template: rendering stays offline.
+        allow_network=False,
+        # The default would also strip !important from the @media rules kept in <style>,
+        # and dark mode and the mobile layout would silently lose to the inline styles.
+        strip_important=False,
+        remove_classes=False,
+        keep_style_tags=False,
+    )
+    return str(inliner.transform(pretty_print=False))
+
+
+def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
+    lead = issue.articles[0]
+    date_text = f"{issue.date:%A} {issue.date.day} {issue.date:%B %Y}"
+    limit = settings.excerpt_paragraphs
+    articles = []
+    for article in issue.articles:
+        shown = article.paragraphs[:limit] if limit else article.paragraphs
+        articles.append(
+            {
+                "title": article.title,
+                "standfirst": article.standfirst,
+                "paragraphs": shown,
+                "truncated": len(shown) < len(article.paragraphs),
+                "url": article_url(article, settings.article_url_template),
+                "related": [
+                    {
+                        "title": story.title,
+                        "kicker": story.kicker,
+                        "summary": story.summary,
+                        "byline": byline_text(story),
+                        "url": None,  # the seeds carry no links for related stories
+                    }
+                    for story in article.related
+                ],
+            }
+        )
+    public_url = settings.public_url
+    return {
+        "subject": f"{settings.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
+        "preheader": lead.standfirst or lead.title,
+        "newsletter_name": settings.newsletter_name,
+        "issue_date": issue.date,
+        "issue_date_text": date_text,
+        "articles": articles,
+        "web_url": f"{public_url}/issues/{issue.date.isoformat()}" if public_url else None,
+        "postal_address": settings.postal_address,
+        "unsubscribe_url": _UNSUBSCRIBE_MARK,
+        "recipient": _RECIPIENT_MARK,
+    }
+
+
+def _tidy_text(text: str) -> str:
+    """At most one blank line in a row, no trailing spaces but the signature's "-- "."""
+    lines = [line if line == "-- " else line.rstrip() for line in text.splitlines()]
+    tidy: list[str] = []
+    for line in lines:
+        if line or (tidy and tidy[-1]):
+            tidy.append(line)
+    return "\n".join(tidy).strip("\n") + "\n"
+
+
+def _template_line(exc: BaseException, fallback: str) -> str:
+    """ "file:line" of the template frame that raised, from the traceback Jinja rewrites."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".j2"):
+            return f"{frame.filename}:{frame.lineno}"
+    return fallback
+
+
+def _quiet_cssutils() -> None:
+    """Send cssutils' remarks to our logger at DEBUG, and keep colours as written.
+
+    cssutils flags every email-only property (mso-hide, color-scheme) as unknown; that is
+    noise to a user, but worth seeing with --verbose.
+    """
+    forward = logging.getLogger(f"{__name__}.cssutils")
+    if not forward.handlers:
+        forward.addHandler(_ForwardTo(css_log))
+        forward.propagate = False
+        forward.setLevel(logging.DEBUG)
+    cssutils.log.setLog(forward)
+    cssutils.log.setLevel(logging.WARNING)
+    # EMAIL.md asks for six-digit colours; cssutils would shorten #ffffff to #fff.
+    cssutils.ser.prefs.minimizeColorHash = False
+
+
+class _ForwardTo(logging.Handler):
+    """Re-emits records on another logger at DEBUG."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__(logging.DEBUG)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.debug("%s", record.getMessage())

@@ -1,0 +1,196 @@
+"""The MIME message: structure, headers and tokens, parsed back as a client would."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+
+import pytest
+
+from digest.errors import DigestError
+from digest.loader import SeedFormat, decode_seed, parse_article
+from digest.message import WIRE_POLICY, MessageError, build_message, list_id, unsubscribe_links
+from digest.models import PickLimits, RenderedIssue, Subscriber
+from digest.picker import pick
+from digest.render import Renderer
+from digest.settings import Settings
+from digest.tokens import read_unsubscribe_token, unsubscribe_token
+
+from .conftest import SEED
+
+NOW = dt.datetime(2026, 11, 23, 7, 0, tzinfo=dt.UTC)
+KEY = "test-secret-key"
+
+
+def settings(**values: object) -> Settings:
+    defaults: dict[str, object] = {
+        "from_address": "digest@news.example.org",
+        "public_url": "https://news.example.org",
+    }
+    return Settings(_env_file=None, **(defaults | values))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def rendered(seed_format: SeedFormat) -> RenderedIssue:
+    article = parse_article(
+        decode_seed(SEED.read_bytes(), "seed"), source="seed", seed_format=seed_format
+    )
+    issue = pick([article], today=NOW.date(), already_featured=set(), limits=PickLimits())
+    return Renderer().render(issue, settings())
+
+
+def wire(message: EmailMessage) -> EmailMessage:
+    parsed = BytesParser(policy=policy.default).parsebytes(message.as_bytes(policy=WIRE_POLICY))
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def test_structure_text_first_then_html_no_defects(rendered: RenderedIssue) -> None:
+    message = wire(
+        build_message(
+            rendered,
+            Subscriber(id=7, email="ann@example.org", name="Ann"),
+            settings(),
+            secret_key=KEY,
+            now=NOW,
+        )
+    )
+
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+    assert message.defects == []
+    assert all(part.defects == [] for part in message.walk())
+
+
+def test_no_line_over_998_octets(rendered: RenderedIssue) -> None:
+    data = build_message(
+        rendered, Subscriber(id=7, email="ann@example.org"), settings(), secret_key=KEY, now=NOW
+    ).as_bytes(policy=WIRE_POLICY)
+
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_headers(rendered: RenderedIssue) -> None:
+    message = wire(
+        build_message(
+            rendered,
+            Subscriber(id=7, email="ann@example.org", name="Ann Example"),
+            settings(),
+            secret_key=KEY,
+            now=NOW,
+        )
+    )
+
+    assert message["From"] == "The Digest <digest@news.example.org>"
+    assert message["To"] == "Ann Example <ann@example.org>"
+    assert message["Subject"] == rendered.subject
+    assert parsedate_to_datetime(message["Date"]) == NOW
+    assert message["Message-ID"].endswith("@news.example.org>")
+    assert message["List-Id"] == "The Digest <the-digest.news.example.org>"
+    token = unsubscribe_token(KEY, subscriber_id=7, list_id="the-digest.news.example.org")
+    assert message["List-Unsubscribe"] == (
+        f"<https://news.example.org/unsubscribe/{token}>, <mailto:digest@news.example.org?subject=unsubscribe>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_the_subscribers_own_link_is_in_both_parts(rendered: RenderedIssue) -> None:
+    subscriber = Subscriber(id=42, email="bo@example.org")
+    https, _ = unsubscribe_links(settings(), subscriber, secret_key=KEY)
+    message = wire(build_message(rendered, subscriber, settings(), secret_key=KEY, now=NOW))
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None
+    assert html is not None
+
+    assert https is not None
+    assert https in text.get_content()
+    assert https in html.get_content()
+    assert "bo@example.org" in text.get_content()
+
+
+def test_non_ascii_names_are_encoded(rendered: RenderedIssue) -> None:
+    raw = build_message(
+        rendered,
+        Subscriber(id=1, email="zoe@example.org", name="Zoë Brontë"),
+        settings(from_name="Rédaction"),
+        secret_key=KEY,
+        now=NOW,
+    ).as_bytes(policy=WIRE_POLICY)
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+
+    assert headers.isascii()
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["To"] == "Zoë Brontë <zoe@example.org>"
+    assert parsed["From"] == "Rédaction <digest@news.example.org>"
+
+
+def test_without_a_public_url_only_mailto(rendered: RenderedIssue) -> None:
+    message = wire(
+        build_message(
+            rendered,
+            Subscriber(id=1, email="a@example.org"),
+            settings(public_url=None),
+            secret_key=KEY,
+            now=NOW,
+        )
+    )
+
+    assert message["List-Unsubscribe"] == "<mailto:digest@news.example.org?subject=unsubscribe>"
+    assert "List-Unsubscribe-Post" not in message
+
+
+def test_test_copies_say_so(rendered: RenderedIssue) -> None:
+    message = build_message(
+        rendered,
+        Subscriber(id=1, email="a@example.org"),
+        settings(),
+        secret_key=KEY,
+        now=NOW,
+        test=True,
+    )
+
+    assert message["Subject"].startswith("[TEST] ")
+
+
+@pytest.mark.parametrize(
+    ("subscriber", "message"),
+    [
+        (
+            Subscriber(id=1, email="a@example.org", name="Eve\r\nBcc: victim@example.org"),
+            "contains a line break",
+        ),
+        (Subscriber(id=1, email="a@example.org\nBcc: x@example.org"), "contains a line break"),
+        (Subscriber(id=1, email="not-an-address"), "is not an email address"),
+    ],
+)
+def test_line_breaks_from_data_never_become_headers(
+    rendered: RenderedIssue, subscriber: Subscriber, message: str
+) -> None:
+    with pytest.raises(MessageError, match=message) as caught:
+        build_message(rendered, subscriber, settings(), secret_key=KEY, now=NOW)
+
+    assert isinstance(caught.value, DigestError)
+
+
+def test_tokens_round_trip_and_resist_forgery() -> None:
+    token = unsubscribe_token(KEY, subscriber_id=42, list_id="the-digest.news.example.org")
+
+    assert read_unsubscribe_token(KEY, token) == (42, "the-digest.news.example.org")
+    assert read_unsubscribe_token("another-key", token) is None
+    assert (
+        read_unsubscribe_token(KEY, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+        is None
+    )
+    assert read_unsubscribe_token(KEY, "garbage") is None
+    assert "@" not in token
+
+
+def test_list_id_is_derived_from_name_and_domain() -> None:
+    assert list_id(settings(newsletter_name="Morning Brief!")) == "morning-brief.news.example.org"

@@ -1,0 +1,346 @@
+"""The rendered email against EMAIL.md: everything that can be checked by reading it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import re
+from pathlib import Path
+
+import lxml.html
+import pytest
+
+from digest.errors import TemplateError
+from digest.loader import SeedFormat, decode_seed, parse_article
+from digest.models import Issue, PickLimits, RelatedStory, RenderedIssue
+from digest.picker import pick
+from digest.render import Personal, Renderer, article_url, byline_text, personalise, wrap
+from digest.settings import Settings
+
+from .conftest import FIXTURES, SEED
+
+DAY = dt.date(2026, 11, 23)
+MAX_HTML_BYTES = 90 * 1024
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def seed_issue(seed_format: SeedFormat, *names: Path) -> Issue:
+    articles = [
+        parse_article(
+            decode_seed(path.read_bytes(), path.name), source=path.name, seed_format=seed_format
+        )
+        for path in (SEED, *names)
+    ]
+    return pick(articles, today=DAY, already_featured=set(), limits=PickLimits())
+
+
+@pytest.fixture(scope="module")
+def rendered(seed_format: SeedFormat) -> RenderedIssue:
+    issue = seed_issue(seed_format, FIXTURES / "markup.txt", FIXTURES / "several_authors.txt")
+    return Renderer().render(issue, settings(public_url="https://news.example.org"))
+
+
+@pytest.fixture(scope="module")
+def page(rendered: RenderedIssue) -> lxml.html.HtmlElement:
+    html, _ = personalise(
+        rendered,
+        Personal(
+            unsubscribe_url="https://news.example.org/unsubscribe/t?a=1&b=2",
+            recipient="Ann <ann@example.org>",
+        ),
+    )
+    return lxml.html.document_fromstring(html)
+
+
+def test_document_head(rendered: RenderedIssue, page: lxml.html.HtmlElement) -> None:
+    assert rendered.html.startswith("<!DOCTYPE html>")
+    assert page.get("lang") == "en"
+    assert page.get("dir") == "ltr"
+    assert "xmlns:v=" in rendered.html
+    assert "xmlns:o=" in rendered.html
+    metas = {
+        (meta.get("name") or "charset"): meta.get("content") or meta.get("charset")
+        for meta in page.iter("meta")
+    }
+    assert metas["charset"] == "utf-8"
+    assert metas["viewport"] == "width=device-width, initial-scale=1"
+    assert "x-apple-disable-message-reformatting" in metas
+    assert metas["format-detection"] == "telephone=no, date=no, address=no, email=no, url=no"
+    assert metas["color-scheme"] == "light dark"
+    assert metas["supported-color-schemes"] == "light dark"
+    assert page.findtext(".//title") == rendered.subject
+    assert re.search(r"<!--\[if mso\]>.*PixelsPerInch>96<.*<!\[endif\]-->", rendered.html, re.S)
+
+
+def test_layout_tables_are_presentation_and_600px(
+    rendered: RenderedIssue, page: lxml.html.HtmlElement
+) -> None:
+    tables = list(page.iter("table"))
+    assert tables
+    for table in tables:
+        assert table.get("role") == "presentation"
+        assert (table.get("cellpadding"), table.get("cellspacing"), table.get("border")) == (
+            "0",
+            "0",
+            "0",
+        )
+    container = page.find_class("container")[0]
+    assert "max-width:600px" in container.get("style").replace(" ", "")
+    assert re.search(r'<!--\[if mso\]>\s*<table role="presentation"[^>]*width="600"', rendered.html)
+    wrapper = page.find(".//div[@role='article']")
+    assert wrapper is not None
+    assert wrapper.get("aria-roledescription") == "email"
+    assert wrapper.get("aria-label") == rendered.subject
+
+
+def test_the_preheader_comes_first_and_is_hidden(
+    rendered: RenderedIssue, page: lxml.html.HtmlElement
+) -> None:
+    body = page.find("body")
+    assert body is not None
+    first = body[0]
+    assert "preheader" in first.get("class")
+    style = first.get("style").replace(" ", "")
+    for rule in ("display:none", "max-height:0", "overflow:hidden", "mso-hide:all"):
+        assert rule in style
+    assert first.text_content().startswith("Syrian President says regime has no plans")
+    assert rendered.preheader.startswith("Syrian President says")
+
+
+def test_headings_one_h1_and_no_skipped_levels(page: lxml.html.HtmlElement) -> None:
+    levels = [int(element.tag[1]) for element in page.iter("h1", "h2", "h3", "h4", "h5", "h6")]
+    assert levels.count(1) == 1
+    assert levels[0] == 1
+    assert all(later - earlier <= 1 for earlier, later in itertools.pairwise(levels))
+    assert page.findtext(".//h1") == "Bashar al-Assad 'informed' on US-led airstrikes against IS"
+
+
+def test_nothing_forbidden(rendered: RenderedIssue, page: lxml.html.HtmlElement) -> None:
+    assert not list(page.iter("script", "form", "input", "iframe", "svg"))
+    assert not [link for link in page.iter("link") if link.get("rel") == "stylesheet"]
+    lowered = rendered.html.lower()
+    for css in (
+        "display:flex",
+        "display: flex",
+        "display:grid",
+        "position:",
+        "background-image",
+        "@import",
+    ):
+        assert css not in lowered
+
+
+def test_css_is_inlined_and_only_what_cannot_be_stays(
+    rendered: RenderedIssue, page: lxml.html.HtmlElement
+) -> None:
+    styles = [style.text_content() for style in page.iter("style")]
+    assert len(styles) == 1
+    kept = styles[0]
+    # Everything left is @media or :root, and every declaration in it is !important.
+    outside_media = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", kept)
+    assert re.fullmatch(r"\s*:root\s*\{[^{}]*\}\s*", outside_media)
+    declarations = [
+        d.strip()
+        for block in re.findall(r"\{([^{}]*)\}", kept)
+        for d in block.split(";")
+        if d.strip()
+    ]
+    assert declarations
+    assert all(d.endswith("!important") for d in declarations)
+    assert "prefers-color-scheme: dark" in kept
+    assert "font-family" in page.findall(".//h1")[0].get("style")
+    assert all(
+        "font-family" in p.get("style", "") for p in page.iter("p") if p.text_content().strip()
+    )
+
+
+def test_colours_are_six_digit_hex(rendered: RenderedIssue) -> None:
+    colours = re.findall(r"#[0-9a-fA-F]+\b", rendered.html)
+    assert colours
+    assert all(len(colour) == 7 for colour in colours)
+
+
+def test_fonts_are_the_system_stack(rendered: RenderedIssue) -> None:
+    assert (
+        "-apple-system, BlinkMacSystemFont, &quot;Segoe UI&quot;, Roboto, Helvetica, Arial, sans-serif"
+        in rendered.html
+        or (
+            '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, Helvetica, Arial, sans-serif'
+            in rendered.html
+        )
+    )
+
+
+def test_every_headline_related_title_and_byline_is_there(
+    rendered: RenderedIssue, page: lxml.html.HtmlElement
+) -> None:
+    text = page.text_content()
+    for title in (
+        "Bashar al-Assad 'informed' on US-led airstrikes against IS",
+        "The challenge facing Syria's Alawites",
+        "Ministers clash over energy bills",
+        "Who pays for the energy transition?",
+    ):
+        assert title in text
+    assert "By Harriet Marsden and Richard Windsor, The Week US" in text
+    assert "By Anna Bell, Tom Price and Ruth Adeyemi, The Week UK" in text
+    assert [k.text_content() for k in page.find_class("kicker")][:2] == [
+        "Under The Radar",
+        "Talking Point",
+    ]
+
+
+def test_seed_text_is_escaped_never_markup(
+    rendered: RenderedIssue, page: lxml.html.HtmlElement
+) -> None:
+    assert '<script>alert("x")</script>' not in rendered.html
+    assert "&lt;script&gt;" in rendered.html
+    headings = [h.text_content() for h in page.iter("h2")]
+    assert 'Web developers warn of <script>alert("x")</script> injection' in headings
+    assert not list(page.iter("script", "b", "em", "i"))
+    assert (
+        "Bugs & fixes: why <b>markup</b> in text is not markup &amp; never will be"
+        in page.text_content()
+    )
+    assert 'Web developers warn of <script>alert("x")</script> injection' in rendered.text
+
+
+def test_no_links_without_urls(rendered: RenderedIssue, page: lxml.html.HtmlElement) -> None:
+    hrefs = [a.get("href") for a in page.iter("a")]
+    assert hrefs == [
+        "https://news.example.org/unsubscribe/t?a=1&b=2",
+        "https://news.example.org/issues/2026-11-23",
+    ]
+    for a in page.iter("a"):
+        assert "click here" not in a.text_content().lower()
+
+
+def test_article_links_come_from_the_url_template(seed_format: SeedFormat) -> None:
+    issue = seed_issue(seed_format)
+    template = "https://news.example.org/a/{slug}?id={id}"
+    rendered = Renderer().render(
+        issue, settings(article_url_template=template, excerpt_paragraphs=2)
+    )
+    html, text = personalise(
+        rendered, Personal(unsubscribe_url="mailto:x@example.org", recipient="x@example.org")
+    )
+    page = lxml.html.document_fromstring(html)
+    url = article_url(issue.articles[0], template)
+
+    assert (
+        url
+        == f"https://news.example.org/a/bashar-al-assad-informed-on-us-led-airstrikes-against-is?id={issue.articles[0].id}"
+    )
+    assert url is not None
+    assert page.find(".//h1/a").get("href") == url
+    assert len(page.find_class("body-text")) == 2
+    continue_link = page.find_class("continue")[0].find("a")
+    assert continue_link.get("href") == url
+    assert continue_link.text_content().startswith("Continue reading: Bashar al-Assad")
+    assert f"Continue reading:\n{url}\n" in text
+
+
+def test_footer_unsubscribe_address_and_view_in_browser(seed_format: SeedFormat) -> None:
+    rendered = Renderer().render(
+        seed_issue(seed_format),
+        settings(public_url="https://news.example.org", postal_address="1 High Street, Exampleton"),
+    )
+    html, text = personalise(
+        rendered,
+        Personal(
+            unsubscribe_url="https://news.example.org/unsubscribe/T0K",
+            recipient="Zoë <zoe@example.org>",
+        ),
+    )
+    footer = lxml.html.document_fromstring(html).find_class("footer")[0].text_content()
+
+    assert "because Zoë <zoe@example.org> subscribed" in footer
+    assert "Unsubscribe from The Digest" in footer
+    assert "1 High Street, Exampleton" in footer
+    assert "View this issue in your browser" in footer
+    tail = text.split("\n-- \n", 1)[1]
+    assert "Unsubscribe:\nhttps://news.example.org/unsubscribe/T0K\n" in tail
+    assert "Zoë <zoe@example.org>" in tail
+    assert "1 High Street, Exampleton" in tail
+    assert "https://news.example.org/issues/2026-11-23" in tail
+
+
+def test_personal_values_are_escaped_for_each_part(rendered: RenderedIssue) -> None:
+    html, text = personalise(
+        rendered,
+        Personal(unsubscribe_url='https://x.org/u?a=1&b="2"', recipient="<script>Eve</script>"),
+    )
+
+    assert 'href="https://x.org/u?a=1&amp;b=&quot;2&quot;"' in html
+    assert "&lt;script&gt;Eve&lt;/script&gt;" in html
+    assert "<script>Eve</script>" in text
+    assert "__digest_" not in html + text
+
+
+def test_the_text_part_is_written_as_text(rendered: RenderedIssue) -> None:
+    lines = rendered.text.split("\n")
+    long_lines = [line for line in lines if len(line) > 76 and not line.startswith("http")]
+    assert long_lines == []
+    assert "\n-- \n" in rendered.text
+    assert "<p" not in rendered.text
+    assert "&amp;" not in rendered.text.replace("&amp; never", "")
+    assert rendered.text.count("Bashar al-Assad 'informed' on US-led airstrikes against IS") == 1
+
+
+def test_wrap_keeps_urls_and_words_whole() -> None:
+    url = "https://news.example.org/" + "x" * 90
+    wrapped = wrap(f"Read it at {url} today, please, if you can spare the time for it")
+
+    assert url in wrapped.split("\n")
+    assert all(len(line) <= 76 for line in wrapped.split("\n") if "https://" not in line)
+
+
+def test_the_seed_issue_is_well_under_gmails_clip(seed_format: SeedFormat) -> None:
+    rendered = Renderer().render(seed_issue(seed_format), settings())
+
+    assert len(rendered.html.encode("utf-8")) < MAX_HTML_BYTES
+
+
+def test_byline_text() -> None:
+    story = RelatedStory(
+        title="t",
+        kicker=None,
+        summary="s",
+        authors=("A", "B", "C"),
+        publisher="P",
+        published=dt.date(2025, 3, 4),
+    )
+    assert byline_text(story) == "By A, B and C, P, 4 March 2025"
+    assert byline_text(dataclasses.replace(story, authors=(), published=None)) == "P"
+    assert byline_text(dataclasses.replace(story, authors=(), publisher=None, published=None)) == ""
+
+
+def test_a_template_error_names_the_file_and_line(tmp_path: Path, seed_format: SeedFormat) -> None:
+    (tmp_path / "digest.txt.j2").write_text("line one\n{{ no_such_value }}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"digest\.txt\.j2:2: 'no_such_value' is undefined"):
+        Renderer(tmp_path).render(seed_issue(seed_format), settings())
+
+    (tmp_path / "digest.txt.j2").write_text("{% for x in %}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"digest\.txt\.j2:1: "):
+        Renderer(tmp_path).render(seed_issue(seed_format), settings())
+
+
+def test_an_operator_overrides_one_block(tmp_path: Path, seed_format: SeedFormat) -> None:
+    (tmp_path / "digest.html.j2").write_text(
+        '{% extends "builtin/digest.html.j2" %}{% block footer %}<p class="footer-text">Custom footer</p>{{ super() }}{% endblock %}',
+        encoding="utf-8",
+    )
+
+    rendered = Renderer(tmp_path).render(seed_issue(seed_format), settings())
+
+    assert "Custom footer" in rendered.html
+    assert "Unsubscribe from The Digest" in rendered.html
+
+
+def test_an_empty_issue_is_not_rendered() -> None:
+    with pytest.raises(ValueError, match="empty issue"):
+        Renderer().render(Issue(date=DAY, articles=()), settings())
