@@ -37,6 +37,7 @@ test: lint browser
 
 bench: $(BIN)/digest
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,34 +1,45 @@
-"""One subscriber's copy of an issue as a MIME message, built as EMAIL.md asks."""
+"""Subscribers' copies of an issue as MIME messages, built as EMAIL.md asks.
+
+An issue's message is serialised once, as a :class:`MessageTemplate`: the common headers,
+the MIME framing and both parts already quoted-printable encoded, split where the
+per-recipient values go. Each copy then costs a few small encodings and a join, not an
+``EmailMessage`` (whose pure-Python encoding of long inlined HTML lines takes
+milliseconds a message).
+"""
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import re
+import secrets
+from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 
 from digest.errors import DigestError
 from digest.models import RenderedIssue, Subscriber
-from digest.render import Personal, personalise
+from digest.render import MARKERS, Personal, html_values, text_values
 from digest.settings import Settings
 from digest.tokens import unsubscribe_token
 
 __all__ = [
-    "WIRE_POLICY",
     "MessageError",
+    "MessageTemplate",
     "build_message",
     "list_id",
+    "recipient",
     "sending_domain",
     "unsubscribe_links",
 ]
 
+CRLF = "\r\n"
 _SLUG_NOISE = re.compile(r"[^a-z0-9]+")
-# How messages are written out. Header lines may run to RFC 5322's hard limit of 998:
-# folded at 78, a List-Unsubscribe URL longer than a line would be turned into encoded
-# words, which no client reads as a URL. Bodies are quoted-printable, lines of 76.
-WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+_SOFT_BREAK = "=\r\n"
+# A To or From line this short needs no folding.
+_SHORT_HEADER = 900
 
 
 class MessageError(DigestError):
@@ -50,8 +61,12 @@ def unsubscribe_links(
     settings: Settings, subscriber: Subscriber, *, secret_key: str
 ) -> tuple[str | None, str]:
     """The one-click https URL (only with a public URL) and the mailto URL for a subscriber."""
-    token = unsubscribe_token(secret_key, subscriber_id=subscriber.id, list_id=list_id(settings))
-    https = f"{settings.public_url}/unsubscribe/{token}" if settings.public_url else None
+    https = None
+    if settings.public_url:
+        token = unsubscribe_token(
+            secret_key, subscriber_id=subscriber.id, list_id=list_id(settings)
+        )
+        https = f"{settings.public_url}/unsubscribe/{token}"
     # The reply's own From says who is leaving; the address is not put in the URL.
     mailto = f"mailto:{settings.from_address}?subject=unsubscribe"
     return https, mailto
@@ -65,43 +80,142 @@ def build_message(
     secret_key: str,
     now: dt.datetime,
     test: bool = False,
-) -> EmailMessage:
-    """The complete message for ``subscriber``: text part first, then HTML, every header set."""
-    https, mailto = unsubscribe_links(settings, subscriber, secret_key=secret_key)
-    recipient = _address(subscriber.name, subscriber.email, "the subscriber's address")
-    html, text = personalise(
-        rendered, Personal(unsubscribe_url=https or mailto, recipient=str(recipient))
-    )
-    message = EmailMessage()
-    message["From"] = _address(
-        settings.from_name or settings.newsletter_name, settings.from_address, "from_address"
-    )
-    message["To"] = recipient
-    message["Subject"] = _one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sending_domain(settings))
-    message["List-Id"] = (
-        f"{_one_line(settings.newsletter_name, 'newsletter_name')} <{list_id(settings)}>"
-    )
-    if https:
-        message["List-Unsubscribe"] = f"<{https}>, <{mailto}>"
-        # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    else:
-        message["List-Unsubscribe"] = f"<{mailto}>"
-    message.set_content(text, cte="quoted-printable")
-    message.add_alternative(html, subtype="html", cte="quoted-printable")
-    return message
+) -> bytes:
+    """One subscriber's complete message, CRLF line ends, ready for SMTP or a Maildir."""
+    template = MessageTemplate.build(rendered, settings, secret_key=secret_key, now=now, test=test)
+    return template.render(subscriber)
 
 
-def _address(name: str | None, address: str, what: str) -> Address:
+@dataclass(frozen=True, slots=True)
+class _EncodedPart:
+    """A quoted-printable body split at its markers: text, marker, text, marker, text."""
+
+    pieces: tuple[str, ...]
+    markers: tuple[str, ...]
+
+    @classmethod
+    def encode(cls, body: str) -> _EncodedPart:
+        split = MARKERS.split(body)
+        texts, markers = split[0::2], split[1::2]
+        # Every piece ends on a soft line break, so a value of any length can follow it
+        # without a line growing past 76; decoded, the breaks vanish.
+        pieces = [_qp(text) + ("" if text.endswith("\n") else _SOFT_BREAK) for text in texts[:-1]]
+        return cls(pieces=(*pieces, _qp(texts[-1])), markers=tuple(markers))
+
+    def fill(self, values: dict[str, str]) -> str:
+        out = [self.pieces[0]]
+        for marker, piece in zip(self.markers, self.pieces[1:], strict=True):
+            out.append(_qp(values[marker]))
+            out.append(_SOFT_BREAK)
+            out.append(piece)
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    """One issue's message with the per-recipient parts left open."""
+
+    settings: Settings
+    secret_key: str
+    domain: str
+    head: str
+    text_head: str
+    text: _EncodedPart
+    html_head: str
+    html: _EncodedPart
+    tail: str
+
+    @classmethod
+    def build(
+        cls,
+        rendered: RenderedIssue,
+        settings: Settings,
+        *,
+        secret_key: str,
+        now: dt.datetime,
+        test: bool = False,
+    ) -> MessageTemplate:
+        """Serialise everything the copies share, once."""
+        common = EmailMessage(policy=policy.SMTP)
+        sender = settings.from_name or settings.newsletter_name
+        _address(sender, settings.from_address, "from_address")  # checks it
+        common["From"] = Address(display_name=sender, addr_spec=settings.from_address)
+        common["Subject"] = _one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
+        common["Date"] = format_datetime(now)
+        name = _one_line(settings.newsletter_name, "newsletter_name")
+        common["List-Id"] = f"{name} <{list_id(settings)}>"
+        if settings.public_url is not None:
+            # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
+            common["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        common["MIME-Version"] = "1.0"
+        boundary = f"=_digest_{secrets.token_hex(12)}"
+        common["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+        head = "".join(policy.SMTP.fold(name, value) for name, value in common.items())
+        return cls(
+            settings=settings,
+            secret_key=secret_key,
+            domain=sending_domain(settings),
+            head=head,
+            text_head=_part_head(boundary, "plain"),
+            text=_EncodedPart.encode(rendered.text),
+            html_head=f"{CRLF}{_part_head(boundary, 'html')}",
+            html=_EncodedPart.encode(rendered.html),
+            tail=f"{CRLF}--{boundary}--{CRLF}",
+        )
+
+    def render(self, subscriber: Subscriber) -> bytes:
+        """This subscriber's copy: their To, Message-ID and unsubscribe link, in both parts."""
+        to = _address(subscriber.name, subscriber.email, "the subscriber's address")
+        https, mailto = unsubscribe_links(self.settings, subscriber, secret_key=self.secret_key)
+        personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
+        links = f"<{https}>, <{mailto}>" if https else f"<{mailto}>"
+        return "".join(
+            (
+                self.head,
+                f"To: {to}{CRLF}",
+                f"Message-ID: {make_msgid(domain=self.domain)}{CRLF}",
+                f"List-Unsubscribe: {links}{CRLF}{CRLF}",
+                self.text_head,
+                self.text.fill(text_values(personal)),
+                self.html_head,
+                self.html.fill(html_values(personal)),
+                self.tail,
+            )
+        ).encode("ascii")
+
+
+def _part_head(boundary: str, subtype: str) -> str:
+    return (
+        f'--{boundary}{CRLF}Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
+        f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
+    )
+
+
+def _qp(text: str) -> str:
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return encoded.decode("ascii").replace("\n", CRLF)
+
+
+def recipient(subscriber: Subscriber) -> str:
+    """How the footer names the subscriber: "Name <address>", or the address alone."""
+    return f"{subscriber.name} <{subscriber.email}>" if subscriber.name else subscriber.email
+
+
+def _address(name: str | None, address: str, what: str) -> str:
+    """A From or To value: quoted as needed, RFC 2047 words for a non-ASCII or long name."""
     _one_line(address, what)
     local, _, domain = address.rpartition("@")
-    if not local or not domain:
+    if not local or not domain or not address.isascii() or " " in address:
         raise MessageError(f"{what} {address!r} is not an email address")
-    return Address(
-        display_name=_one_line(name or "", f"the name for {address}"), username=local, domain=domain
-    )
+    if not name:
+        return address
+    _one_line(name, f"the name for {address}")
+    plain = formataddr((name, address))
+    if name.isascii() and len(plain) <= _SHORT_HEADER:
+        return plain
+    # The slow, careful way, for the few that need encoding or folding.
+    header = policy.SMTP.header_factory("To", str(Address(display_name=name, addr_spec=address)))
+    return str(header.fold(policy=policy.SMTP)).removeprefix("To: ").removesuffix(CRLF)
 
 
 def _one_line(value: str, what: str) -> str:

@@ -10,10 +10,10 @@ from pathlib import Path
 from digest.boilerplate import load_boilerplate
 from digest.errors import DigestError
 from digest.loader import SeedFormat, load_paths
-from digest.message import WIRE_POLICY, build_message
+from digest.message import build_message, recipient, unsubscribe_links
 from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
 from digest.picker import pick
-from digest.render import Renderer
+from digest.render import Personal, Renderer, personalise
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY
@@ -120,19 +120,17 @@ def preview(
         instead_of = date
     rendered = Renderer(settings.templates_dir).render(issue, settings)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
-    message = build_message(
+    eml = build_message(
         rendered, sample, settings, secret_key=PREVIEW_KEY, now=now or dt.datetime.now(dt.UTC)
     )
-    html_part = message.get_body(("html",))
-    text_part = message.get_body(("plain",))
-    assert html_part is not None
-    assert text_part is not None
-    html = html_part.get_content()
+    https, mailto = unsubscribe_links(settings, sample, secret_key=PREVIEW_KEY)
+    personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(sample))
+    html, text = personalise(rendered, personal)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "digest.html", out_dir / "digest.txt", out_dir / "digest.eml"]
     paths[0].write_text(html, encoding="utf-8")
-    paths[1].write_text(text_part.get_content(), encoding="utf-8")
-    paths[2].write_bytes(message.as_bytes(policy=WIRE_POLICY))
+    paths[1].write_text(text, encoding="utf-8")
+    paths[2].write_bytes(eml)
     return Preview(
         rendered=rendered,
         html_path=paths[0],

@@ -26,11 +26,14 @@ from digest.settings import Settings
 
 __all__ = [
     "BUILTIN_TEMPLATES",
+    "MARKERS",
     "Personal",
     "Renderer",
     "article_url",
     "byline_text",
+    "html_values",
     "personalise",
+    "text_values",
     "wrap",
 ]
 
@@ -46,7 +49,8 @@ TEXT_WIDTH = 76
 # wrapping untouched, and that no seed text will contain.
 _UNSUBSCRIBE_MARK = "__digest_unsubscribe_url__"
 _RECIPIENT_MARK = "__digest_recipient__"
-_MARKS = re.compile(f"{_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK}")
+# Captures, so that re.split keeps the markers it splits at.
+MARKERS = re.compile(f"({_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK})")
 _SLUG_NOISE = re.compile(r"[^a-z0-9]+")
 
 
@@ -85,16 +89,25 @@ def byline_text(story: RelatedStory) -> str:
     return ", ".join(parts)
 
 
-def personalise(rendered: RenderedIssue, personal: Personal) -> tuple[str, str]:
-    """The HTML and text of one recipient's copy: markers replaced, escaped for each part."""
-    html_values = {
+def html_values(personal: Personal) -> dict[str, str]:
+    """What each marker becomes in the HTML part: the values, HTML-escaped."""
+    return {
         _UNSUBSCRIBE_MARK: html.escape(personal.unsubscribe_url, quote=True),
         _RECIPIENT_MARK: html.escape(personal.recipient, quote=True),
     }
-    text_values = {_UNSUBSCRIBE_MARK: personal.unsubscribe_url, _RECIPIENT_MARK: personal.recipient}
+
+
+def text_values(personal: Personal) -> dict[str, str]:
+    """What each marker becomes in the text part: the values as they are."""
+    return {_UNSUBSCRIBE_MARK: personal.unsubscribe_url, _RECIPIENT_MARK: personal.recipient}
+
+
+def personalise(rendered: RenderedIssue, personal: Personal) -> tuple[str, str]:
+    """The HTML and text of one recipient's copy: markers replaced, escaped for each part."""
+    in_html, in_text = html_values(personal), text_values(personal)
     return (
-        _MARKS.sub(lambda match: html_values[match[0]], rendered.html),
-        _MARKS.sub(lambda match: text_values[match[0]], rendered.text),
+        MARKERS.sub(lambda match: in_html[match[0]], rendered.html),
+        MARKERS.sub(lambda match: in_text[match[0]], rendered.text),
     )
 
 

@@ -12,10 +12,17 @@ import pytest
 
 from digest.errors import DigestError
 from digest.loader import SeedFormat, decode_seed, parse_article
-from digest.message import WIRE_POLICY, MessageError, build_message, list_id, unsubscribe_links
+from digest.message import (
+    MessageError,
+    MessageTemplate,
+    build_message,
+    list_id,
+    recipient,
+    unsubscribe_links,
+)
 from digest.models import PickLimits, RenderedIssue, Subscriber
 from digest.picker import pick
-from digest.render import Renderer
+from digest.render import Personal, Renderer, personalise
 from digest.settings import Settings
 from digest.tokens import read_unsubscribe_token, unsubscribe_token
 
@@ -42,8 +49,8 @@ def rendered(seed_format: SeedFormat) -> RenderedIssue:
     return Renderer().render(issue, settings())
 
 
-def wire(message: EmailMessage) -> EmailMessage:
-    parsed = BytesParser(policy=policy.default).parsebytes(message.as_bytes(policy=WIRE_POLICY))
+def wire(data: bytes) -> EmailMessage:
+    parsed = BytesParser(policy=policy.default).parsebytes(data)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -70,7 +77,7 @@ def test_structure_text_first_then_html_no_defects(rendered: RenderedIssue) -> N
 def test_no_line_over_998_octets(rendered: RenderedIssue) -> None:
     data = build_message(
         rendered, Subscriber(id=7, email="ann@example.org"), settings(), secret_key=KEY, now=NOW
-    ).as_bytes(policy=WIRE_POLICY)
+    )
 
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
     assert b"\n" not in data.replace(b"\r\n", b"")
@@ -122,7 +129,7 @@ def test_non_ascii_names_are_encoded(rendered: RenderedIssue) -> None:
         settings(from_name="Rédaction"),
         secret_key=KEY,
         now=NOW,
-    ).as_bytes(policy=WIRE_POLICY)
+    )
     headers = raw.split(b"\r\n\r\n", 1)[0]
 
     assert headers.isascii()
@@ -147,13 +154,15 @@ def test_without_a_public_url_only_mailto(rendered: RenderedIssue) -> None:
 
 
 def test_test_copies_say_so(rendered: RenderedIssue) -> None:
-    message = build_message(
-        rendered,
-        Subscriber(id=1, email="a@example.org"),
-        settings(),
-        secret_key=KEY,
-        now=NOW,
-        test=True,
+    message = wire(
+        build_message(
+            rendered,
+            Subscriber(id=1, email="a@example.org"),
+            settings(),
+            secret_key=KEY,
+            now=NOW,
+            test=True,
+        )
     )
 
     assert message["Subject"].startswith("[TEST] ")
@@ -194,3 +203,42 @@ def test_tokens_round_trip_and_resist_forgery() -> None:
 
 def test_list_id_is_derived_from_name_and_domain() -> None:
     assert list_id(settings(newsletter_name="Morning Brief!")) == "morning-brief.news.example.org"
+
+
+def test_each_copy_decodes_to_exactly_the_personalised_parts(rendered: RenderedIssue) -> None:
+    template = MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW)
+    for subscriber in (
+        Subscriber(id=1, email="a@example.org"),
+        Subscriber(id=2, email="b@example.org", name=("Bé " + "long name " * 30).strip()),
+        Subscriber(id=3, email="c@example.org", name='Quote "Me", & <you>'),
+    ):
+        data = template.render(subscriber)
+        message = wire(data)
+        https, mailto = unsubscribe_links(settings(), subscriber, secret_key=KEY)
+        html, text = personalise(
+            rendered, Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
+        )
+        text_part = message.get_body(("plain",))
+        html_part = message.get_body(("html",))
+        assert text_part is not None
+        assert html_part is not None
+
+        assert text_part.get_content().replace("\r\n", "\n") == text
+        assert html_part.get_content().replace("\r\n", "\n") == html
+        assert message.defects == []
+        assert all(part.defects == [] for part in message.walk())
+        assert max(len(line) for line in data.split(b"\r\n")) <= 998
+        body_lines = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+        assert max(len(line) for line in body_lines) <= 76
+        assert message["To"].addresses[0].display_name == (subscriber.name or "")
+
+
+def test_two_copies_differ_only_in_what_is_personal(rendered: RenderedIssue) -> None:
+    template = MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW)
+    first = wire(template.render(Subscriber(id=1, email="a@example.org")))
+    second = wire(template.render(Subscriber(id=2, email="b@example.org")))
+
+    assert first["Message-ID"] != second["Message-ID"]
+    assert first["List-Unsubscribe"] != second["List-Unsubscribe"]
+    for header in ("From", "Subject", "Date", "List-Id", "List-Unsubscribe-Post"):
+        assert first[header] == second[header]
