@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from digest.errors import ConfigError
 from digest.text import TRAILING_PUNCTUATION, clean_lines, comparison_form, fold
 
 _ESCAPE = re.compile(r"\\.")
+_GROUP_NAME = re.compile(r"\(\?P(<\w+>|=\w+\))")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 DEFAULT_MAX_LENGTH = 300
 
 __all__ = ["Boilerplate", "load_boilerplate"]
@@ -49,13 +52,14 @@ class Boilerplate:
         for index, pattern in enumerate(patterns):
             where = f"{origin}: patterns[{index}] {pattern!r}"
             # Lines are compared case-folded; upper case in a pattern could never match.
-            if any(char.isupper() for char in _ESCAPE.sub("", pattern)):
+            if any(char.isupper() for char in _ESCAPE.sub("", _GROUP_NAME.sub("", pattern))):
                 raise ConfigError(f"{where} has upper-case letters: write patterns in lower case")
             try:
                 compiled = re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(f"{where} is not a valid regular expression: {exc}") from exc
-            if pattern.startswith("^") and not compiled.flags & re.MULTILINE:
+            # Joined, a pattern's group numbers would shift and break its back-references.
+            if pattern.startswith("^") and not _BACKREFERENCE.search(pattern):
                 anchored.append(pattern)
             else:
                 unanchored.append(compiled)
@@ -82,8 +86,12 @@ class Boilerplate:
         """True when ``line`` is site boilerplate."""
         return self.flags(clean_lines(line))[0]
 
-    def flags(self, lines: list[str]) -> list[bool]:
-        """For each line, as :func:`~digest.text.clean_lines` gives them: is it boilerplate?"""
+    def flags(self, lines: list[str], *, exact_only: Collection[int] = ()) -> list[bool]:
+        """For each line, as :func:`~digest.text.clean_lines` gives them: is it boilerplate?
+
+        Lines whose index is in ``exact_only`` (a headline, a story's title) are compared
+        with the exact lines only: a pattern is never trusted to drop a title.
+        """
         flags = [False] * len(lines)
         short = [index for index, line in enumerate(lines) if 0 < len(line) <= self.max_length]
         if not short:
@@ -94,11 +102,14 @@ class Boilerplate:
         unanchored = self.unanchored
         for index, form in zip(short, forms, strict=True):
             form = form.rstrip(TRAILING_PUNCTUATION)
-            flags[index] = bool(form) and (
-                form in known
-                or at_start(form) is not None
-                or any(pattern.search(form) for pattern in unanchored)
-            )
+            if not form:
+                continue
+            if form in known:
+                flags[index] = True
+            elif index not in exact_only:
+                flags[index] = at_start(form) is not None or any(
+                    pattern.search(form) for pattern in unanchored
+                )
         return flags
 
 

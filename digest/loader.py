@@ -21,26 +21,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import multiprocessing
 import os
 import re
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from digest.boilerplate import Boilerplate
 from digest.errors import SeedError
 from digest.models import Article, LoadFailure, LoadResult, RelatedStory, title_key
-from digest.text import clean_lines
+from digest.text import clean_lines, plain_punctuation
 
 __all__ = [
     "SEED_SUFFIX",
     "SeedFormat",
     "article_id",
     "decode_seed",
-    "load_files",
+    "load_file",
     "load_paths",
     "parse_article",
     "parse_byline",
@@ -52,8 +49,6 @@ log = logging.getLogger(__name__)
 
 SEED_SUFFIX = ".txt"
 SEPARATOR = "-"
-# Below this many files, starting worker processes costs more than it saves.
-PARALLEL_FROM = 400
 # Longer than any headline the site prints: a longer first line is a mis-scrape.
 MAX_HEADLINE_CHARS = 300
 
@@ -82,9 +77,21 @@ _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _DAY_MONTH_YEAR = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?\s+([A-Za-z]+)\.?,?\s+(\d{4})")
 _MONTH_DAY_YEAR = re.compile(r"([A-Za-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})")
 # "By <who> Published [<date>]": the site's byline, with or without a date.
-_BYLINE = re.compile(r"^By\s+(?P<who>.*?)\s*\bPublished\b\s*(?P<date>.*)$")
-# A line starting "By " is also a byline when it ends a story block, even without "Published".
-_LOOSE_BYLINE = re.compile(r"^By\s+(?P<who>.+?)\s*(?:\bPublished\b\s*(?P<date>.*))?$")
+# "By <who> Published [<date>]", as the site prints it; scrapes may lose the space before
+# "Published" or change the case.
+_BYLINE = re.compile(r"^by\s+(?P<who>[^:]+?),?\s*published(?:\s+(?P<date>.*?))?\s*$", re.IGNORECASE)
+# Ending a story block, "By <who>" is a byline even without "Published".
+_LOOSE_BYLINE = re.compile(r"^by\s+(?P<who>[^:]+?)\s*$", re.IGNORECASE)
+# What may follow "Published": a date, perhaps with a weekday before and a time after.
+_DATE_TEXT = re.compile(
+    r"^(?:[a-z]+,?\s+)?"
+    r"(?:\d{1,2}(?:st|nd|rd|th)?\s+[a-z]+\.?,?\s+\d{4}|[a-z]+\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4}"
+    r"|\d{4}-\d{2}-\d{2})"
+    r"(?:,?\s+(?:at\s+)?\d{1,2}[:.]\d{2}\s*(?:[ap]m)?(?:\s*[a-z]{2,4})?)?$",
+    re.IGNORECASE,
+)
+# Names and publishers are a few capitalised words; "By the numbers" is a summary.
+_MAX_BYLINE_WORDS = 12
 _AUTHOR_SEPARATORS = re.compile(r",\s*|\s+and\s+|\s*&\s*")
 
 
@@ -102,22 +109,25 @@ class SeedFormat:
     def __post_init__(self) -> None:
         # Longest first, so "Instant Opinion" wins over "Opinion".
         names = sorted(self.kickers, key=len, reverse=True)
-        alternatives = "|".join(re.escape(name) for name in names)
+        alternatives = "|".join(re.escape(plain_punctuation(name)) for name in names)
         kicker = re.compile(rf"^(?P<kicker>{alternatives})\s+(?P<rest>\S.*)$", re.IGNORECASE)
         object.__setattr__(self, "_kicker", kicker if names else None)
-        object.__setattr__(self, "_canonical", {name.casefold(): name for name in self.kickers})
+        canonical = {plain_punctuation(name).casefold(): name for name in self.kickers}
+        object.__setattr__(self, "_canonical", canonical)
         object.__setattr__(
             self, "_publishers", frozenset(name.casefold() for name in self.publishers)
         )
 
     def split_kicker(self, summary: str) -> tuple[str | None, str]:
         """Separate a leading section label from the summary it precedes."""
-        match = self._kicker.match(summary) if self._kicker else None
+        # Matched with plain quotes and dashes (a curly apostrophe in "Today's"); as that changes
+        # no lengths, the summary is cut from the original at the same place.
+        match = self._kicker.match(plain_punctuation(summary)) if self._kicker else None
         # A label is followed by a sentence, which starts with a capital, digit or quote:
         # "Review of the year" is a summary, "Review The film ..." is a kicker and a summary.
         if match is None or match["rest"][0].islower():
             return None, summary
-        return self._canonical[match["kicker"].casefold()], match["rest"]
+        return self._canonical[match["kicker"].casefold()], summary[match.start("rest") :]
 
     def is_publisher(self, name: str) -> bool:
         """True when ``name`` is one of the configured publishers."""
@@ -131,6 +141,8 @@ def article_id(title: str) -> str:
 
 def decode_seed(data: bytes, source: str) -> str:
     """Bytes of a seed file to text: UTF-8 with or without a BOM, never binary."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise SeedError(source, "UTF-16 text: save the file as UTF-8")
     if b"\x00" in data:
         raise SeedError(source, "binary data (NUL bytes): not a text file")
     try:
@@ -142,14 +154,16 @@ def decode_seed(data: bytes, source: str) -> str:
 
 def parse_date(text: str) -> dt.date | None:
     """The first date in ``text`` ("14 March 2025", "March 14, 2025", "2025-03-14"), or None."""
+    found: list[tuple[int, int, int, int]] = []  # where it starts, year, month, day
     if match := _ISO_DATE.search(text):
-        year, month, day = (int(part) for part in match.groups())
-    elif (match := _DAY_MONTH_YEAR.search(text)) and match[2].casefold() in _MONTHS:
-        day, month, year = int(match[1]), _MONTHS[match[2].casefold()], int(match[3])
-    elif (match := _MONTH_DAY_YEAR.search(text)) and match[1].casefold() in _MONTHS:
-        month, day, year = _MONTHS[match[1].casefold()], int(match[2]), int(match[3])
-    else:
+        found.append((match.start(), int(match[1]), int(match[2]), int(match[3])))
+    if (match := _DAY_MONTH_YEAR.search(text)) and match[2].casefold() in _MONTHS:
+        found.append((match.start(), int(match[3]), _MONTHS[match[2].casefold()], int(match[1])))
+    if (match := _MONTH_DAY_YEAR.search(text)) and match[1].casefold() in _MONTHS:
+        found.append((match.start(), int(match[3]), _MONTHS[match[1].casefold()], int(match[2])))
+    if not found:
         return None
+    _, year, month, day = min(found)
     try:
         return dt.date(year, month, day)
     except ValueError:
@@ -157,25 +171,29 @@ def parse_date(text: str) -> dt.date | None:
 
 
 def parse_byline(
-    line: str, seed_format: SeedFormat, *, strict: bool = True
+    line: str, seed_format: SeedFormat, *, strict: bool = True, source: str = ""
 ) -> tuple[tuple[str, ...], str | None, dt.date | None] | None:
     """Authors, publisher and date from a byline, or None if ``line`` is not one.
 
-    ``strict`` requires the word "Published", as the site prints it; a loose byline is
-    any line starting "By ".
+    ``strict`` requires "Published", as the site prints it, followed by nothing or a date;
+    a loose byline is "By" and a name. Either way the name starts with a capital.
     """
-    match = (_BYLINE if strict else _LOOSE_BYLINE).match(line)
+    match = _BYLINE.match(line) or (None if strict else _LOOSE_BYLINE.match(line))
     if match is None:
         return None
-    who = match["who"].strip().rstrip(",").strip()
-    date_text = (match["date"] or "").strip()
+    who = match["who"].strip()
+    date_text = (match.groupdict().get("date") or "").strip()
+    if not who[:1].isupper() or len(who.split()) > _MAX_BYLINE_WORDS:
+        return None
+    if date_text and not _DATE_TEXT.match(date_text):
+        return None
     published = parse_date(date_text) if date_text else None
     if date_text and published is None:
-        log.warning("byline %r: cannot read the date %r; leaving it out", line, date_text)
+        log.warning("%s: byline %r: %r is not a real date; leaving it out", source, line, date_text)
     # The site writes "authors, publisher"; without a comma it is one or the other.
     if "," in who:
         authors_text, publisher = (part.strip() for part in who.rsplit(",", 1))
-    elif seed_format.is_publisher(who) or not who:
+    elif seed_format.is_publisher(who):
         authors_text, publisher = "", who
     else:
         authors_text, publisher = who, ""
@@ -195,7 +213,16 @@ def parse_article(
     lines = clean_lines(text)
     if not any(lines):
         raise SeedError(source, "empty file")
-    is_boilerplate = seed_format.boilerplate.flags(lines)
+    # The headline and each story's title: patterns are not trusted to drop a title.
+    titles = {
+        next((index for index, line in enumerate(lines) if line), 0),
+        *(
+            next((index for index in range(start + 1, len(lines)) if lines[index]), start)
+            for start, line in enumerate(lines)
+            if line == SEPARATOR
+        ),
+    }
+    is_boilerplate = seed_format.boilerplate.flags(lines, exact_only=titles)
     kept = [
         line
         for line, dropped in zip(lines, is_boilerplate, strict=True)
@@ -208,8 +235,9 @@ def parse_article(
         what = "site boilerplate" if any(before_separator) else "the related-stories separator '-'"
         raise SeedError(source, f"no headline: the file starts with {what}")
     published = None
-    for index, line in enumerate(lead[1:], start=1):
-        byline = parse_byline(line, seed_format) if line.startswith("By ") else None
+    # An article's own byline, when the scrape kept it, sits under the headline or standfirst.
+    for index, line in enumerate(lead[1:3], start=1):
+        byline = parse_byline(line, seed_format, source=source)
         if byline is not None:
             published = byline[2]
             del lead[index]
@@ -226,53 +254,41 @@ def parse_article(
         id=article_id(title),
         title=title,
         standfirst=rest[0] if rest else "",
-        paragraphs=tuple(dict.fromkeys(rest[1:])),  # a scrape may repeat a paragraph
-        related=tuple(_related_stories(kept[split_at + 1 :], seed_format)),
+        paragraphs=_without_repeats(rest[1:]),
+        related=tuple(_related_stories(kept[split_at + 1 :], seed_format, source)),
         published=published,
         modified=modified,
     )
 
 
-def seed_files(paths: Iterable[Path]) -> Iterator[Path | LoadFailure]:
-    """Each seed file named by ``paths``: files as given, directories' ``*.txt`` files sorted."""
-    for path in paths:
-        if path.is_dir():
-            found = [
-                Path(folder, name)
-                for folder, _, names in os.walk(path)
+def seed_files(paths: Iterable[str | Path]) -> Iterator[str | LoadFailure]:
+    """Each seed file named by ``paths``, spelt as given: files as they are, directories'
+    ``*.txt`` files (in sub-directories too) sorted."""
+    for given in map(str, paths):
+        if os.path.isdir(given):
+            found = sorted(
+                os.path.join(folder, name)
+                for folder, _, names in os.walk(given)
                 for name in names
                 if name.endswith(SEED_SUFFIX)
-            ]
-            yield from sorted(found)
-        elif path.is_file():
-            yield path
-        elif path.exists():
-            yield LoadFailure(source=str(path), reason="not a regular file or directory")
+            )
+            if not found:
+                yield LoadFailure(source=given, reason=f"no seed files (*{SEED_SUFFIX}) in it")
+            yield from found
+        elif os.path.isfile(given):
+            yield given
+        elif os.path.exists(given):
+            yield LoadFailure(source=given, reason="not a regular file or directory")
         else:
-            yield LoadFailure(source=str(path), reason="no such file or directory")
+            yield LoadFailure(source=given, reason="no such file or directory")
 
 
-def load_paths(
-    paths: Iterable[Path], seed_format: SeedFormat, *, workers: int | None = None
-) -> LoadResult:
-    """Load every seed file under ``paths``; a file that fails is reported, the others load.
-
-    Many files are parsed in ``workers`` processes (default: one per CPU); the result is
-    the same, in the same order, as loading them one by one.
-    """
-    items = list(seed_files(paths))
-    files = [str(item) for item in items if isinstance(item, Path)]
-    workers = workers or os.cpu_count() or 1
-    loaded: list[Article | LoadFailure] = []
-    if workers > 1 and len(files) >= PARALLEL_FROM:
-        loaded = _load_in_processes(files, seed_format, workers)
-    else:
-        loaded = load_files(files, seed_format)
-    outcomes = iter(loaded)
+def load_paths(paths: Iterable[str | Path], seed_format: SeedFormat) -> LoadResult:
+    """Load every seed file under ``paths``; a file that fails is reported, the others load."""
     articles: list[Article] = []
     failures: list[LoadFailure] = []
-    for item in items:
-        outcome = item if isinstance(item, LoadFailure) else next(outcomes)
+    for item in seed_files(paths):
+        outcome = item if isinstance(item, LoadFailure) else load_file(item, seed_format)
         if isinstance(outcome, LoadFailure):
             failures.append(outcome)
         else:
@@ -280,66 +296,44 @@ def load_paths(
     return LoadResult(articles=tuple(articles), failures=tuple(failures))
 
 
-def load_files(sources: list[str], seed_format: SeedFormat) -> list[Article | LoadFailure]:
-    """Read and parse each file: its article, or why it failed."""
-    outcomes: list[Article | LoadFailure] = []
-    for source in sources:
-        try:
-            with Path(source).open("rb") as file:
-                data = file.read()
-                modified = dt.datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, tz=dt.UTC)
-            text = decode_seed(data, source)
-            outcomes.append(
-                parse_article(text, source=source, seed_format=seed_format, modified=modified)
-            )
-        except SeedError as exc:
-            outcomes.append(LoadFailure(source=source, reason=exc.reason))
-        except OSError as exc:
-            reason = f"cannot read: {exc.strerror or exc}"
-            outcomes.append(LoadFailure(source=source, reason=reason))
-    return outcomes
-
-
-def _load_in_processes(
-    sources: list[str], seed_format: SeedFormat, workers: int
-) -> list[Article | LoadFailure]:
-    # A few chunks per worker keeps them all busy to the end without paying per file.
-    size = max(64, len(sources) // (workers * 4) + 1)
-    chunks = [sources[start : start + size] for start in range(0, len(sources), size)]
-    # forkserver, not fork: the caller may be a scheduler with threads running. Workers
-    # forked from a server that has already imported the caller's modules start in
-    # milliseconds instead of importing them again each.
-    context: multiprocessing.context.BaseContext
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        forkserver = multiprocessing.get_context("forkserver")
-        forkserver.set_forkserver_preload(["__main__", __name__])
-        context = forkserver
-    else:
-        context = multiprocessing.get_context("spawn")
+def load_file(source: str, seed_format: SeedFormat) -> Article | LoadFailure:
+    """Read and parse one file: its article, or why it failed."""
     try:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = list(pool.map(load_files, chunks, [seed_format] * len(chunks)))
-    except (OSError, BrokenProcessPool) as exc:
-        log.warning(
-            "cannot load seeds in %d processes (%s); loading them in this one", workers, exc
-        )
-        return load_files(sources, seed_format)
-    return [outcome for chunk in results for outcome in chunk]
+        with open(source, "rb") as file:  # the path as the user spelt it
+            data = file.read()
+            modified = dt.datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, tz=dt.UTC)
+        text = decode_seed(data, source)
+        return parse_article(text, source=source, seed_format=seed_format, modified=modified)
+    except SeedError as exc:
+        return LoadFailure(source=source, reason=exc.reason)
+    except OSError as exc:
+        return LoadFailure(source=source, reason=f"cannot read: {exc.strerror or exc}")
 
 
-def _related_stories(lines: list[str], seed_format: SeedFormat) -> Iterator[RelatedStory]:
+def _without_repeats(paragraphs: list[str]) -> tuple[str, ...]:
+    """Drop a paragraph that repeats the one before it: a scrape's stutter, not the text's."""
+    return tuple(
+        paragraph
+        for index, paragraph in enumerate(paragraphs)
+        if index == 0 or paragraph != paragraphs[index - 1]
+    )
+
+
+def _related_stories(
+    lines: list[str], seed_format: SeedFormat, source: str
+) -> Iterator[RelatedStory]:
     block: list[str] = []
     for line in [*lines, SEPARATOR]:
         if line != SEPARATOR:
             block.append(line)
             continue
-        story = _related_story(block, seed_format)
+        story = _related_story(block, seed_format, source)
         if story is not None:
             yield story
         block = []
 
 
-def _related_story(block: list[str], seed_format: SeedFormat) -> RelatedStory | None:
+def _related_story(block: list[str], seed_format: SeedFormat, source: str) -> RelatedStory | None:
     if not block:
         return None
     title, *rest = block
@@ -348,7 +342,7 @@ def _related_story(block: list[str], seed_format: SeedFormat) -> RelatedStory | 
     published = None
     if rest:
         # A lone second line is a byline only if it says "Published"; otherwise it is the summary.
-        byline = parse_byline(rest[-1], seed_format, strict=len(rest) == 1)
+        byline = parse_byline(rest[-1], seed_format, strict=len(rest) == 1, source=source)
         if byline is not None:
             authors, publisher, published = byline
             rest = rest[:-1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["TRAILING_PUNCTUATION", "clean_lines", "comparison_form", "fold"]
+__all__ = ["TRAILING_PUNCTUATION", "clean_lines", "comparison_form", "fold", "plain_punctuation"]
 
 # Control and zero-width characters never belong in a headline or a paragraph.
 _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f\u200b\ufeff]")
@@ -67,6 +67,12 @@ def fold(text: str) -> str:
         if not unicodedata.is_normalized("NFKC", text):
             # A compatibility character may decompose to a space ("\u00a8" is " \u0308").
             text = "\n".join(clean_lines(unicodedata.normalize("NFKC", text)))
-        for typographic, plain in _FOLD:
-            text = text.replace(typographic, plain)
+        text = plain_punctuation(text)
     return text.casefold()
+
+
+def plain_punctuation(text: str) -> str:
+    """Curly quotes and long dashes made straight quotes and "-"; one character for one."""
+    for typographic, plain in _FOLD:
+        text = text.replace(typographic, plain)
+    return text

@@ -42,6 +42,11 @@ def shipped() -> Boilerplate:
         "Get our Morning Briefing in your inbox",
         "Try 6 free issues",
         "Claim three free issues today",
+        "Sign-up to The Week's newsletters",
+        "Newsletter sign-up",
+        "Want more? Sign up for our free newsletter",
+        "Subscribe",
+        "Sign up",
     ],
 )
 def test_promotions_are_caught(line: str, shipped: Boilerplate) -> None:
@@ -58,6 +63,11 @@ def test_promotions_are_caught(line: str, shipped: Boilerplate) -> None:
         "The minister refused to sign up for the scheme, saying it would cost taxpayers too much.",
         "Subscribers to the service complained that the briefing arrived late.",
         "He said the free daily email from the council was the only way residents heard about closures.",
+        "The free daily email from the council was the only way residents heard about closures.",
+        "Sign up to the scheme has been slow, the minister said.",
+        "Sign up for the army was voluntary until 1916.",
+        "The scam email was delivered directly to your inbox",
+        "Subscribe to the idea of a tax",
         "Sign",
     ],
 )
@@ -141,3 +151,27 @@ def test_an_exact_line_longer_than_max_length_is_refused() -> None:
         ConfigError, match=r"^rules: lines\[1\] is 45 characters long, more than max_length \(40\)"
     ):
         Boilerplate.from_rules(["Read more", "x" * 45], [], max_length=40)
+
+
+def test_patterns_never_drop_a_title(seed_format: SeedFormat) -> None:
+    text = (
+        "Sign up for our newsletter: the hidden cost\nStandfirst\nBody.\n"
+        "-\nSign up for our newsletter? Why readers won't\nBriefing Summary\n"
+        "-\nSubscribe to The Week\n"
+    )
+
+    article = parse_article(text, source="x.txt", seed_format=seed_format)
+
+    assert article.title == "Sign up for our newsletter: the hidden cost"
+    assert [story.title for story in article.related] == [
+        "Sign up for our newsletter? Why readers won't"
+    ]
+
+
+def test_back_references_and_named_groups_work() -> None:
+    rules = Boilerplate.from_rules([], ["^(a)b", "^(\\w+) \\1$", "^(?P<Word>x+)y$"])
+
+    assert rules.matches("ab")
+    assert rules.matches("again again")
+    assert rules.matches("xxy")
+    assert not rules.matches("again and again")

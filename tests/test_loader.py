@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from digest import loader
 from digest.boilerplate import Boilerplate
 from digest.errors import SeedError
 from digest.loader import (
-    PARALLEL_FROM,
     SeedFormat,
     article_id,
     decode_seed,
@@ -316,7 +314,7 @@ def test_load_paths_keeps_the_good_files_and_reports_the_bad(
     tmp_path: Path, seed_format: SeedFormat
 ) -> None:
     (tmp_path / "good.txt").write_text("Headline\nStandfirst\nBody\n", encoding="utf-8")
-    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
+    (tmp_path / "bad.txt").write_bytes(b"abc\xff")
     (tmp_path / "notes.md").write_text("not a seed", encoding="utf-8")
     nested = tmp_path / "archive"
     nested.mkdir()
@@ -332,7 +330,7 @@ def test_load_paths_keeps_the_good_files_and_reports_the_bad(
     assert result.articles[0].modified == dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
     assert result.failures == (
         LoadFailure(
-            source=str(tmp_path / "bad.txt"), reason="not valid UTF-8 (byte 0xff at offset 0)"
+            source=str(tmp_path / "bad.txt"), reason="not valid UTF-8 (byte 0xff at offset 3)"
         ),
         LoadFailure(source=str(tmp_path / "missing.txt"), reason="no such file or directory"),
     )
@@ -349,52 +347,88 @@ def test_a_file_named_explicitly_loads_whatever_its_suffix(
     assert [article.title for article in result.articles] == ["Headline"]
 
 
-def write_seeds(directory: Path, count: int) -> None:
-    for number in range(count):
-        related = "".join(
-            f"-\nStory {number}.{n}\nBriefing Summary {n}\nBy The Week UK Published\n"
-            for n in range(3)
-        )
-        text = f"Headline number {number}\nStandfirst {number}\nSubscribe to The Week\nBody {number}\n{related}"
-        (directory / f"{number:04d}.txt").write_text(text, encoding="utf-8")
-    (directory / "0007.txt").write_bytes(b"\xff")  # one bad file among them
+@pytest.mark.parametrize(
+    "line",
+    [
+        "By 2030, Published figures show the target will be missed.",
+        "By the time the vote was Published, most members had left.",
+        "By the book: Published authors speak out",
+        "By The Week UK Published sometime last spring",
+    ],
+)
+def test_reporting_that_starts_with_by_is_not_a_byline(line: str, seed_format: SeedFormat) -> None:
+    assert parse_byline(line, seed_format) is None
 
-
-def test_loading_in_processes_gives_what_loading_in_one_gives(
-    tmp_path: Path, seed_format: SeedFormat
-) -> None:
-    write_seeds(tmp_path, PARALLEL_FROM + 50)
-
-    parallel = load_paths([tmp_path], seed_format, workers=2)
-    serial = load_paths([tmp_path], seed_format, workers=1)
-
-    assert parallel == serial
-    assert [article.modified for article in parallel.articles] == [
-        article.modified for article in serial.articles
-    ]
-    assert len(parallel.articles) == PARALLEL_FROM + 49
-    assert parallel.failures == (
-        LoadFailure(
-            source=str(tmp_path / "0007.txt"), reason="not valid UTF-8 (byte 0xff at offset 0)"
-        ),
+    article = parse_article(
+        f"Headline\n{line}\nBody.\n-\nTitle\n{line}\n", source="x.txt", seed_format=seed_format
     )
-    assert parallel.articles[0].paragraphs == ("Body 0",)
+
+    assert article.standfirst == line
+    assert article.related[0].summary == line
+    assert article.related[0].authors == ()
 
 
-def test_when_processes_cannot_start_it_loads_in_this_one(
-    tmp_path: Path,
-    seed_format: SeedFormat,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+def test_a_loose_byline_needs_a_name() -> None:
+    seed_format = SeedFormat(boilerplate=Boilerplate.none())
+    text = "Headline\nStandfirst\n-\nTitle\nBriefing A summary\nBy the numbers\n"
+
+    story = parse_article(text, source="x.txt", seed_format=seed_format).related[0]
+
+    assert story.summary == "Briefing A summary By the numbers"
+    assert story.authors == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("By The Week UKPublished 14 March 2025", ((), "The Week UK", dt.date(2025, 3, 14))),
+        ("BY JANE ROE PUBLISHED", (("JANE ROE",), None, None)),
+        (
+            "by Jane Roe, The Week UK published 2 May 2024",
+            (("Jane Roe",), "The Week UK", dt.date(2024, 5, 2)),
+        ),
+        ("By Jane Roe Published 31 February 2025", (("Jane Roe",), None, None)),
+    ],
+)
+def test_bylines_as_scrapes_mangle_them(
+    line: str, expected: tuple[tuple[str, ...], str | None, dt.date | None], seed_format: SeedFormat
 ) -> None:
-    write_seeds(tmp_path, PARALLEL_FROM)
+    assert parse_byline(line, seed_format) == expected
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("no more processes")
 
-    monkeypatch.setattr(loader, "ProcessPoolExecutor", refuse)
+def test_parse_date_takes_the_first_date() -> None:
+    assert parse_date("14 March 2025, updated 2025-03-20") == dt.date(2025, 3, 14)
 
-    result = load_paths([tmp_path], seed_format, workers=2)
 
-    assert len(result.articles) == PARALLEL_FROM - 1
-    assert "loading them in this one" in caplog.text
+def test_only_a_paragraph_repeated_at_once_is_dropped(seed_format: SeedFormat) -> None:
+    text = 'Headline\nStandfirst\n"Yes."\nShe paused.\n"Yes."\n"Yes."\n'
+
+    article = parse_article(text, source="x.txt", seed_format=seed_format)
+
+    assert article.paragraphs == ('"Yes."', "She paused.", '"Yes."')
+
+
+def test_a_kicker_with_a_curly_apostrophe(seed_format: SeedFormat) -> None:
+    assert seed_format.split_kicker("Today\u2019s Big Question Is it safe?") == (
+        "Today's Big Question",
+        "Is it safe?",
+    )
+
+
+def test_utf16_is_named(seed_format: SeedFormat) -> None:
+    with pytest.raises(SeedError, match="UTF-16 text: save the file as UTF-8"):
+        decode_seed("Headline\n".encode("utf-16"), "x.txt")
+
+
+def test_paths_keep_their_spelling_and_empty_folders_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_format: SeedFormat
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("seeds").mkdir()
+    Path("empty").mkdir()
+    Path("seeds", "a.txt").write_text("Headline\nStandfirst\n", encoding="utf-8")
+
+    result = load_paths(["./seeds/", "seeds//a.txt", "empty"], seed_format)
+
+    assert [article.source for article in result.articles] == ["./seeds/a.txt", "seeds//a.txt"]
+    assert result.failures == (LoadFailure(source="empty", reason="no seed files (*.txt) in it"),)
