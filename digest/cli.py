@@ -68,9 +68,9 @@ def cli(ctx: click.Context, config_file: Path | None, verbose: bool) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print articles and errors as one JSON object."
 )
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.pass_obj
-def load(app: App, as_json: bool, paths: tuple[Path, ...]) -> None:
+def load(app: App, as_json: bool, paths: tuple[str, ...]) -> None:
     """Parse seed files (or directories of *.txt files; default: the seeds directory).
 
     Prints every article that loaded, then every file that did not; exits 1 if any failed.

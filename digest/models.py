@@ -130,6 +130,12 @@ class PickLimits:
     max_articles: int = 5
     max_related: int = 6
 
+    def __post_init__(self) -> None:
+        if self.max_articles < 1 or self.max_related < 0:
+            raise ValueError(
+                "an issue holds at least one article and no negative number of stories"
+            )
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Issue:

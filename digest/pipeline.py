@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.boilerplate import load_boilerplate
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
 from digest.loader import SeedFormat, load_paths
 from digest.message import build_message, recipient, unsubscribe_links
 from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
@@ -41,8 +41,12 @@ def seed_format(settings: Settings) -> SeedFormat:
     )
 
 
-def load_seeds(settings: Settings, paths: Sequence[Path] | None = None) -> LoadResult:
-    """Load ``paths`` (default: the seeds directory) with the configured format."""
+def load_seeds(settings: Settings, paths: Sequence[str | Path] | None = None) -> LoadResult:
+    """Load ``paths`` (default: the seeds directory, which must exist) as configured."""
+    if not paths and not settings.seeds_dir.is_dir():
+        raise ConfigError(
+            f"{settings.seeds_dir}: seeds directory not found (setting seeds_dir, DIGEST_SEEDS_DIR)"
+        )
     return load_paths(paths or [settings.seeds_dir], seed_format(settings))
 
 

@@ -28,6 +28,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 from sqlalchemy.engine import make_url
@@ -254,6 +255,14 @@ def load_settings(
         return Settings(_env_file=env_file, **values)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} or .env: not UTF-8 text ({exc.reason})") from exc
+    except SettingsError as exc:
+        # pydantic-settings' words for a value it could not even parse, e.g. a list
+        # variable that is not JSON; its message names the setting.
+        raise ConfigError(
+            f"invalid setting: {exc} (lists and tables are JSON in DIGEST_*)"
+        ) from exc
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from exc
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     JSON,
     Column,
@@ -89,11 +90,15 @@ class Store:
         """Connect to ``url``, creating a SQLite file's folder, and migrate to the latest schema."""
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (
+                None,
+                "",
+                ":memory:",
+            ):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(parsed)
-        except (SQLAlchemyError, ImportError) as exc:
+        except (SQLAlchemyError, ImportError, OSError) as exc:
             raise StoreError(f"cannot use database {shown}: {exc}") from exc
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -104,6 +109,12 @@ class Store:
             engine.dispose()
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"cannot open database {shown}: {str(reason).strip()}") from exc
+        except CommandError as exc:
+            engine.dispose()
+            raise StoreError(
+                f"database {shown} has a schema this digest does not know ({exc}); "
+                "it was written by a newer digest: upgrade digest"
+            ) from exc
         return store
 
     def close(self) -> None:

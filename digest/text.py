@@ -12,8 +12,13 @@ import unicodedata
 
 __all__ = ["TRAILING_PUNCTUATION", "clean_lines", "comparison_form", "fold", "plain_punctuation"]
 
-# Control and zero-width characters never belong in a headline or a paragraph.
-_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f\u200b\ufeff]")
+# Control characters (C0 and C1), soft hyphens, zero-width spaces and direction
+# overrides never belong in a headline or a paragraph, and would change an article's id.
+# The zero-width joiners stay: emoji and some scripts need them.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u200b\u200e\u200f"
+    "\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
 # Typographic variants a site's templates use interchangeably.
 _FOLD = (
     ("\u2018", "'"),

@@ -283,3 +283,26 @@ def test_preview_with_nothing_at_all_is_an_error(project: Path) -> None:
         result.stderr
         == "Error: nothing to preview for 2026-11-23: no new article in seeds and no earlier issue\n"
     )
+
+
+def test_load_keeps_the_path_as_given(project: Path) -> None:
+    result = run("load", "--json", f"./seeds/{SEED_NAME}", "./seeds/")
+
+    assert [article["source"] for article in json.loads(result.stdout)["articles"]] == [
+        f"./seeds/{SEED_NAME}",
+        f"./seeds/{SEED_NAME}",
+    ]
+
+
+def test_a_missing_seeds_directory_is_an_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SEEDS_DIR", "nope")
+
+    result = run("pick")
+
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == "Error: nope: seeds directory not found (setting seeds_dir, DIGEST_SEEDS_DIR)\n"
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from digest.loader import article_id
 from digest.models import Article, PickLimits, RelatedStory
 from digest.picker import pick
@@ -151,3 +153,10 @@ def test_the_same_input_gives_the_same_issue() -> None:
     )
 
     assert first == second
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="at least one article"):
+        PickLimits(max_articles=0)
+    with pytest.raises(ValueError, match="no negative number"):
+        PickLimits(max_related=-1)

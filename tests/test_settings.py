@@ -239,3 +239,22 @@ def test_the_shipped_config_documents_every_setting() -> None:
 
 def test_the_shipped_config_loads_as_it_is(workdir: Path) -> None:
     assert load_settings() == Settings(_env_file=None)
+
+
+def test_a_list_that_is_not_json_is_one_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_KICKERS", "Briefing")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert "kickers" in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_config_file_that_is_not_utf8(workdir: Path) -> None:
+    (workdir / "config" / "digest.toml").write_bytes(b"newsletter_name = 'caf\xe9'\n")
+
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from digest.errors import StoreError
 from digest.models import Article, Issue, RelatedStory
@@ -125,3 +126,19 @@ def test_an_unreachable_database_is_a_store_error() -> None:
 def test_an_unwritable_sqlite_path_is_a_store_error() -> None:
     with pytest.raises(StoreError, match=r"cannot open database sqlite:////proc/digest\.db"):
         Store.open("sqlite:////proc/digest.db")
+
+
+def test_a_sqlite_path_under_a_file_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+
+    with pytest.raises(StoreError, match="cannot use database sqlite:///"):
+        Store.open(f"sqlite:///{tmp_path}/file/digest.db")
+
+
+def test_a_schema_from_a_newer_digest_is_named(database_url: str) -> None:
+    Store.open(database_url).close()
+    with Store.open(database_url) as store, store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+
+    with pytest.raises(StoreError, match="written by a newer digest: upgrade digest"):
+        Store.open(database_url)

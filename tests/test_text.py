@@ -40,3 +40,13 @@ def test_whole_text_equals_line_by_line(lines: list[str]) -> None:
     assert [" ".join(line.split()) for line in clean_lines("\n".join(lines))] == clean_lines(
         "\n".join(lines)
     )
+
+
+def test_invisible_characters_go_and_do_not_change_ids() -> None:
+    from digest.loader import article_id
+
+    (line,) = clean_lines("Head\u00adline\u200e with \u202eoverride\x9b")
+
+    assert line == "Headline with override"
+    assert article_id(line) == article_id("Headline with override")
+    assert clean_lines("family \U0001f468\u200d\U0001f469") == ["family \U0001f468\u200d\U0001f469"]
