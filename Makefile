@@ -15,6 +15,7 @@ $(BIN)/digest: pyproject.toml
 run: $(BIN)/digest
 	$(BIN)/digest load
 	$(BIN)/digest pick
+	$(BIN)/digest preview
 
 lint: $(BIN)/digest
 	$(BIN)/ruff check .

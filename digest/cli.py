@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import logging
 import traceback
+import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import click
 from digest import __version__, pipeline
 from digest.errors import DigestError
 from digest.models import Article, Issue
+from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
@@ -43,6 +46,20 @@ class DigestGroup(click.Group):
             if ctx.obj is not None and ctx.obj.verbose:
                 traceback.print_exc()
             raise click.ClickException(str(exc)) from exc
+
+
+DATE_OPTION = click.option(
+    "--date",
+    "date_",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Issue date (default: today in the configured time zone).",
+)
+SEEDS_OPTION = click.option(
+    "--seeds",
+    "seeds_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Seeds directory (setting seeds_dir).",
+)
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,18 +117,8 @@ def load(app: App, as_json: bool, paths: tuple[str, ...]) -> None:
 
 
 @cli.command("pick")
-@click.option(
-    "--date",
-    "date_",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Issue date (default: today in the configured time zone).",
-)
-@click.option(
-    "--seeds",
-    "seeds_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Seeds directory (setting seeds_dir).",
-)
+@DATE_OPTION
+@SEEDS_OPTION
 @click.option("--dry-run", is_flag=True, help="Show the pick without freezing it in the database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the issue as JSON.")
 @click.pass_obj
@@ -156,42 +163,58 @@ def pick_command(
 
 
 @cli.command()
-@click.option(
-    "--date",
-    "date_",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Issue date (default: today in the configured time zone).",
-)
-@click.option(
-    "--seeds",
-    "seeds_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Seeds directory (setting seeds_dir).",
-)
+@DATE_OPTION
+@SEEDS_OPTION
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Where to write the preview (setting preview_dir).",
 )
+@click.option(
+    "--serve", is_flag=True, help="Serve the preview locally; it re-renders on every edit."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8025,
+    show_default=True,
+    help="Port for --serve.",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the preview in a web browser.")
 @click.pass_obj
 def preview(
-    app: App, date_: dt.datetime | None, seeds_dir: Path | None, out_dir: Path | None
+    app: App,
+    date_: dt.datetime | None,
+    seeds_dir: Path | None,
+    out_dir: Path | None,
+    serve: bool,
+    port: int,
+    open_browser: bool,
 ) -> None:
     """Render the day's digest exactly as a send would, for a sample subscriber, and write it.
 
     Writes digest.html, digest.txt and digest.eml (the whole MIME message). Stores nothing
-    and sends nothing: preview as often as you like while the seeds change.
+    and sends nothing: preview as often as you like while the seeds change. With --serve,
+    http://127.0.0.1:8025/ shows it (/text and /eml the other parts) and reloads itself
+    when a seed, template or config file changes.
     """
-    settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir)
-    day = date_.date() if date_ else pipeline.today(settings)
-    with Store.open(settings.database_url) as store:
-        result = pipeline.preview(settings, store, day, out_dir=settings.preview_dir)
+
+    def build() -> tuple[Settings, pipeline.Preview]:
+        settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir)
+        day = date_.date() if date_ else pipeline.today(settings)
+        with Store.open(settings.database_url) as store:
+            return settings, pipeline.preview(settings, store, day, out_dir=settings.preview_dir)
+
+    if serve:
+        _serve_preview(app, build, port, open_browser)
+        return
+    settings, result = build()
     for failure in result.failures:
         click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
     if result.instead_of is not None:
-        shown = result.rendered.date.isoformat()
-        click.echo(f"Nothing new to send for {day.isoformat()}; previewing the issue of {shown}.")
+        wanted, shown = result.instead_of.isoformat(), result.rendered.date.isoformat()
+        click.echo(f"Nothing new to send for {wanted}; previewing the issue of {shown}.")
     if settings.secret_key is None:
         note = "unsubscribe links are signed with the preview key; set DIGEST_SECRET_KEY to send"
         click.echo(f"note: {note}.", err=True)
@@ -202,6 +225,35 @@ def preview(
         f"Issue of {rendered.date.isoformat()}: {_plural(rendered.article_count, 'article')}, "
         f"{_related_count(rendered.related_count)}, HTML {result.html_bytes / 1024:.1f} KB"
     )
+    if open_browser:
+        webbrowser.open(result.html_path.resolve().as_uri())
+
+
+def _serve_preview(
+    app: App, build: Callable[[], tuple[Settings, pipeline.Preview]], port: int, open_browser: bool
+) -> None:
+    def parts() -> tuple[Settings, str, str, bytes]:
+        settings, result = build()
+        return (
+            settings,
+            result.html_path.read_text(encoding="utf-8"),
+            result.text_path.read_text(encoding="utf-8"),
+            result.eml_path.read_bytes(),
+        )
+
+    try:
+        server = PreviewServer(parts, app.config_file, port=port)
+    except OSError as exc:
+        raise DigestError(f"cannot serve the preview on port {port}: {exc.strerror}") from exc
+    click.echo(f"Serving the preview at {server.url} (also /text and /eml); Ctrl-C stops it.")
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.")
+    finally:
+        server.httpd.server_close()
 
 
 def _article_summary(article: Article) -> str:

@@ -49,6 +49,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) ->
     return tmp_path
 
 
+@pytest.fixture
+def project(workdir: Path) -> Path:
+    """A working directory with config/ and the real seed in seeds/."""
+    (workdir / "seeds").mkdir()
+    (workdir / "seeds" / SEED.name).write_bytes(SEED.read_bytes())
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)

@@ -22,14 +22,6 @@ SEED_NAME = SEED.name
 SEED_TITLE = "Bashar al-Assad 'informed' on US-led airstrikes against IS"
 
 
-@pytest.fixture
-def project(workdir: Path) -> Path:
-    """A working directory with config/ and the real seed in seeds/."""
-    (workdir / "seeds").mkdir()
-    shutil.copy(SEED, workdir / "seeds" / SEED_NAME)
-    return workdir
-
-
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), prog_name="digest")
 
