@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{len(loaded.failures):,} failures; picked {len(issue.articles)} articles "
         f"with {issue.related_count} related stories"
     )
-    print(f"  peak RSS      {rss:8.1f} MB  (this process; worker processes not counted)")
+    print(f"  peak RSS      {rss:8.1f} MB")
     target = (
         f"target: {TARGET_FILES:,} files loaded and picked in under {TARGET_SECONDS:g} s "
         "on a 2-core machine"
