@@ -105,13 +105,16 @@ class SeedFormat:
     _kicker: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _canonical: dict[str, str] = field(init=False, repr=False, compare=False)
     _publishers: frozenset[str] = field(init=False, repr=False, compare=False)
+    _longest: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Longest first, so "Instant Opinion" wins over "Opinion".
         names = sorted(self.kickers, key=len, reverse=True)
         alternatives = "|".join(re.escape(plain_punctuation(name)) for name in names)
-        kicker = re.compile(rf"^(?P<kicker>{alternatives})\s+(?P<rest>\S.*)$", re.IGNORECASE)
+        # Only the start of a summary is matched: the label and the next character.
+        kicker = re.compile(rf"^(?P<kicker>{alternatives})\s+(?P<rest>\S)", re.IGNORECASE)
         object.__setattr__(self, "_kicker", kicker if names else None)
+        object.__setattr__(self, "_longest", max(map(len, names), default=0))
         canonical = {plain_punctuation(name).casefold(): name for name in self.kickers}
         object.__setattr__(self, "_canonical", canonical)
         object.__setattr__(
@@ -122,10 +125,11 @@ class SeedFormat:
         """Separate a leading section label from the summary it precedes."""
         # Matched with plain quotes and dashes (a curly apostrophe in "Today's"); as that changes
         # no lengths, the summary is cut from the original at the same place.
-        match = self._kicker.match(plain_punctuation(summary)) if self._kicker else None
+        head = plain_punctuation(summary[: self._longest + 2])
+        match = self._kicker.match(head) if self._kicker else None
         # A label is followed by a sentence, which starts with a capital, digit or quote:
         # "Review of the year" is a summary, "Review The film ..." is a kicker and a summary.
-        if match is None or match["rest"][0].islower():
+        if match is None or summary[match.start("rest")].islower():
             return None, summary
         return self._canonical[match["kicker"].casefold()], summary[match.start("rest") :]
 
@@ -178,6 +182,8 @@ def parse_byline(
     ``strict`` requires "Published", as the site prints it, followed by nothing or a date;
     a loose byline is "By" and a name. Either way the name starts with a capital.
     """
+    if line[:3].lower() != "by ":
+        return None
     match = _BYLINE.match(line) or (None if strict else _LOOSE_BYLINE.match(line))
     if match is None:
         return None
@@ -214,14 +220,14 @@ def parse_article(
     if not any(lines):
         raise SeedError(source, "empty file")
     # The headline and each story's title: patterns are not trusted to drop a title.
-    titles = {
-        next((index for index, line in enumerate(lines) if line), 0),
-        *(
-            next((index for index in range(start + 1, len(lines)) if lines[index]), start)
-            for start, line in enumerate(lines)
-            if line == SEPARATOR
-        ),
-    }
+    titles = set()
+    title_next = True
+    for index, line in enumerate(lines):
+        if line == SEPARATOR:
+            title_next = True
+        elif line and title_next:
+            titles.add(index)
+            title_next = False
     is_boilerplate = seed_format.boilerplate.flags(lines, exact_only=titles)
     kept = [
         line
