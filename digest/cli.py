@@ -16,10 +16,11 @@ import click
 
 from digest import __version__, pipeline
 from digest.errors import DigestError
-from digest.models import Article, Issue
+from digest.models import Article, Issue, SubscriberStatus
 from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.subscribers import InvalidAddress, normalise_address, read_csv
 
 __all__ = ["cli", "main"]
 
@@ -254,6 +255,132 @@ def _serve_preview(
         click.echo("Stopped.")
     finally:
         server.httpd.server_close()
+
+
+@cli.group("subscribers")
+def subscribers_group() -> None:
+    """Manage the subscriber list: add, import, list, unsubscribe, remove."""
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--name", help="The subscriber's name, used in the To header.")
+@click.pass_obj
+def subscribers_add(app: App, email: str, name: str | None) -> None:
+    """Add one address to the list (syntax checked; no DNS look-up)."""
+    address = _address_argument(email)
+    with Store.open(app.settings().database_url) as store:
+        subscriber, added = store.add_subscriber(address, _clean_name(name), now=_now())
+    if added:
+        click.echo(f"Added {subscriber.email}.")
+    else:
+        click.echo(
+            f"{subscriber.email} is already on the list ({subscriber.status}); left as it is."
+        )
+
+
+@subscribers_group.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def subscribers_import(app: App, csv_file: Path) -> None:
+    """Import a CSV file with the columns email,name; importing it again changes nothing.
+
+    Rows that cannot be imported are listed with their line numbers, the others are
+    imported; the exit status is then 1.
+    """
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DigestError(f"{csv_file}: cannot read it as UTF-8 text: {exc}") from exc
+    rows = read_csv(text)
+    errors = [row for row in rows if row.error is not None]
+    valid = [(row.email, row.name) for row in rows if row.email is not None]
+    with Store.open(app.settings().database_url) as store:
+        added, known = store.import_subscribers(valid, now=_now())
+    for row in errors:
+        click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
+    click.echo(
+        f"{_plural(added, 'subscriber')} added, {known} already on the list, "
+        f"{_plural(len(errors), 'row')} refused."
+    )
+    if errors:
+        raise SystemExit(1)
+
+
+@subscribers_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="A JSON array of objects with email, name, status."
+)
+@click.pass_obj
+def subscribers_list(app: App, status: str | None, as_json: bool) -> None:
+    """List subscribers, oldest first."""
+    wanted = SubscriberStatus(status) if status else None
+    with Store.open(app.settings().database_url) as store:
+        found = store.iter_subscribers(status=wanted)
+        if as_json:
+            # Written as it is read, so a long list is never held in memory whole.
+            click.echo("[", nl=False)
+            for index, subscriber in enumerate(found):
+                item = {
+                    "email": subscriber.email,
+                    "name": subscriber.name,
+                    "status": subscriber.status.value,
+                }
+                click.echo(
+                    ("," if index else "") + "\n  " + json.dumps(item, ensure_ascii=False), nl=False
+                )
+            click.echo("\n]")
+            return
+        for subscriber in found:
+            click.echo(f"{subscriber.email}\t{subscriber.name or ''}\t{subscriber.status}")
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("email")
+@click.pass_obj
+def subscribers_unsubscribe(app: App, email: str) -> None:
+    """Stop sending to an address; it stays on the list as unsubscribed."""
+    address = _address_argument(email)
+    with Store.open(app.settings().database_url) as store:
+        subscriber = store.set_subscriber_status(address, SubscriberStatus.UNSUBSCRIBED, now=_now())
+    if subscriber is None:
+        raise DigestError(f"{address} is not on the list")
+    click.echo(f"Unsubscribed {subscriber.email}.")
+
+
+@subscribers_group.command("remove")
+@click.argument("email")
+@click.pass_obj
+def subscribers_remove(app: App, email: str) -> None:
+    """Delete an address from the list altogether."""
+    address = _address_argument(email)
+    with Store.open(app.settings().database_url) as store:
+        removed = store.remove_subscriber(address)
+    if not removed:
+        raise DigestError(f"{address} is not on the list")
+    click.echo(f"Removed {address}.")
+
+
+def _address_argument(email: str) -> str:
+    try:
+        return normalise_address(email)
+    except InvalidAddress as exc:
+        raise DigestError(str(exc)) from exc
+
+
+def _clean_name(name: str | None) -> str | None:
+    if name is not None and ("\r" in name or "\n" in name):
+        raise DigestError("--name must be one line")
+    return " ".join(name.split()) or None if name else None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _article_summary(article: Article) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ __all__ = [
     "RelatedStory",
     "RenderedIssue",
     "Subscriber",
+    "SubscriberStatus",
     "title_key",
 ]
 
@@ -155,6 +157,14 @@ class Issue:
         return sum(len(article.related) for article in self.articles)
 
 
+class SubscriberStatus(enum.StrEnum):
+    """Whether a subscriber gets the digest."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Subscriber:
     """Someone the digest is sent to."""
@@ -162,6 +172,7 @@ class Subscriber:
     id: int
     email: str
     name: str | None = None
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

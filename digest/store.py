@@ -7,6 +7,8 @@ the schema is versioned with Alembic and brought up to date whenever a store is 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,13 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from digest.errors import StoreError
-from digest.models import Article, Issue
+from digest.models import Article, Issue, Subscriber, SubscriberStatus
 
-__all__ = ["Store", "issue_articles", "issues", "metadata"]
+__all__ = ["Store", "issue_articles", "issues", "metadata", "subscribers"]
 
 metadata = MetaData(
     naming_convention={
@@ -75,6 +77,23 @@ issue_articles = Table(
     Index(None, "article_id"),
 )
 
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    # The address case-folded: Ann@example.org and ann@example.org are one subscriber.
+    Column("email_key", String(320), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("email_key"),
+    Index("ix_subscribers_status", "status", "id"),
+)
+
+# Rows read or written per statement when walking or importing the subscriber list.
+_BATCH = 1000
 # Any fixed number: it names the lock that keeps two processes from migrating at once.
 _MIGRATION_LOCK = 0x6469676573
 
@@ -197,6 +216,145 @@ class Store:
                 raise
             return existing, False
         return issue, True
+
+    def add_subscriber(
+        self, email: str, name: str | None, *, now: dt.datetime
+    ) -> tuple[Subscriber, bool]:
+        """Add ``email`` (already normalised) as active; an address on the list is left as it is.
+
+        Returns the subscriber and whether this call added them.
+        """
+        existing = self.find_subscriber(email)
+        if existing is not None:
+            return existing, False
+        try:
+            with self._writing() as connection:
+                connection.execute(
+                    subscribers.insert().values(
+                        email=email,
+                        email_key=email.casefold(),
+                        name=name,
+                        status=SubscriberStatus.ACTIVE.value,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except StoreError:
+            existing = self.find_subscriber(email)
+            if existing is None:
+                raise
+            return existing, False
+        added = self.find_subscriber(email)
+        assert added is not None
+        return added, True
+
+    def import_subscribers(
+        self, rows: Iterable[tuple[str, str | None]], *, now: dt.datetime
+    ) -> tuple[int, int]:
+        """Add every new address of ``rows`` (email, name); returns (added, already there)."""
+        wanted: dict[str, tuple[str, str | None]] = {}
+        for email, name in rows:
+            wanted.setdefault(email.casefold(), (email, name))
+        added = 0
+        keys = list(wanted)
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            with self._writing() as connection:
+                known = set(
+                    connection.scalars(
+                        select(subscribers.c.email_key).where(subscribers.c.email_key.in_(batch))
+                    )
+                )
+                new = [
+                    {
+                        "email": wanted[key][0],
+                        "email_key": key,
+                        "name": wanted[key][1],
+                        "status": SubscriberStatus.ACTIVE.value,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key in batch
+                    if key not in known
+                ]
+                if new:
+                    connection.execute(subscribers.insert(), new)
+                added += len(new)
+        return added, len(keys) - added
+
+    def find_subscriber(self, email: str) -> Subscriber | None:
+        """The subscriber with this address, whatever its case."""
+        with self._reading() as connection:
+            row = connection.execute(
+                select(subscribers).where(subscribers.c.email_key == email.casefold())
+            ).first()
+        return _subscriber(row) if row is not None else None
+
+    def iter_subscribers(
+        self, *, status: SubscriberStatus | None = None, batch_size: int = _BATCH
+    ) -> Iterator[Subscriber]:
+        """Every subscriber (with ``status``), by id, read ``batch_size`` at a time.
+
+        Each batch is a query of its own from the last id seen, so memory stays flat
+        however long the list, and no connection is held between batches.
+        """
+        after = 0
+        while True:
+            query = select(subscribers).where(subscribers.c.id > after)
+            if status is not None:
+                query = query.where(subscribers.c.status == status.value)
+            with self._reading() as connection:
+                rows = connection.execute(query.order_by(subscribers.c.id).limit(batch_size)).all()
+            if not rows:
+                return
+            yield from map(_subscriber, rows)
+            after = rows[-1].id
+
+    def set_subscriber_status(
+        self, email: str, status: SubscriberStatus, *, now: dt.datetime
+    ) -> Subscriber | None:
+        """Change a subscriber's status; None if the address is not on the list."""
+        with self._writing() as connection:
+            connection.execute(
+                subscribers.update()
+                .where(subscribers.c.email_key == email.casefold())
+                .values(status=status.value, updated_at=now)
+            )
+        return self.find_subscriber(email)
+
+    def remove_subscriber(self, email: str) -> bool:
+        """Delete a subscriber altogether; False if the address is not on the list."""
+        with self._writing() as connection:
+            result = connection.execute(
+                subscribers.delete().where(subscribers.c.email_key == email.casefold())
+            )
+        return bool(result.rowcount)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the database: {_reason(exc)}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot write to the database: {_reason(exc)}") from exc
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def _subscriber(row: Row[Any]) -> Subscriber:
+    return Subscriber(
+        id=row.id, email=row.email, name=row.name, status=SubscriberStatus(row.status)
+    )
 
 
 def _article_row(issue_id: int, position: int, article: Article) -> dict[str, Any]:
