@@ -14,8 +14,11 @@ $(BIN)/digest: pyproject.toml
 
 run: $(BIN)/digest
 	$(BIN)/digest load
-	$(BIN)/digest pick
+	$(BIN)/digest subscribers import config/subscribers.example.csv
 	$(BIN)/digest preview
+	$(BIN)/digest send
+	@echo "Look at var/preview/digest.html in a browser, and at the sent copies in the"
+	@echo "Maildir var/outbox/ (mutt -f var/outbox, or any mail client's local folder)."
 
 lint: $(BIN)/digest
 	$(BIN)/ruff check .

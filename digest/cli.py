@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -15,12 +16,14 @@ from typing import Any
 import click
 
 from digest import __version__, pipeline
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
+from digest.mailer import OutboxTransport
 from digest.models import Article, Issue, SubscriberStatus
 from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.subscribers import InvalidAddress, normalise_address, read_csv
+from digest.tokens import PREVIEW_KEY
 
 __all__ = ["cli", "main"]
 
@@ -255,6 +258,55 @@ def _serve_preview(
         click.echo("Stopped.")
     finally:
         server.httpd.server_close()
+
+
+@cli.command()
+@DATE_OPTION
+@SEEDS_OPTION
+@click.pass_obj
+def send(app: App, date_: dt.datetime | None, seeds_dir: Path | None) -> None:
+    """Send the day's digest to every active subscriber who has not had it yet.
+
+    The issue is frozen at the first send; each delivery is recorded as it completes, so
+    running it again sends nothing twice. With no SMTP relay set (smtp.host) every message
+    goes into the local outbox (outbox_dir, a Maildir). Exit status: 0 when everything
+    was delivered, 2 when some deliveries failed for good, 1 on an error.
+    """
+    settings = app.settings(seeds_dir=seeds_dir)
+    if settings.smtp.host:
+        raise ConfigError(
+            f"smtp.host is set to {settings.smtp.host!r}, but this digest delivers only to the "
+            "local outbox: unset DIGEST_SMTP__HOST to send to the outbox"
+        )
+    secret_key = _secret_key(settings)
+    day = date_.date() if date_ else pipeline.today(settings)
+    transport = OutboxTransport(settings.outbox_dir)
+    with Store.open(settings.database_url) as store:
+        report = asyncio.run(
+            pipeline.send_issue(settings, store, day, transport, secret_key=secret_key)
+        )
+    for failure in report.failures:
+        click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
+    if report.nothing_new:
+        click.echo(f"Nothing new to send for {day.isoformat()}.")
+        return
+    click.echo(
+        f"Issue of {day.isoformat()} to {transport.name} ({settings.outbox_dir}): "
+        f"{report.sent} sent, {report.failed} failed, {report.deferred} to retry, "
+        f"{report.already_sent} sent before."
+    )
+    if report.failed:
+        raise SystemExit(2)
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    # Nothing leaves the machine through the outbox, so the preview key will do there.
+    click.echo(
+        "note: DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links.", err=True
+    )
+    return PREVIEW_KEY
 
 
 @cli.group("subscribers")

@@ -163,7 +163,11 @@ class MessageTemplate:
             tail=f"{CRLF}--{boundary}--{CRLF}",
         )
 
-    def render(self, subscriber: Subscriber) -> bytes:
+    def new_message_id(self) -> str:
+        """A fresh Message-ID on the sending domain."""
+        return make_msgid(domain=self.domain)
+
+    def render(self, subscriber: Subscriber, *, message_id: str | None = None) -> bytes:
         """This subscriber's copy: their To, Message-ID and unsubscribe link, in both parts."""
         to = _address(subscriber.name, subscriber.email, "the subscriber's address")
         https, mailto = unsubscribe_links(self.settings, subscriber, secret_key=self.secret_key)
@@ -173,7 +177,7 @@ class MessageTemplate:
             (
                 self.head,
                 f"To: {to}{CRLF}",
-                f"Message-ID: {make_msgid(domain=self.domain)}{CRLF}",
+                f"Message-ID: {message_id or self.new_message_id()}{CRLF}",
                 f"List-Unsubscribe: {links}{CRLF}{CRLF}",
                 self.text_head,
                 self.text.fill(text_values(personal)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from digest.boilerplate import load_boilerplate
 from digest.errors import ConfigError, DigestError
+from digest.ledger import Ledger, PendingDelivery
 from digest.loader import SeedFormat, load_paths
-from digest.message import build_message, recipient, unsubscribe_links
+from digest.mailer import DeliveryFailed, Transport
+from digest.message import MessageTemplate, build_message, recipient, unsubscribe_links
 from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
 from digest.picker import pick
 from digest.render import Personal, Renderer, personalise
@@ -18,7 +21,17 @@ from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY
 
-__all__ = ["IssueBuild", "Preview", "build_issue", "load_seeds", "preview", "seed_format", "today"]
+__all__ = [
+    "IssueBuild",
+    "Preview",
+    "SendReport",
+    "build_issue",
+    "load_seeds",
+    "preview",
+    "seed_format",
+    "send_issue",
+    "today",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -144,3 +157,98 @@ def preview(
         instead_of=instead_of,
         failures=built.failures,
     )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SendReport:
+    """What one send did."""
+
+    date: dt.date
+    sent: int = 0
+    failed: int = 0
+    # Transient failures: still pending, for the next run.
+    deferred: int = 0
+    # Deliveries recorded by an earlier run, left alone by this one.
+    already_sent: int = 0
+    nothing_new: bool = False
+    failures: tuple[LoadFailure, ...] = ()
+
+
+async def send_issue(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    transport: Transport,
+    *,
+    secret_key: str,
+    now: dt.datetime | None = None,
+    concurrency: int = 8,
+) -> SendReport:
+    """Send the issue for ``date`` to every active subscriber not yet sent it.
+
+    The issue and its rendering are frozen at the first send; every delivery is recorded
+    as it completes, so a second run, or one after a crash, sends only what is left.
+    """
+    started = now or dt.datetime.now(dt.UTC)
+    built = build_issue(settings, store, date, now=started)
+    if built.issue.is_empty:
+        return SendReport(date=date, nothing_new=True, failures=built.failures)
+    rendered = _frozen_rendering(settings, store, built.issue)
+    issue_id = store.issue_id(date)
+    assert issue_id is not None
+    ledger = Ledger(store, issue_id)
+    ledger.enqueue(now=started)
+    before = ledger.counts()
+    template = MessageTemplate.build(rendered, settings, secret_key=secret_key, now=started)
+    limit = asyncio.Semaphore(concurrency)
+    outcome = {"sent": 0, "failed": 0, "deferred": 0}
+
+    async def deliver(delivery: PendingDelivery) -> None:
+        async with limit:
+            message_id = template.new_message_id()
+            data = template.render(delivery.subscriber, message_id=message_id)
+            try:
+                await transport.send(
+                    data, sender=settings.from_address, recipient=delivery.subscriber.email
+                )
+            except DeliveryFailed as exc:
+                ledger.mark_failed(delivery.id, error=str(exc), permanent=exc.permanent, now=_now())
+                outcome["failed" if exc.permanent else "deferred"] += 1
+                return
+            ledger.mark_sent(delivery.id, message_id=message_id, now=_now())
+            outcome["sent"] += 1
+
+    for batch in ledger.pending():
+        await asyncio.gather(*(deliver(delivery) for delivery in batch))
+    return SendReport(
+        date=date,
+        sent=outcome["sent"],
+        failed=outcome["failed"],
+        deferred=outcome["deferred"],
+        already_sent=before.sent,
+        failures=built.failures,
+    )
+
+
+def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
+    """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
+    frozen = store.rendering(issue.date)
+    if frozen is None:
+        fresh = Renderer(settings.templates_dir).render(issue, settings)
+        store.freeze_rendering(issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text)
+        frozen = store.rendering(issue.date)
+        assert frozen is not None
+    subject, html, text = frozen
+    return RenderedIssue(
+        date=issue.date,
+        subject=subject,
+        preheader="",
+        html=html,
+        text=text,
+        article_count=len(issue.articles),
+        related_count=issue.related_count,
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     templates_dir: Path | None = None
     article_url_template: str | None = None
     preview_dir: Path = Path("var/preview")
+    outbox_dir: Path = Path("var/outbox")
     schedule: ScheduleSettings = ScheduleSettings()
     smtp: SmtpSettings = SmtpSettings()
 

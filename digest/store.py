@@ -42,7 +42,15 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from digest.errors import StoreError
 from digest.models import Article, Issue, Subscriber, SubscriberStatus
 
-__all__ = ["Store", "issue_articles", "issues", "metadata", "subscribers"]
+__all__ = [
+    "Store",
+    "deliveries",
+    "issue_articles",
+    "issues",
+    "metadata",
+    "subscriber_from_row",
+    "subscribers",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -59,6 +67,10 @@ issues = Table(
     Column("id", Integer, primary_key=True),
     Column("date", Date, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The rendering frozen at the first send, so every copy of the issue is the same.
+    Column("subject", Text, nullable=True),
+    Column("html", Text, nullable=True),
+    Column("text", Text, nullable=True),
     UniqueConstraint("date"),
 )
 
@@ -90,6 +102,25 @@ subscribers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("email_key"),
     Index("ix_subscribers_status", "status", "id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("message_id", Text, nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("issue_id", "subscriber_id"),
+    Index("ix_deliveries_pending", "issue_id", "status", "id"),
 )
 
 # Rows read or written per statement when walking or importing the subscriber list.
@@ -217,6 +248,31 @@ class Store:
             return existing, False
         return issue, True
 
+    def issue_id(self, date: dt.date) -> int | None:
+        """The stored issue's row id, or None."""
+        with self.reading() as connection:
+            found: int | None = connection.scalar(select(issues.c.id).where(issues.c.date == date))
+        return found
+
+    def rendering(self, date: dt.date) -> tuple[str, str, str] | None:
+        """The subject, HTML and text frozen with the issue at its first send, if any."""
+        query = select(issues.c.subject, issues.c.html, issues.c.text).where(issues.c.date == date)
+        with self.reading() as connection:
+            row = connection.execute(query).first()
+        if row is None or row.html is None:
+            return None
+        return row.subject, row.html, row.text
+
+    def freeze_rendering(self, date: dt.date, *, subject: str, html: str, text: str) -> None:
+        """Keep the issue's rendering; one frozen before (by another sender) stays."""
+        statement = (
+            issues.update()
+            .where(issues.c.date == date, issues.c.html.is_(None))
+            .values(subject=subject, html=html, text=text)
+        )
+        with self.writing() as connection:
+            connection.execute(statement)
+
     def add_subscriber(
         self, email: str, name: str | None, *, now: dt.datetime
     ) -> tuple[Subscriber, bool]:
@@ -228,7 +284,7 @@ class Store:
         if existing is not None:
             return existing, False
         try:
-            with self._writing() as connection:
+            with self.writing() as connection:
                 connection.execute(
                     subscribers.insert().values(
                         email=email,
@@ -259,7 +315,7 @@ class Store:
         keys = list(wanted)
         for start in range(0, len(keys), _BATCH):
             batch = keys[start : start + _BATCH]
-            with self._writing() as connection:
+            with self.writing() as connection:
                 known = set(
                     connection.scalars(
                         select(subscribers.c.email_key).where(subscribers.c.email_key.in_(batch))
@@ -284,11 +340,11 @@ class Store:
 
     def find_subscriber(self, email: str) -> Subscriber | None:
         """The subscriber with this address, whatever its case."""
-        with self._reading() as connection:
+        with self.reading() as connection:
             row = connection.execute(
                 select(subscribers).where(subscribers.c.email_key == email.casefold())
             ).first()
-        return _subscriber(row) if row is not None else None
+        return subscriber_from_row(row) if row is not None else None
 
     def iter_subscribers(
         self, *, status: SubscriberStatus | None = None, batch_size: int = _BATCH
@@ -303,18 +359,18 @@ class Store:
             query = select(subscribers).where(subscribers.c.id > after)
             if status is not None:
                 query = query.where(subscribers.c.status == status.value)
-            with self._reading() as connection:
+            with self.reading() as connection:
                 rows = connection.execute(query.order_by(subscribers.c.id).limit(batch_size)).all()
             if not rows:
                 return
-            yield from map(_subscriber, rows)
+            yield from map(subscriber_from_row, rows)
             after = rows[-1].id
 
     def set_subscriber_status(
         self, email: str, status: SubscriberStatus, *, now: dt.datetime
     ) -> Subscriber | None:
         """Change a subscriber's status; None if the address is not on the list."""
-        with self._writing() as connection:
+        with self.writing() as connection:
             connection.execute(
                 subscribers.update()
                 .where(subscribers.c.email_key == email.casefold())
@@ -324,14 +380,15 @@ class Store:
 
     def remove_subscriber(self, email: str) -> bool:
         """Delete a subscriber altogether; False if the address is not on the list."""
-        with self._writing() as connection:
+        with self.writing() as connection:
             result = connection.execute(
                 subscribers.delete().where(subscribers.c.email_key == email.casefold())
             )
         return bool(result.rowcount)
 
     @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; database errors become :class:`StoreError`."""
         try:
             with self.engine.connect() as connection:
                 yield connection
@@ -339,7 +396,8 @@ class Store:
             raise StoreError(f"cannot read the database: {_reason(exc)}") from exc
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """A transaction; database errors become :class:`StoreError`."""
         try:
             with self.engine.begin() as connection:
                 yield connection
@@ -351,7 +409,8 @@ def _reason(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
-def _subscriber(row: Row[Any]) -> Subscriber:
+def subscriber_from_row(row: Row[Any]) -> Subscriber:
+    """A :class:`Subscriber` from a row with the subscribers table's columns."""
     return Subscriber(
         id=row.id, email=row.email, name=row.name, status=SubscriberStatus(row.status)
     )

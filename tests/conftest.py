@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "seeds"
 SEED = REPO / "seeds" / "000_9a09748038e9bf2b.txt"
 POSTGRES_ENV = "DIGEST_TEST_POSTGRES_URL"
+# Read once, before any test clears DIGEST_* variables from its environment.
+POSTGRES_URL = os.environ.get(POSTGRES_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +45,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) -> Path:
     """An empty working directory holding the shipped config/, as digest runs in a checkout."""
     (tmp_path / "config").mkdir()
-    for name in ("boilerplate.toml", "digest.toml"):
+    for name in ("boilerplate.toml", "digest.toml", "subscribers.example.csv"):
         (tmp_path / "config" / name).write_bytes((REPO / "config" / name).read_bytes())
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -59,7 +61,7 @@ def project(workdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get(POSTGRES_ENV)
+    url = POSTGRES_URL
     if not url:
         pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped")
     return url

@@ -1,0 +1,181 @@
+"""Sending: the ledger makes every send resumable and never sends a copy twice."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from digest import pipeline
+from digest.cli import cli
+from digest.ledger import Ledger
+from digest.mailer import DeliveryFailed, OutboxTransport, Transport
+from digest.models import SubscriberStatus
+from digest.settings import Settings, load_settings
+from digest.store import Store
+from digest.tokens import read_unsubscribe_token
+
+DAY = dt.date(2026, 11, 23)
+NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
+KEY = "test-key"
+
+
+class RecordingTransport:
+    """A test double at the transport boundary: records, and refuses whom it is told to."""
+
+    name = "recording"
+
+    def __init__(self, *, refuse: dict[str, bool] | None = None) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.refuse = refuse or {}
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        if recipient in self.refuse:
+            permanent = self.refuse[recipient]
+            raise DeliveryFailed(
+                f"{550 if permanent else 451} refused {recipient}", permanent=permanent
+            )
+        self.sent.append((recipient, data))
+
+    async def close(self) -> None:
+        return None
+
+
+def settings_for(database_url: str) -> Settings:
+    return load_settings(database_url=database_url, public_url="https://news.example.org")
+
+
+def send(settings: Settings, transport: Transport) -> pipeline.SendReport:
+    with Store.open(settings.database_url) as store:
+        return asyncio.run(
+            pipeline.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW)
+        )
+
+
+@pytest.fixture
+def subscribed(project: Path, database_url: str) -> Settings:
+    settings = settings_for(database_url)
+    with Store.open(database_url) as store:
+        store.import_subscribers(
+            [("ann@example.org", "Ann"), ("bo@example.org", None), ("cy@example.org", "Cy")],
+            now=NOW,
+        )
+        store.set_subscriber_status("cy@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW)
+    return settings
+
+
+def test_each_active_subscriber_gets_one_copy_and_a_rerun_sends_none(subscribed: Settings) -> None:
+    first_transport = RecordingTransport()
+    first = send(subscribed, first_transport)
+    second_transport = RecordingTransport()
+    second = send(subscribed, second_transport)
+
+    assert (first.sent, first.failed, first.already_sent) == (2, 0, 0)
+    assert sorted(recipient for recipient, _ in first_transport.sent) == [
+        "ann@example.org",
+        "bo@example.org",
+    ]
+    assert (second.sent, second.already_sent) == (0, 2)
+    assert second_transport.sent == []
+
+
+def test_each_copy_is_the_subscribers_own(subscribed: Settings) -> None:
+    transport = RecordingTransport()
+    send(subscribed, transport)
+
+    with Store.open(subscribed.database_url) as store:
+        ids = {s.email: s.id for s in store.iter_subscribers()}
+    for recipient, data in transport.sent:
+        message = BytesParser(policy=policy.default).parsebytes(data)
+        assert message.defects == []
+        assert message["To"].addresses[0].addr_spec == recipient
+        token = message["List-Unsubscribe"].split("/unsubscribe/")[1].split(">")[0]
+        assert read_unsubscribe_token(KEY, token) == (ids[recipient], "the-digest.localhost")
+        text = message.get_body(("plain",))
+        assert text is not None
+        assert token in text.get_content()
+
+
+def test_failures_are_recorded_permanent_ones_for_good(subscribed: Settings) -> None:
+    report = send(
+        subscribed, RecordingTransport(refuse={"ann@example.org": True, "bo@example.org": False})
+    )
+
+    assert (report.sent, report.failed, report.deferred) == (0, 1, 1)
+    retry_transport = RecordingTransport()
+    retry = send(subscribed, retry_transport)
+    # The transient failure is tried again; the permanent one is not.
+    assert [recipient for recipient, _ in retry_transport.sent] == ["bo@example.org"]
+    assert retry.sent == 1
+    with Store.open(subscribed.database_url) as store:
+        issue_id = store.issue_id(DAY)
+        assert issue_id is not None
+        counts = Ledger(store, issue_id).counts()
+    assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)
+
+
+def test_the_issue_is_frozen_at_the_first_send(subscribed: Settings, project: Path) -> None:
+    send(subscribed, RecordingTransport())
+    (project / "templates").mkdir()
+    (project / "templates" / "digest.txt.j2").write_text("changed\n", encoding="utf-8")
+    with Store.open(subscribed.database_url) as store:
+        store.add_subscriber("late@example.org", None, now=NOW)
+
+    transport = RecordingTransport()
+    send(subscribed.model_copy(update={"templates_dir": project / "templates"}), transport)
+
+    ((recipient, data),) = transport.sent
+    assert recipient == "late@example.org"
+    assert b"Bashar al-Assad" in data
+    assert b"changed" not in data
+
+
+def test_nothing_new_sends_nothing(subscribed: Settings, project: Path) -> None:
+    (project / "seeds" / "000_9a09748038e9bf2b.txt").unlink()
+    (project / "seeds" / "other.txt").write_text("", encoding="utf-8")
+
+    report = send(subscribed, RecordingTransport())
+
+    assert report.nothing_new
+
+
+def test_the_cli_sends_to_the_outbox(project: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["subscribers", "import", "config/subscribers.example.csv"])
+
+    first = runner.invoke(cli, ["send", "--date", "2026-11-23"])
+    second = runner.invoke(cli, ["send", "--date", "2026-11-23"])
+
+    assert first.exit_code == 0, first.stderr
+    assert (
+        first.stdout
+        == "Issue of 2026-11-23 to outbox (var/outbox): 3 sent, 0 failed, 0 to retry, 0 sent before.\n"
+    )
+    assert "preview-key links" in first.stderr
+    assert second.stdout.endswith("0 sent, 0 failed, 0 to retry, 3 sent before.\n")
+    files = list((project / "var" / "outbox" / "new").iterdir())
+    copies = [BytesParser(policy=policy.default).parsebytes(path.read_bytes()) for path in files]
+    assert sorted(str(message["To"]) for message in copies) == [
+        "Reader One <reader.one@example.org>",
+        "Réader Three <reader.three@example.org>",
+        "reader.two@example.org",
+    ]
+
+
+def test_the_outbox_writes_whole_files(tmp_path: Path) -> None:
+    outbox = OutboxTransport(tmp_path / "outbox")
+    asyncio.run(
+        outbox.send(
+            b"Subject: x\r\n\r\nbody\r\n", sender="a@example.org", recipient="b@example.org"
+        )
+    )
+
+    assert [path.read_bytes() for path in (tmp_path / "outbox" / "new").iterdir()] == [
+        b"Subject: x\r\n\r\nbody\r\n"
+    ]
+    assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
