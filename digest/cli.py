@@ -17,7 +17,7 @@ import click
 
 from digest import __version__, pipeline
 from digest.errors import ConfigError, DigestError
-from digest.mailer import OutboxTransport
+from digest.mailer import OutboxTransport, SmtpTransport
 from digest.models import Article, Issue, SubscriberStatus
 from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
@@ -268,38 +268,57 @@ def send(app: App, date_: dt.datetime | None, seeds_dir: Path | None) -> None:
     """Send the day's digest to every active subscriber who has not had it yet.
 
     The issue is frozen at the first send; each delivery is recorded as it completes, so
-    running it again sends nothing twice. With no SMTP relay set (smtp.host) every message
-    goes into the local outbox (outbox_dir, a Maildir). Exit status: 0 when everything
-    was delivered, 2 when some deliveries failed for good, 1 on an error.
+    running it again sends nothing twice. Messages go to the SMTP relay smtp.host, or,
+    with none set, into the local outbox (outbox_dir, a Maildir). Exit status: 0 when
+    everything was delivered, 2 when some deliveries failed or are left to retry, 1 on an
+    error that stopped the run.
     """
     settings = app.settings(seeds_dir=seeds_dir)
-    if settings.smtp.host:
-        raise ConfigError(
-            f"smtp.host is set to {settings.smtp.host!r}, but this digest delivers only to the "
-            "local outbox: unset DIGEST_SMTP__HOST to send to the outbox"
-        )
-    secret_key = _secret_key(settings)
     day = date_.date() if date_ else pipeline.today(settings)
-    transport = OutboxTransport(settings.outbox_dir)
+    transport: OutboxTransport | SmtpTransport
+    if settings.smtp.host:
+        if settings.secret_key is None:
+            raise ConfigError(
+                "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
+            )
+        secret_key = settings.secret_key.get_secret_value()
+        transport = SmtpTransport(settings.smtp)
+        where = f"{settings.smtp.host}:{settings.smtp.port}"
+    else:
+        secret_key = _outbox_key(settings)
+        transport = OutboxTransport(settings.outbox_dir)
+        where = str(settings.outbox_dir)
+
+    async def run() -> pipeline.SendReport:
+        try:
+            return await pipeline.send_issue(
+                settings,
+                store,
+                day,
+                transport,
+                secret_key=secret_key,
+                concurrency=settings.smtp.concurrency,
+            )
+        finally:
+            await transport.close()
+
     with Store.open(settings.database_url) as store:
-        report = asyncio.run(
-            pipeline.send_issue(settings, store, day, transport, secret_key=secret_key)
-        )
+        report = asyncio.run(run())
     for failure in report.failures:
         click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
     if report.nothing_new:
         click.echo(f"Nothing new to send for {day.isoformat()}.")
         return
     click.echo(
-        f"Issue of {day.isoformat()} to {transport.name} ({settings.outbox_dir}): "
+        f"Issue of {day.isoformat()} to {transport.name} ({where}): "
         f"{report.sent} sent, {report.failed} failed, {report.deferred} to retry, "
         f"{report.already_sent} sent before."
     )
-    if report.failed:
+    if report.failed or report.deferred:
         raise SystemExit(2)
 
 
-def _secret_key(settings: Settings) -> str:
+def _outbox_key(settings: Settings) -> str:
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
     # Nothing leaves the machine through the outbox, so the preview key will do there.

@@ -1,18 +1,32 @@
 """Handing finished messages to something that delivers them.
 
 The sender (``digest.pipeline``) owns the small :class:`Transport` interface; the local
-outbox (a Maildir, the embedded default) implements it here.
+outbox (a Maildir, the embedded default) and an SMTP relay (aiosmtplib, a pool of
+connections each reused for many messages) implement it here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
+import re
+import time
 from pathlib import Path
 from typing import Protocol
 
-from digest.errors import DigestError
+import aiosmtplib
 
-__all__ = ["DeliveryFailed", "OutboxTransport", "Transport"]
+from digest.errors import DigestError
+from digest.settings import SmtpSettings
+
+__all__ = ["DeliveryFailed", "OutboxTransport", "SmtpTransport", "Transport", "classify"]
+
+# Replies that say the mailbox does not exist, as opposed to "not now" or "not from you".
+_NO_SUCH_USER = re.compile(
+    r"\b5\.1\.[0-9]\b|no such (user|mailbox|recipient)|user unknown|unknown (user|recipient)"
+    r"|does not exist|mailbox unavailable",
+    re.IGNORECASE,
+)
 
 
 class DeliveryFailed(DigestError):
@@ -22,10 +36,14 @@ class DeliveryFailed(DigestError):
     connections) are, later.
     """
 
-    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, code: int | None = None, bounced: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        # The address itself does not exist ("550 5.1.1 no such user"): stop sending to it.
+        self.bounced = bounced
 
 
 class Transport(Protocol):
@@ -68,3 +86,117 @@ class OutboxTransport:
 
     async def close(self) -> None:
         self.maildir.close()
+
+
+def classify(code: int, message: str, recipient: str) -> DeliveryFailed:
+    """A refusal as a failure: 5xx permanent (and a bounce if the user does not exist)."""
+    permanent = 500 <= code < 600
+    return DeliveryFailed(
+        f"{recipient}: {code} {message}".strip(),
+        permanent=permanent,
+        code=code,
+        bounced=permanent and code in (550, 551, 553) and bool(_NO_SUCH_USER.search(message)),
+    )
+
+
+class SmtpTransport:
+    """Sends through an SMTP relay over at most ``concurrency`` reused connections."""
+
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        if not settings.host:
+            raise DigestError("smtp.host is not set: there is no relay to send through")
+        self.settings = settings
+        self.host = settings.host
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._interval = 1 / settings.max_rate if settings.max_rate else 0.0
+        self._next_start = 0.0
+        self._pace = asyncio.Lock()
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        async with self._slots:
+            await self._wait_for_rate()
+            client = await self._connection()
+            reusable, failed = True, False
+            try:
+                refused, _ = await client.sendmail(sender, [recipient], data)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                failed = True
+                refusal = exc.recipients[0]
+                raise classify(refusal.code, refusal.message, recipient) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                # 421 means the server is closing the connection.
+                reusable, failed = exc.code != 421, True
+                raise classify(exc.code, exc.message, recipient) from exc
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                reusable = False
+                raise DeliveryFailed(
+                    f"{recipient}: {type(exc).__name__}: {exc}", permanent=False
+                ) from exc
+            finally:
+                await self._release(client, reusable, failed)
+            # aiosmtplib reports refused recipients here even when the call succeeds.
+            if recipient in refused:
+                response = refused[recipient]
+                raise classify(response.code, response.message, recipient)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            await _quit(client)
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+        settings = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            use_tls=settings.security == "tls",
+            start_tls=settings.security == "starttls",
+            validate_certs=settings.validate_certs,
+            timeout=settings.timeout,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+        )
+        try:
+            await client.connect()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryFailed(
+                f"cannot connect to {settings.host}:{settings.port}: {exc}", permanent=False
+            ) from exc
+        return client
+
+    async def _release(self, client: aiosmtplib.SMTP, reusable: bool, failed: bool) -> None:
+        if not reusable or not client.is_connected:
+            await _quit(client)
+            return
+        if failed:
+            try:
+                # A failed transaction must not leave the next one half begun.
+                await client.rset()
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                await _quit(client)
+                return
+        self._idle.append(client)
+
+    async def _wait_for_rate(self) -> None:
+        if not self._interval:
+            return
+        async with self._pace:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (TimeoutError, aiosmtplib.SMTPException, OSError):
+        client.close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from digest.boilerplate import load_boilerplate
 from digest.errors import ConfigError, DigestError
@@ -14,7 +16,14 @@ from digest.ledger import Ledger, PendingDelivery
 from digest.loader import SeedFormat, load_paths
 from digest.mailer import DeliveryFailed, Transport
 from digest.message import MessageTemplate, build_message, recipient, unsubscribe_links
-from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
+from digest.models import (
+    Issue,
+    LoadFailure,
+    LoadResult,
+    RenderedIssue,
+    Subscriber,
+    SubscriberStatus,
+)
 from digest.picker import pick
 from digest.render import Personal, Renderer, personalise
 from digest.settings import Settings
@@ -25,6 +34,7 @@ __all__ = [
     "IssueBuild",
     "Preview",
     "SendReport",
+    "SendStopped",
     "build_issue",
     "load_seeds",
     "preview",
@@ -201,33 +211,94 @@ async def send_issue(
     before = ledger.counts()
     template = MessageTemplate.build(rendered, settings, secret_key=secret_key, now=started)
     limit = asyncio.Semaphore(concurrency)
-    outcome = {"sent": 0, "failed": 0, "deferred": 0}
+    outcome = {"sent": 0, "failed": 0}
+    breaker = _Breaker(settings.smtp.failure_threshold)
 
     async def deliver(delivery: PendingDelivery) -> None:
         async with limit:
+            if breaker.tripped:
+                return  # stays pending for the next run
             message_id = template.new_message_id()
             data = template.render(delivery.subscriber, message_id=message_id)
             try:
-                await transport.send(
-                    data, sender=settings.from_address, recipient=delivery.subscriber.email
+                await _with_retries(
+                    settings,
+                    lambda: transport.send(
+                        data, sender=settings.from_address, recipient=delivery.subscriber.email
+                    ),
                 )
             except DeliveryFailed as exc:
+                # Permanent: failed for good. Transient even after the retries: it stays
+                # pending, with the attempt counted, for the next run.
                 ledger.mark_failed(delivery.id, error=str(exc), permanent=exc.permanent, now=_now())
-                outcome["failed" if exc.permanent else "deferred"] += 1
+                if exc.bounced:
+                    store.set_subscriber_status(
+                        delivery.subscriber.email, SubscriberStatus.BOUNCED, now=_now()
+                    )
+                outcome["failed"] += exc.permanent
+                breaker.record(ok=exc.permanent)
                 return
             ledger.mark_sent(delivery.id, message_id=message_id, now=_now())
             outcome["sent"] += 1
+            breaker.record(ok=True)
 
     for batch in ledger.pending():
         await asyncio.gather(*(deliver(delivery) for delivery in batch))
-    return SendReport(
+        if breaker.tripped:
+            break
+    report = SendReport(
         date=date,
         sent=outcome["sent"],
         failed=outcome["failed"],
-        deferred=outcome["deferred"],
+        deferred=ledger.counts().pending,
         already_sent=before.sent,
         failures=built.failures,
     )
+    if breaker.tripped:
+        raise SendStopped(report, breaker.threshold)
+    return report
+
+
+class SendStopped(DigestError):
+    """Too many transient failures in a row: the relay looks down, so the send stopped."""
+
+    def __init__(self, report: SendReport, threshold: int) -> None:
+        super().__init__(
+            f"stopped after {threshold} failures in a row (is the relay down?): "
+            f"{report.sent} sent, {report.failed} failed, {report.deferred} left for the next run"
+        )
+        self.report = report
+
+
+class _Breaker:
+    """Counts transient failures in a row; a success resets it."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.in_a_row = 0
+
+    @property
+    def tripped(self) -> bool:
+        return self.in_a_row >= self.threshold
+
+    def record(self, *, ok: bool) -> None:
+        self.in_a_row = 0 if ok else self.in_a_row + 1
+
+
+async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[None]]) -> None:
+    """Run ``attempt``, again after a growing, jittered wait while it fails transiently."""
+    smtp = settings.smtp
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, DeliveryFailed) and not exc.permanent),
+        stop=stop_after_attempt(smtp.retry_attempts),
+        wait=wait_exponential_jitter(
+            multiplier=smtp.retry_delay, max=smtp.retry_max_delay, jitter=smtp.retry_delay
+        ),
+        reraise=True,
+    )
+    async for try_once in retrying:
+        with try_once:
+            await attempt()
 
 
 def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:

@@ -11,7 +11,7 @@ import tomllib
 import typing
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -79,8 +79,17 @@ class SmtpSettings(BaseModel):
 
     host: str | None = None
     port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
+    validate_certs: bool = True
+    concurrency: int = Field(default=8, ge=1, le=100)
+    max_rate: float | None = Field(default=None, gt=0)
+    timeout: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=4, ge=1)
+    retry_delay: float = Field(default=2.0, ge=0)
+    retry_max_delay: float = Field(default=60.0, ge=0)
+    failure_threshold: int = Field(default=50, ge=1)
 
 
 class ScheduleSettings(BaseModel):

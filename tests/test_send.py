@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from digest import pipeline
 from digest.cli import cli
 from digest.ledger import Ledger
-from digest.mailer import DeliveryFailed, OutboxTransport, Transport
+from digest.mailer import OutboxTransport, Transport, classify
 from digest.models import SubscriberStatus
-from digest.settings import Settings, load_settings
+from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
 from digest.tokens import read_unsubscribe_token
 
@@ -30,16 +30,19 @@ class RecordingTransport:
 
     name = "recording"
 
-    def __init__(self, *, refuse: dict[str, bool] | None = None) -> None:
+    def __init__(
+        self, *, refuse: dict[str, tuple[int, str]] | None = None, times: int = 10**6
+    ) -> None:
         self.sent: list[tuple[str, bytes]] = []
+        self.attempts: list[str] = []
         self.refuse = refuse or {}
+        self.times = times
 
     async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
-        if recipient in self.refuse:
-            permanent = self.refuse[recipient]
-            raise DeliveryFailed(
-                f"{550 if permanent else 451} refused {recipient}", permanent=permanent
-            )
+        self.attempts.append(recipient)
+        if recipient in self.refuse and self.attempts.count(recipient) <= self.times:
+            code, reply = self.refuse[recipient]
+            raise classify(code, reply, recipient)
         self.sent.append((recipient, data))
 
     async def close(self) -> None:
@@ -47,7 +50,12 @@ class RecordingTransport:
 
 
 def settings_for(database_url: str) -> Settings:
-    return load_settings(database_url=database_url, public_url="https://news.example.org")
+    fast_retries = SmtpSettings(
+        retry_attempts=3, retry_delay=0, retry_max_delay=0, failure_threshold=5
+    )
+    return load_settings(
+        database_url=database_url, public_url="https://news.example.org", smtp=fast_retries
+    )
 
 
 def send(settings: Settings, transport: Transport) -> pipeline.SendReport:
@@ -101,22 +109,60 @@ def test_each_copy_is_the_subscribers_own(subscribed: Settings) -> None:
         assert token in text.get_content()
 
 
-def test_failures_are_recorded_permanent_ones_for_good(subscribed: Settings) -> None:
-    report = send(
-        subscribed, RecordingTransport(refuse={"ann@example.org": True, "bo@example.org": False})
+def test_permanent_refusals_fail_at_once_transient_ones_are_retried(subscribed: Settings) -> None:
+    transport = RecordingTransport(
+        refuse={
+            "ann@example.org": (550, "5.7.1 rejected by policy"),
+            "bo@example.org": (451, "4.3.0 try later"),
+        },
+        times=1,
     )
 
-    assert (report.sent, report.failed, report.deferred) == (0, 1, 1)
-    retry_transport = RecordingTransport()
-    retry = send(subscribed, retry_transport)
-    # The transient failure is tried again; the permanent one is not.
-    assert [recipient for recipient, _ in retry_transport.sent] == ["bo@example.org"]
-    assert retry.sent == 1
+    report = send(subscribed, transport)
+
+    assert transport.attempts.count("ann@example.org") == 1
+    assert transport.attempts.count("bo@example.org") == 2
+    assert (report.sent, report.failed, report.deferred) == (1, 1, 0)
     with Store.open(subscribed.database_url) as store:
         issue_id = store.issue_id(DAY)
         assert issue_id is not None
         counts = Ledger(store, issue_id).counts()
-    assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)
+        assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)
+        ann = store.find_subscriber("ann@example.org")
+        assert ann is not None
+        assert ann.status is SubscriberStatus.ACTIVE  # refused by policy, not a missing user
+    assert send(subscribed, RecordingTransport()).sent == 0  # failed for good: not tried again
+
+
+def test_no_such_user_bounces_the_subscriber(subscribed: Settings) -> None:
+    send(
+        subscribed,
+        RecordingTransport(
+            refuse={"ann@example.org": (550, "5.1.1 <ann@example.org>: no such user")}
+        ),
+    )
+
+    with Store.open(subscribed.database_url) as store:
+        ann = store.find_subscriber("ann@example.org")
+    assert ann is not None
+    assert ann.status is SubscriberStatus.BOUNCED
+
+
+def test_a_relay_that_keeps_failing_stops_the_run_and_the_next_one_resumes(
+    subscribed: Settings,
+) -> None:
+    with Store.open(subscribed.database_url) as store:
+        store.import_subscribers([(f"r{n}@example.org", None) for n in range(20)], now=NOW)
+    down = {f"r{n}@example.org": (421, "4.3.2 service not available") for n in range(20)}
+    down |= {"ann@example.org": (421, "down"), "bo@example.org": (421, "down")}
+
+    with pytest.raises(pipeline.SendStopped, match="stopped after 5 failures in a row") as caught:
+        send(subscribed, RecordingTransport(refuse=down))
+
+    report = caught.value.report
+    assert (report.sent, report.failed, report.deferred) == (0, 0, 22)
+    resumed = send(subscribed, RecordingTransport())
+    assert (resumed.sent, resumed.deferred) == (22, 0)
 
 
 def test_the_issue_is_frozen_at_the_first_send(subscribed: Settings, project: Path) -> None:

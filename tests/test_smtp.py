@@ -1,0 +1,231 @@
+"""Sending over real SMTP: an aiosmtpd server on 127.0.0.1 with handlers that misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from digest import pipeline
+from digest.mailer import DeliveryFailed, SmtpTransport
+from digest.models import SubscriberStatus
+from digest.settings import Settings, SmtpSettings, load_settings
+from digest.store import Store
+
+DAY = dt.date(2026, 11, 23)
+NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
+KEY = "smtp-test-key"
+
+
+class Recorder:
+    """Accepts everything and keeps it; subclasses refuse or drop as told."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.sessions = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted"
+
+
+class NoSuchUser(Recorder):
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.startswith("gone"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+class BusyOnce(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: set[str] = set()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        recipient = envelope.rcpt_tos[0]
+        if recipient not in self.refused:
+            self.refused.add(recipient)
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+class DropsOnce(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.dropped:
+            self.dropped = True
+            server.transport.close()  # the connection goes in the middle of DATA
+            return "451 gone"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[tuple[Recorder, int]]:
+    handler = getattr(request, "param", Recorder)()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def settings_for(project: Path, port: int, **smtp: object) -> Settings:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "concurrency": 2,
+        "retry_delay": 0,
+        "retry_max_delay": 0,
+        "timeout": 5,
+    }
+    return load_settings(
+        database_url=f"sqlite:///{project / 'var' / 'digest.db'}",
+        public_url="https://news.example.org",
+        from_address="digest@news.example.org",
+        smtp=SmtpSettings(**(values | smtp)),
+    )
+
+
+def subscribe(settings: Settings, *emails: str) -> None:
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(email, None) for email in emails], now=NOW)
+
+
+def send(settings: Settings) -> pipeline.SendReport:
+    async def run() -> pipeline.SendReport:
+        transport = SmtpTransport(settings.smtp)
+        try:
+            with Store.open(settings.database_url) as store:
+                return await pipeline.send_issue(
+                    settings,
+                    store,
+                    DAY,
+                    transport,
+                    secret_key=KEY,
+                    now=NOW,
+                    concurrency=settings.smtp.concurrency,
+                )
+        finally:
+            await transport.close()
+
+    return asyncio.run(run())
+
+
+def test_one_message_per_subscriber_over_reused_connections(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port)
+    emails = [f"reader{n}@example.org" for n in range(20)]
+    subscribe(settings, *emails)
+
+    report = send(settings)
+    again = send(settings)
+
+    assert (report.sent, report.failed, again.sent) == (20, 0, 0)
+    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(emails)
+    assert handler.sessions <= 2
+    for sender, (recipient,), data in handler.messages:
+        message = BytesParser(policy=policy.default).parsebytes(data)
+        assert sender == "digest@news.example.org"
+        assert message.defects == []
+        assert message["To"] == recipient
+        url = message["List-Unsubscribe"].split(">")[0].lstrip("<")
+        text, html = message.get_body(("plain",)), message.get_body(("html",))
+        assert text is not None
+        assert html is not None
+        assert url in text.get_content()
+        assert url in html.get_content()
+
+
+@pytest.mark.parametrize("smtp_server", [NoSuchUser], indirect=True)
+def test_a_550_fails_at_once_and_bounces_the_subscriber(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port)
+    subscribe(settings, "gone@example.org", "here@example.org")
+
+    report = send(settings)
+
+    assert (report.sent, report.failed) == (1, 1)
+    assert [rcpt for _, rcpt, _ in handler.messages] == [["here@example.org"]]
+    with Store.open(settings.database_url) as store:
+        gone = store.find_subscriber("gone@example.org")
+    assert gone is not None
+    assert gone.status is SubscriberStatus.BOUNCED
+
+
+@pytest.mark.parametrize("smtp_server", [BusyOnce], indirect=True)
+def test_a_451_is_retried(project: Path, smtp_server: tuple[Recorder, int]) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port)
+    subscribe(settings, "a@example.org", "b@example.org")
+
+    report = send(settings)
+
+    assert (report.sent, report.failed, report.deferred) == (2, 0, 0)
+    assert len(handler.messages) == 2
+
+
+@pytest.mark.parametrize("smtp_server", [DropsOnce], indirect=True)
+def test_a_dropped_connection_is_retried_on_a_new_one(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port, concurrency=1)
+    subscribe(settings, "a@example.org", "b@example.org", "c@example.org")
+
+    report = send(settings)
+
+    assert report.sent == 3
+    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == [
+        "a@example.org",
+        "b@example.org",
+        "c@example.org",
+    ]
+    assert handler.sessions == 2
+
+
+def test_nobody_listening_is_transient(project: Path) -> None:
+    settings = settings_for(project, free_port(), retry_attempts=1)
+    transport = SmtpTransport(settings.smtp)
+
+    with pytest.raises(DeliveryFailed, match="cannot connect") as caught:
+        asyncio.run(transport.send(b"x", sender="a@example.org", recipient="b@example.org"))
+
+    assert not caught.value.permanent
