@@ -263,8 +263,21 @@ def _serve_preview(
 @cli.command()
 @DATE_OPTION
 @SEEDS_OPTION
+@click.option(
+    "--to",
+    "test_addresses",
+    multiple=True,
+    help="Send a [TEST] copy to this address instead (repeatable); no ledger is touched.",
+)
+@click.option("--dry-run", is_flag=True, help="Build every copy but send and store nothing.")
 @click.pass_obj
-def send(app: App, date_: dt.datetime | None, seeds_dir: Path | None) -> None:
+def send(
+    app: App,
+    date_: dt.datetime | None,
+    seeds_dir: Path | None,
+    test_addresses: tuple[str, ...],
+    dry_run: bool,
+) -> None:
     """Send the day's digest to every active subscriber who has not had it yet.
 
     The issue is frozen at the first send; each delivery is recorded as it completes, so
@@ -275,6 +288,18 @@ def send(app: App, date_: dt.datetime | None, seeds_dir: Path | None) -> None:
     """
     settings = app.settings(seeds_dir=seeds_dir)
     day = date_.date() if date_ else pipeline.today(settings)
+    if dry_run:
+        with Store.open(settings.database_url) as store:
+            plan = pipeline.plan_send(settings, store, day)
+        if plan.nothing_new:
+            click.echo(f"Nothing new to send for {day.isoformat()}.")
+        else:
+            click.echo(
+                f"Dry run for the issue of {day.isoformat()}: {plan.would_send} to send, "
+                f"{plan.already_sent} sent before; nothing was sent or stored."
+            )
+        return
+    addresses = [_address_argument(address) for address in test_addresses]
     transport: OutboxTransport | SmtpTransport
     if settings.smtp.host:
         if settings.secret_key is None:
@@ -291,6 +316,10 @@ def send(app: App, date_: dt.datetime | None, seeds_dir: Path | None) -> None:
 
     async def run() -> pipeline.SendReport:
         try:
+            if addresses:
+                return await pipeline.send_test_copies(
+                    settings, store, day, transport, addresses, secret_key=secret_key
+                )
             return await pipeline.send_issue(
                 settings,
                 store,
@@ -308,6 +337,12 @@ def send(app: App, date_: dt.datetime | None, seeds_dir: Path | None) -> None:
         click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
     if report.nothing_new:
         click.echo(f"Nothing new to send for {day.isoformat()}.")
+        return
+    if addresses:
+        counts = f"{report.sent} sent, {report.failed} failed"
+        click.echo(f"Test copies of {day.isoformat()} to {transport.name} ({where}): {counts}.")
+        if report.failed:
+            raise SystemExit(2)
         return
     click.echo(
         f"Issue of {day.isoformat()} to {transport.name} ({where}): "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -30,6 +32,8 @@ from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "IssueBuild",
     "Preview",
@@ -37,9 +41,11 @@ __all__ = [
     "SendStopped",
     "build_issue",
     "load_seeds",
+    "plan_send",
     "preview",
     "seed_format",
     "send_issue",
+    "send_test_copies",
     "today",
 ]
 
@@ -180,6 +186,8 @@ class SendReport:
     deferred: int = 0
     # Deliveries recorded by an earlier run, left alone by this one.
     already_sent: int = 0
+    # With --dry-run: the copies a send would make now.
+    would_send: int = 0
     nothing_new: bool = False
     failures: tuple[LoadFailure, ...] = ()
 
@@ -301,14 +309,74 @@ async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[None
             await attempt()
 
 
-def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
-    """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
+async def send_test_copies(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    transport: Transport,
+    addresses: Sequence[str],
+    *,
+    secret_key: str,
+    now: dt.datetime | None = None,
+) -> SendReport:
+    """Send "[TEST]" copies of the issue to ``addresses``; no ledger, nothing frozen."""
+    started = now or dt.datetime.now(dt.UTC)
+    built = build_issue(settings, store, date, freeze=False)
+    if built.issue.is_empty:
+        return SendReport(date=date, nothing_new=True, failures=built.failures)
+    rendered = _rendering(settings, store, built.issue)
+    template = MessageTemplate.build(
+        rendered, settings, secret_key=secret_key, now=started, test=True
+    )
+    sent = failed = 0
+    for address in addresses:
+        copy = template.render(Subscriber(id=0, email=address))
+        try:
+            attempt = partial(transport.send, copy, sender=settings.from_address, recipient=address)
+            await _with_retries(settings, attempt)
+        except DeliveryFailed as exc:
+            log.warning("test copy not sent: %s", exc)
+            failed += 1
+        else:
+            sent += 1
+    return SendReport(date=date, sent=sent, failed=failed, failures=built.failures)
+
+
+def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
+    """What ``send_issue`` would do, without sending or storing anything (``--dry-run``).
+
+    Every copy is built, as a send would, so a bad address or template shows up here.
+    """
+    built = build_issue(settings, store, date, freeze=False)
+    if built.issue.is_empty:
+        return SendReport(date=date, nothing_new=True, failures=built.failures)
+    rendered = _rendering(settings, store, built.issue)
+    template = MessageTemplate.build(rendered, settings, secret_key=PREVIEW_KEY, now=_now())
+    issue_id = store.issue_id(date)
+    counts = Ledger(store, issue_id).counts() if issue_id is not None else None
+    done = store.delivered_subscriber_ids(issue_id) if issue_id is not None else set()
+    would_send = 0
+    for subscriber in store.iter_subscribers(status=SubscriberStatus.ACTIVE):
+        if subscriber.id not in done:
+            template.render(subscriber)
+            would_send += 1
+    return SendReport(
+        date=date,
+        would_send=would_send,
+        already_sent=counts.sent if counts else 0,
+        failures=built.failures,
+    )
+
+
+def _rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
+    """The frozen rendering if the issue has one, else a fresh one (not stored)."""
     frozen = store.rendering(issue.date)
-    if frozen is None:
-        fresh = Renderer(settings.templates_dir).render(issue, settings)
-        store.freeze_rendering(issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text)
-        frozen = store.rendering(issue.date)
-        assert frozen is not None
+    fresh = Renderer(settings.templates_dir).render(issue, settings) if frozen is None else None
+    return fresh or _as_rendered(issue, frozen)
+
+
+def _as_rendered(issue: Issue, frozen: tuple[str, str, str] | None) -> RenderedIssue:
+    assert frozen is not None
     subject, html, text = frozen
     return RenderedIssue(
         date=issue.date,
@@ -319,6 +387,16 @@ def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> Rendere
         article_count=len(issue.articles),
         related_count=issue.related_count,
     )
+
+
+def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
+    """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
+    frozen = store.rendering(issue.date)
+    if frozen is None:
+        fresh = Renderer(settings.templates_dir).render(issue, settings)
+        store.freeze_rendering(issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text)
+        frozen = store.rendering(issue.date)
+    return _as_rendered(issue, frozen)
 
 
 def _now() -> dt.datetime:

@@ -273,6 +273,14 @@ class Store:
         with self.writing() as connection:
             connection.execute(statement)
 
+    def delivered_subscriber_ids(self, issue_id: int) -> set[int]:
+        """Subscribers with a delivery of the issue already sent or failed for good."""
+        query = select(deliveries.c.subscriber_id).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.status != "pending"
+        )
+        with self.reading() as connection:
+            return set(connection.scalars(query))
+
     def add_subscriber(
         self, email: str, name: str | None, *, now: dt.datetime
     ) -> tuple[Subscriber, bool]:

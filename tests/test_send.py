@@ -225,3 +225,59 @@ def test_the_outbox_writes_whole_files(tmp_path: Path) -> None:
         b"Subject: x\r\n\r\nbody\r\n"
     ]
     assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
+
+
+def test_test_copies_touch_no_ledger(project: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["subscribers", "import", "config/subscribers.example.csv"])
+
+    result = runner.invoke(
+        cli,
+        ["send", "--date", "2026-11-23", "--to", "Editor@Example.org", "--to", "desk@example.org"],
+    )
+    real = runner.invoke(cli, ["send", "--date", "2026-11-23"])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Test copies of 2026-11-23 to outbox (var/outbox): 2 sent, 0 failed.\n"
+    assert real.stdout.endswith("3 sent, 0 failed, 0 to retry, 0 sent before.\n")
+    subjects = sorted(
+        str(BytesParser(policy=policy.default).parsebytes(path.read_bytes())["Subject"])
+        for path in (project / "var" / "outbox" / "new").iterdir()
+    )
+    assert [subject.startswith("[TEST] ") for subject in subjects] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+def test_dry_run_builds_every_copy_and_sends_and_stores_nothing(project: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["subscribers", "import", "config/subscribers.example.csv"])
+
+    dry = runner.invoke(cli, ["send", "--date", "2026-11-23", "--dry-run"])
+    real = runner.invoke(cli, ["send", "--date", "2026-11-23"])
+    dry_after = runner.invoke(cli, ["send", "--date", "2026-11-23", "--dry-run"])
+
+    assert (
+        dry.stdout
+        == "Dry run for the issue of 2026-11-23: 3 to send, 0 sent before; nothing was sent or stored.\n"
+    )
+    assert real.stdout.endswith("3 sent, 0 failed, 0 to retry, 0 sent before.\n")
+    assert dry_after.stdout.startswith(
+        "Dry run for the issue of 2026-11-23: 0 to send, 3 sent before;"
+    )
+
+
+def test_a_real_relay_needs_a_secret_key(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__HOST", "127.0.0.1")
+
+    result = CliRunner().invoke(cli, ["send"])
+
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == "Error: DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links\n"
+    )
