@@ -6,14 +6,29 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import signal
+import sys
 import traceback
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from digest import __version__, pipeline
 from digest.errors import ConfigError, DigestError
@@ -26,6 +41,8 @@ from digest.subscribers import InvalidAddress, normalise_address, read_csv
 from digest.tokens import PREVIEW_KEY
 
 __all__ = ["cli", "main"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,20 +332,30 @@ def send(
         where = str(settings.outbox_dir)
 
     async def run() -> pipeline.SendReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGINT and SIGTERM: start nothing new, let what is under way finish and be recorded.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         try:
             if addresses:
                 return await pipeline.send_test_copies(
                     settings, store, day, transport, addresses, secret_key=secret_key
                 )
-            return await pipeline.send_issue(
-                settings,
-                store,
-                day,
-                transport,
-                secret_key=secret_key,
-                concurrency=settings.smtp.concurrency,
-            )
+            with _progress(store, day) as advance:
+                return await pipeline.send_issue(
+                    settings,
+                    store,
+                    day,
+                    transport,
+                    secret_key=secret_key,
+                    concurrency=settings.smtp.concurrency,
+                    stop=stop,
+                    on_delivery=advance,
+                )
         finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
             await transport.close()
 
     with Store.open(settings.database_url) as store:
@@ -351,6 +378,42 @@ def send(
     )
     if report.failed or report.deferred:
         raise SystemExit(2)
+
+
+class _RateColumn(ProgressColumn):
+    """Messages a second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} msg/s" if task.speed else "- msg/s")
+
+
+@contextmanager
+def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
+    """A progress bar with rate and time left on a terminal; a log line a thousand otherwise."""
+    active = sum(1 for _ in store.iter_subscribers(status=SubscriberStatus.ACTIVE))
+    if sys.stderr.isatty():
+        with Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("send", total=active)
+            yield lambda: bar.advance(task)
+        return
+    done = 0
+
+    def count() -> None:
+        nonlocal done
+        done += 1
+        if done % 1000 == 0:
+            log.info("%s: %d sent so far", day.isoformat(), done)
+
+    yield count
 
 
 def _outbox_key(settings: Settings) -> str:

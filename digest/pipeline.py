@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "IssueBuild",
     "Preview",
+    "SendInterrupted",
     "SendReport",
     "SendStopped",
     "build_issue",
@@ -201,11 +202,16 @@ async def send_issue(
     secret_key: str,
     now: dt.datetime | None = None,
     concurrency: int = 8,
+    stop: asyncio.Event | None = None,
+    on_delivery: Callable[[], None] | None = None,
 ) -> SendReport:
     """Send the issue for ``date`` to every active subscriber not yet sent it.
 
     The issue and its rendering are frozen at the first send; every delivery is recorded
     as it completes, so a second run, or one after a crash, sends only what is left.
+    Once ``stop`` is set no new copy starts; those under way finish and are recorded,
+    and :class:`SendInterrupted` says what was done. ``on_delivery`` is called after
+    each recorded delivery (for a progress display).
     """
     started = now or dt.datetime.now(dt.UTC)
     built = build_issue(settings, store, date, now=started)
@@ -224,7 +230,7 @@ async def send_issue(
 
     async def deliver(delivery: PendingDelivery) -> None:
         async with limit:
-            if breaker.tripped:
+            if breaker.tripped or (stop is not None and stop.is_set()):
                 return  # stays pending for the next run
             message_id = template.new_message_id()
             data = template.render(delivery.subscriber, message_id=message_id)
@@ -249,10 +255,12 @@ async def send_issue(
             ledger.mark_sent(delivery.id, message_id=message_id, now=_now())
             outcome["sent"] += 1
             breaker.record(ok=True)
+            if on_delivery is not None:
+                on_delivery()
 
     for batch in ledger.pending():
         await asyncio.gather(*(deliver(delivery) for delivery in batch))
-        if breaker.tripped:
+        if breaker.tripped or (stop is not None and stop.is_set()):
             break
     report = SendReport(
         date=date,
@@ -264,7 +272,20 @@ async def send_issue(
     )
     if breaker.tripped:
         raise SendStopped(report, breaker.threshold)
+    if stop is not None and stop.is_set():
+        raise SendInterrupted(report)
     return report
+
+
+class SendInterrupted(DigestError):
+    """The send was asked to stop; what was under way finished and is recorded."""
+
+    def __init__(self, report: SendReport) -> None:
+        super().__init__(
+            f"interrupted: {report.sent} sent, {report.failed} failed, "
+            f"{report.deferred} left for the next run"
+        )
+        self.report = report
 
 
 class SendStopped(DigestError):
