@@ -17,7 +17,13 @@ from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger, PendingDelivery
 from digest.loader import SeedFormat, load_paths
 from digest.mailer import DeliveryFailed, Transport
-from digest.message import MessageTemplate, build_message, recipient, unsubscribe_links
+from digest.message import (
+    DkimKey,
+    MessageTemplate,
+    build_message,
+    recipient,
+    unsubscribe_links,
+)
 from digest.models import (
     Issue,
     LoadFailure,
@@ -41,6 +47,7 @@ __all__ = [
     "SendReport",
     "SendStopped",
     "build_issue",
+    "dkim_key",
     "load_seeds",
     "plan_send",
     "preview",
@@ -223,7 +230,9 @@ async def send_issue(
     ledger = Ledger(store, issue_id)
     ledger.enqueue(now=started)
     before = ledger.counts()
-    template = MessageTemplate.build(rendered, settings, secret_key=secret_key, now=started)
+    template = MessageTemplate.build(
+        rendered, settings, secret_key=secret_key, now=started, dkim=dkim_key(settings)
+    )
     limit = asyncio.Semaphore(concurrency)
     outcome = {"sent": 0, "failed": 0}
     breaker = _Breaker(settings.smtp.failure_threshold)
@@ -408,6 +417,26 @@ def _as_rendered(issue: Issue, frozen: tuple[str, str, str] | None) -> RenderedI
         article_count=len(issue.articles),
         related_count=issue.related_count,
     )
+
+
+def dkim_key(settings: Settings) -> DkimKey | None:
+    """The configured DKIM key, or None when signing is not set up."""
+    configured = settings.dkim
+    if configured.private_key_file is None and configured.selector is None:
+        return None
+    if configured.private_key_file is None or configured.selector is None:
+        raise ConfigError("dkim: set both private_key_file and selector, or neither")
+    try:
+        private_key = configured.private_key_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{configured.private_key_file}: cannot read the DKIM key (setting "
+            f"dkim.private_key_file): {exc.strerror}"
+        ) from exc
+    if b"PRIVATE KEY" not in private_key:
+        raise ConfigError(f"{configured.private_key_file}: not a PEM private key")
+    domain = configured.domain or settings.from_address.rpartition("@")[2]
+    return DkimKey(selector=configured.selector, domain=domain, private_key=private_key)
 
 
 def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:

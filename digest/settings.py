@@ -40,6 +40,7 @@ from digest.models import PickLimits
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
+    "DkimSettings",
     "ScheduleSettings",
     "Settings",
     "SmtpSettings",
@@ -90,6 +91,16 @@ class SmtpSettings(BaseModel):
     retry_delay: float = Field(default=2.0, ge=0)
     retry_max_delay: float = Field(default=60.0, ge=0)
     failure_threshold: int = Field(default=50, ge=1)
+
+
+class DkimSettings(BaseModel):
+    """Signing every message with DKIM, when a key is configured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    private_key_file: Path | None = None
+    selector: str | None = None
+    domain: str | None = None
 
 
 class ScheduleSettings(BaseModel):
@@ -146,6 +157,7 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("var/outbox")
     schedule: ScheduleSettings = ScheduleSettings()
     smtp: SmtpSettings = SmtpSettings()
+    dkim: DkimSettings = DkimSettings()
 
     @field_validator("database_url")
     @classmethod

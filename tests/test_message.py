@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import subprocess
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
+import dkim
 import pytest
 
 from digest.errors import DigestError
 from digest.loader import SeedFormat, decode_seed, parse_article
 from digest.message import (
+    DkimKey,
     MessageError,
     MessageTemplate,
     build_message,
@@ -242,3 +247,32 @@ def test_two_copies_differ_only_in_what_is_personal(rendered: RenderedIssue) -> 
     assert first["List-Unsubscribe"] != second["List-Unsubscribe"]
     for header in ("From", "Subject", "Date", "List-Id", "List-Unsubscribe-Post"):
         assert first[header] == second[header]
+
+
+def test_dkim_signs_both_list_unsubscribe_headers_and_verifies(
+    rendered: RenderedIssue, tmp_path: Path
+) -> None:
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    signer = DkimKey(selector="digest", domain="news.example.org", private_key=key.read_bytes())
+    template = MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW, dkim=signer)
+
+    data = template.render(Subscriber(id=5, email="ann@example.org"))
+
+    assert data.startswith(b"DKIM-Signature:")
+    signature = wire(data)["DKIM-Signature"]
+    signed = signature.split("h=")[1].split(";")[0].replace(" ", "").lower().split(":")
+    assert {"list-unsubscribe", "list-unsubscribe-post", "from", "to", "subject"} <= set(signed)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"digest._domainkey.news.example.org."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    assert not dkim.verify(data.replace(b"unsubscribe/", b"unsubscribe/x"), dnsfunc=dns)

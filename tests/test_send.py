@@ -281,3 +281,14 @@ def test_a_real_relay_needs_a_secret_key(project: Path, monkeypatch: pytest.Monk
         result.stderr
         == "Error: DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links\n"
     )
+
+
+def test_dkim_half_configured_is_an_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_DKIM__SELECTOR", "digest")
+
+    result = CliRunner().invoke(cli, ["send", "--dry-run"])
+    real = CliRunner().invoke(cli, ["send"])
+
+    assert result.exit_code == 0  # a dry run signs nothing
+    assert real.exit_code == 1
+    assert real.stderr.endswith("Error: dkim: set both private_key_file and selector, or neither\n")
