@@ -439,6 +439,11 @@ def _article_row(issue_id: int, position: int, article: Article) -> dict[str, An
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
+    # Write-ahead logging lets readers (a preview, digest serve) work while a send writes,
+    # and with synchronous=NORMAL a commit survives the process being killed without an
+    # fsync each: a send records every delivery as it completes.
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
     # Wait for a writer instead of failing at once when another process holds the lock.
     cursor.execute("PRAGMA busy_timeout = 10000")
     cursor.close()

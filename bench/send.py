@@ -1,0 +1,176 @@
+"""Benchmark: `digest send` end to end against Postfix's smtp-sink, next to smtp-source.
+
+In one run, on 127.0.0.1:
+- `digest send` (a subprocess, so its own peak memory can be read) sends the seed issue
+  to N subscribers in a fresh SQLite database through smtp-sink: personalising, sending
+  and recording each delivery;
+- `smtp-source` sends N messages of the same size, over 20 sessions, to the same sink.
+
+It prints both rates, their ratio and digest's peak RSS; the last line is one JSON
+object with digest_msgs_per_s, smtp_source_msgs_per_s, ratio and peak_rss_mb. Targets: a
+ratio of at least 0.20, and peak memory under 300 MB that does not grow with N (try
+--subscribers 200000).
+
+It installs nothing: smtp-sink and smtp-source come with Debian's postfix package
+(`apt-get install postfix`, then `postfix stop` if it started). Run it with
+`.venv/bin/python bench/send.py [--subscribers N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from digest.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 0.20
+TARGET_RSS_MB = 300.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"smtp-sink did not start on port {port}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscribers", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+
+    sink, source = shutil.which("smtp-sink"), shutil.which("smtp-source")
+    if not sink or not source:
+        print("smtp-sink and smtp-source not found: apt-get install postfix (then: postfix stop)")
+        raise SystemExit(2)
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        shutil.copytree(REPO / "config", work / "config")
+        shutil.copytree(REPO / "seeds", work / "seeds")
+        database = f"sqlite:///{work / 'digest.db'}"
+        now = dt.datetime.now(dt.UTC)
+        with Store.open(database) as store:
+            store.import_subscribers(
+                (
+                    (f"reader{n}@example.org", f"Reader {n}" if n % 2 else None)
+                    for n in range(args.subscribers)
+                ),
+                now=now,
+            )
+
+        port = free_port()
+        sink_process = subprocess.Popen(
+            [sink, "-u", os.environ.get("USER", "root"), f"127.0.0.1:{port}", "1024"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(port)
+            env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
+            env |= {
+                "DIGEST_DATABASE_URL": database,
+                "DIGEST_SECRET_KEY": "bench-secret-key",
+                "DIGEST_PUBLIC_URL": "https://news.example.org",
+                "DIGEST_FROM_ADDRESS": "digest@news.example.org",
+                "DIGEST_SMTP__HOST": "127.0.0.1",
+                "DIGEST_SMTP__PORT": str(port),
+                "DIGEST_SMTP__SECURITY": "none",
+                "DIGEST_SMTP__CONCURRENCY": str(args.concurrency),
+            }
+            start = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "digest", "send"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            digest_seconds = time.perf_counter() - start
+            if done.returncode != 0:
+                print(done.stdout, done.stderr)
+                raise SystemExit(f"digest send failed with exit status {done.returncode}")
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+            with Store.open(database) as store, store.reading() as connection:
+                size = len(connection.exec_driver_sql("SELECT html FROM issues").scalar_one() or "")
+            # The same size on the wire as digest's copies: both parts, quoted-printable.
+            message_kb = max(1, round(size * 1.45 / 1024))
+            start = time.perf_counter()
+            subprocess.run(
+                [
+                    source,
+                    "-s",
+                    "20",
+                    "-m",
+                    str(args.subscribers),
+                    "-l",
+                    str(message_kb * 1024),
+                    "-f",
+                    "digest@news.example.org",
+                    "-t",
+                    "reader@example.org",
+                    f"127.0.0.1:{port}",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            source_seconds = time.perf_counter() - start
+        finally:
+            sink_process.terminate()
+            sink_process.wait(timeout=10)
+
+    digest_rate = args.subscribers / digest_seconds
+    source_rate = args.subscribers / source_seconds
+    ratio = digest_rate / source_rate
+    print(f"subscribers: {args.subscribers:,}; digest concurrency {args.concurrency}")
+    print(f"message size: about {message_kb} KB")
+    print(
+        f"digest send (personalise, send, record): {digest_seconds:.1f} s, {digest_rate:,.0f} msg/s"
+    )
+    print(
+        f"smtp-source, 20 sessions, same size:    {source_seconds:.1f} s, {source_rate:,.0f} msg/s"
+    )
+    print(f"ratio: {ratio:.3f} (target at least {TARGET_RATIO})")
+    print(f"digest peak RSS: {peak_rss_mb:.0f} MB (target under {TARGET_RSS_MB:.0f} MB)")
+    print(
+        json.dumps(
+            {
+                "subscribers": args.subscribers,
+                "digest_msgs_per_s": round(digest_rate, 1),
+                "smtp_source_msgs_per_s": round(source_rate, 1),
+                "ratio": round(ratio, 3),
+                "peak_rss_mb": round(peak_rss_mb, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
