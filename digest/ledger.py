@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, literal, select, update
 
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, subscriber_from_row, subscribers
@@ -45,6 +45,31 @@ class Ledger:
     def __init__(self, store: Store, issue_id: int) -> None:
         self.store = store
         self.issue_id = issue_id
+        # Built once: a send records every delivery, and building a statement costs more
+        # than running it.
+        by_id = deliveries.c.id == bindparam("delivery_id")
+        self._sent = (
+            update(deliveries)
+            .where(by_id)
+            .values(
+                status=SENT,
+                message_id=bindparam("message_id"),
+                sent_at=bindparam("now"),
+                updated_at=bindparam("now"),
+                attempts=deliveries.c.attempts + 1,
+                last_error=None,
+            )
+        )
+        self._failed = (
+            update(deliveries)
+            .where(by_id)
+            .values(
+                status=bindparam("status"),
+                last_error=bindparam("error"),
+                updated_at=bindparam("now"),
+                attempts=deliveries.c.attempts + 1,
+            )
+        )
 
     def enqueue(self, *, now: dt.datetime) -> int:
         """A pending delivery for every active subscriber without one; returns how many."""
@@ -102,27 +127,18 @@ class Ledger:
 
     def mark_sent(self, delivery_id: int, *, message_id: str, now: dt.datetime) -> None:
         """Record that the copy was handed over."""
-        self._update(
-            delivery_id,
-            status=SENT,
-            message_id=message_id,
-            sent_at=now,
-            updated_at=now,
-            attempts=deliveries.c.attempts + 1,
-            last_error=None,
-        )
+        with self.store.writing() as connection:
+            connection.execute(
+                self._sent, {"delivery_id": delivery_id, "message_id": message_id, "now": now}
+            )
 
     def mark_failed(
         self, delivery_id: int, *, error: str, permanent: bool, now: dt.datetime
     ) -> None:
         """Record a failed attempt: for good if ``permanent``, else it stays pending."""
-        self._update(
-            delivery_id,
-            status=FAILED if permanent else PENDING,
-            last_error=error,
-            updated_at=now,
-            attempts=deliveries.c.attempts + 1,
-        )
+        values = {"delivery_id": delivery_id, "error": error, "now": now}
+        with self.store.writing() as connection:
+            connection.execute(self._failed, values | {"status": FAILED if permanent else PENDING})
 
     def counts(self) -> DeliveryCounts:
         """Deliveries of this issue by status."""
@@ -136,8 +152,3 @@ class Ledger:
         return DeliveryCounts(
             pending=found.get(PENDING, 0), sent=found.get(SENT, 0), failed=found.get(FAILED, 0)
         )
-
-    def _update(self, delivery_id: int, **values: object) -> None:
-        statement = update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
-        with self.store.writing() as connection:
-            connection.execute(statement)
