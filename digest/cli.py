@@ -323,6 +323,11 @@ def send(
             raise ConfigError(
                 "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
             )
+        if settings.public_url is None:
+            raise ConfigError(
+                "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
+                "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
+            )
         secret_key = settings.secret_key.get_secret_value()
         transport = SmtpTransport(settings.smtp)
         where = f"{settings.smtp.host}:{settings.smtp.port}"

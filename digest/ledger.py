@@ -142,9 +142,15 @@ class Ledger:
 
     def counts(self) -> DeliveryCounts:
         """Deliveries of this issue by status."""
+        # A pending delivery to someone no longer active will not be sent: not counted.
         query = (
             select(deliveries.c.status, func.count())
-            .where(deliveries.c.issue_id == self.issue_id)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.issue_id == self.issue_id,
+                (deliveries.c.status != PENDING)
+                | (subscribers.c.status == SubscriberStatus.ACTIVE.value),
+            )
             .group_by(deliveries.c.status)
         )
         with self.store.reading() as connection:

@@ -19,12 +19,18 @@ import aiosmtplib
 from digest.errors import DigestError
 from digest.settings import SmtpSettings
 
-__all__ = ["DeliveryFailed", "OutboxTransport", "SmtpTransport", "Transport", "classify"]
+__all__ = [
+    "DeliveryFailed",
+    "OutboxTransport",
+    "RelayRefused",
+    "SmtpTransport",
+    "Transport",
+    "classify",
+]
 
 # Replies that say the mailbox does not exist, as opposed to "not now" or "not from you".
 _NO_SUCH_USER = re.compile(
-    r"\b5\.1\.[0-9]\b|no such (user|mailbox|recipient)|user unknown|unknown (user|recipient)"
-    r"|does not exist|mailbox unavailable",
+    r"\b5\.1\.(1|10)\b|no such (user|mailbox|recipient)|user unknown|unknown (user|recipient)",
     re.IGNORECASE,
 )
 
@@ -88,15 +94,18 @@ class OutboxTransport:
         self.maildir.close()
 
 
-def classify(code: int, message: str, recipient: str) -> DeliveryFailed:
-    """A refusal as a failure: 5xx permanent (and a bounce if the user does not exist)."""
+def classify(code: int, message: str, recipient: str, *, at_rcpt: bool = False) -> DeliveryFailed:
+    """A refusal of one recipient: 5xx permanent, and a bounce when, at RCPT, the mailbox
+    does not exist."""
     permanent = 500 <= code < 600
+    bounced = at_rcpt and code in (550, 551, 553) and bool(_NO_SUCH_USER.search(message))
     return DeliveryFailed(
-        f"{recipient}: {code} {message}".strip(),
-        permanent=permanent,
-        code=code,
-        bounced=permanent and code in (550, 551, 553) and bool(_NO_SUCH_USER.search(message)),
+        f"{recipient}: {code} {message}".strip(), permanent=permanent, code=code, bounced=bounced
     )
+
+
+class RelayRefused(DigestError):
+    """The relay refuses the sender or the message itself: sending on would fail for all."""
 
 
 class SmtpTransport:
@@ -119,28 +128,37 @@ class SmtpTransport:
         async with self._slots:
             await self._wait_for_rate()
             client = await self._connection()
-            reusable, failed = True, False
+            reusable, failed = False, False
             try:
                 refused, _ = await client.sendmail(sender, [recipient], data)
+                reusable = True
             except aiosmtplib.SMTPRecipientsRefused as exc:
-                failed = True
+                reusable = failed = True
                 refusal = exc.recipients[0]
-                raise classify(refusal.code, refusal.message, recipient) from exc
+                raise classify(refusal.code, refusal.message, recipient, at_rcpt=True) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 # 421 means the server is closing the connection.
                 reusable, failed = exc.code != 421, True
+                if 500 <= exc.code < 600:
+                    # Refused at MAIL FROM or DATA: the relay refuses the sender or the
+                    # message itself, whoever it is for. Stop; nothing here is the
+                    # recipient's fault.
+                    raise RelayRefused(
+                        f"{self.host} refused the message: {exc.code} {exc.message}"
+                    ) from exc
                 raise classify(exc.code, exc.message, recipient) from exc
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                reusable = False
                 raise DeliveryFailed(
                     f"{recipient}: {type(exc).__name__}: {exc}", permanent=False
                 ) from exc
             finally:
+                # Cancelled half way (reusable still False): the connection is closed,
+                # never handed to the next message in an unknown state.
                 await self._release(client, reusable, failed)
             # aiosmtplib reports refused recipients here even when the call succeeds.
             if recipient in refused:
                 response = refused[recipient]
-                raise classify(response.code, response.message, recipient)
+                raise classify(response.code, response.message, recipient, at_rcpt=True)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -174,7 +174,8 @@ class MessageTemplate:
         common["Subject"] = _one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
         common["Date"] = format_datetime(now)
         name = _one_line(settings.newsletter_name, "newsletter_name")
-        common["List-Id"] = f"{name} <{list_id(settings)}>"
+        # A phrase, quoted like a display name when it holds specials (RFC 2919).
+        common["List-Id"] = formataddr((name, list_id(settings)))
         if settings.public_url is not None:
             # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
             common["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -265,7 +266,10 @@ def _address(name: str | None, address: str, what: str) -> str:
 
 
 def _one_line(value: str, what: str) -> str:
-    # A line break in a header value would end the header and start one of the data's.
-    if "\r" in value or "\n" in value:
-        raise MessageError(f"{what} {value!r} contains a line break; it cannot go in a header")
+    # A line break in a header value would end the header and start one of the data's;
+    # other controls (NUL, vertical tab, U+2028) have no place in a header either.
+    if len(value.splitlines()) > 1 or "\r" in value or "\n" in value or not value.isprintable():
+        raise MessageError(
+            f"{what} {value!r} contains a line break or control character; it cannot go in a header"
+        )
     return value

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "IssueBuild",
     "Preview",
+    "SendHalted",
     "SendInterrupted",
     "SendReport",
     "SendStopped",
@@ -159,7 +160,7 @@ def preview(
             )
         issue = store.get_issue(earlier) or issue
         instead_of = date
-    rendered = Renderer(settings.templates_dir).render(issue, settings)
+    rendered = _rendering(settings, store, issue)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
     eml = build_message(
         rendered, sample, settings, secret_key=PREVIEW_KEY, now=now or dt.datetime.now(dt.UTC)
@@ -237,9 +238,11 @@ async def send_issue(
     outcome = {"sent": 0, "failed": 0}
     breaker = _Breaker(settings.smtp.failure_threshold)
 
+    halted: list[str] = []  # why the run must stop, when a copy cannot be sent to anyone
+
     async def deliver(delivery: PendingDelivery) -> None:
         async with limit:
-            if breaker.tripped or (stop is not None and stop.is_set()):
+            if breaker.tripped or halted or (stop is not None and stop.is_set()):
                 return  # stays pending for the next run
             message_id = template.new_message_id()
             data = template.render(delivery.subscriber, message_id=message_id)
@@ -259,9 +262,18 @@ async def send_issue(
                         delivery.subscriber.email, SubscriberStatus.BOUNCED, now=_now()
                     )
                 outcome["failed"] += exc.permanent
-                breaker.record(ok=exc.permanent)
+                breaker.record(ok=False)
                 return
-            ledger.mark_sent(delivery.id, message_id=message_id, now=_now())
+            except DigestError as exc:
+                # The relay refuses the sender or the message, or the ledger cannot be
+                # written: sending on would fail, or go unrecorded, for everyone.
+                halted.append(str(exc))
+                return
+            try:
+                ledger.mark_sent(delivery.id, message_id=message_id, now=_now())
+            except DigestError as exc:
+                halted.append(f"{delivery.subscriber.email} was sent but not recorded: {exc}")
+                return
             outcome["sent"] += 1
             breaker.record(ok=True)
             if on_delivery is not None:
@@ -269,7 +281,7 @@ async def send_issue(
 
     for batch in ledger.pending():
         await asyncio.gather(*(deliver(delivery) for delivery in batch))
-        if breaker.tripped or (stop is not None and stop.is_set()):
+        if breaker.tripped or halted or (stop is not None and stop.is_set()):
             break
     report = SendReport(
         date=date,
@@ -279,11 +291,24 @@ async def send_issue(
         already_sent=before.sent,
         failures=built.failures,
     )
+    if halted:
+        raise SendHalted(report, halted[0])
     if breaker.tripped:
         raise SendStopped(report, breaker.threshold)
     if stop is not None and stop.is_set():
         raise SendInterrupted(report)
     return report
+
+
+class SendHalted(DigestError):
+    """Something that would fail every copy stopped the send; what was sent is recorded."""
+
+    def __init__(self, report: SendReport, reason: str) -> None:
+        super().__init__(
+            f"stopped: {reason}; {report.sent} sent, {report.failed} failed, "
+            f"{report.deferred} left for the next run"
+        )
+        self.report = report
 
 
 class SendInterrupted(DigestError):

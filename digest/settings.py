@@ -7,6 +7,7 @@ Precedence, highest first: values passed by the CLI, ``DIGEST_*`` environment va
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import typing
 from contextvars import ContextVar
@@ -184,8 +185,12 @@ class Settings(BaseSettings):
     def _public_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        if not value.startswith(("https://", "http://")) or " " in value:
-            raise ValueError("expected the site's base URL, such as 'https://news.example.org'")
+        # It goes into List-Unsubscribe as it is: https (RFC 8058), ASCII, nothing to quote.
+        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?", value):
+            raise ValueError(
+                "expected the site's https base URL in ASCII (a non-ASCII host in its "
+                "xn-- form), such as 'https://news.example.org'"
+            )
         return value.rstrip("/")
 
     @field_validator("article_url_template")
@@ -203,8 +208,8 @@ class Settings(BaseSettings):
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         # These end up in headers: a line break there would start a header of its own.
-        if value is not None and ("\r" in value or "\n" in value):
-            raise ValueError("expected one line of text, without line breaks")
+        if value is not None and (len(value.splitlines()) > 1 or not value.isprintable()):
+            raise ValueError("expected one line of text, without line breaks or control characters")
         return value
 
     @field_validator("kickers", "publishers")

@@ -182,6 +182,8 @@ def test_test_copies_say_so(rendered: RenderedIssue) -> None:
         ),
         (Subscriber(id=1, email="a@example.org\nBcc: x@example.org"), "contains a line break"),
         (Subscriber(id=1, email="not-an-address"), "is not an email address"),
+        (Subscriber(id=1, email="a@example.org", name="Eve\x00"), "control character"),
+        (Subscriber(id=1, email="a@example.org", name="Eve\u2028Bcc"), "line break"),
     ],
 )
 def test_line_breaks_from_data_never_become_headers(
@@ -204,6 +206,20 @@ def test_tokens_round_trip_and_resist_forgery() -> None:
     )
     assert read_unsubscribe_token(KEY, "garbage") is None
     assert "@" not in token
+
+
+def test_list_id_quotes_a_name_with_specials(rendered: RenderedIssue) -> None:
+    message = wire(
+        build_message(
+            rendered,
+            Subscriber(id=1, email="a@example.org"),
+            settings(newsletter_name="News, Daily"),
+            secret_key=KEY,
+            now=NOW,
+        )
+    )
+
+    assert message["List-Id"] == '"News, Daily" <news-daily.news.example.org>'
 
 
 def test_list_id_is_derived_from_name_and_domain() -> None:

@@ -42,7 +42,7 @@ class RecordingTransport:
         self.attempts.append(recipient)
         if recipient in self.refuse and self.attempts.count(recipient) <= self.times:
             code, reply = self.refuse[recipient]
-            raise classify(code, reply, recipient)
+            raise classify(code, reply, recipient, at_rcpt=True)
         self.sent.append((recipient, data))
 
     async def close(self) -> None:
@@ -292,3 +292,13 @@ def test_dkim_half_configured_is_an_error(project: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0  # a dry run signs nothing
     assert real.exit_code == 1
     assert real.stderr.endswith("Error: dkim: set both private_key_file and selector, or neither\n")
+
+
+def test_an_unsubscribe_after_enqueue_leaves_nothing_to_retry(subscribed: Settings) -> None:
+    send(subscribed, RecordingTransport(refuse={"ann@example.org": (451, "later")}))
+    with Store.open(subscribed.database_url) as store:
+        store.set_subscriber_status("ann@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW)
+
+    report = send(subscribed, RecordingTransport())
+
+    assert (report.sent, report.deferred) == (0, 0)

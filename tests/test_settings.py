@@ -258,3 +258,25 @@ def test_a_config_file_that_is_not_utf8(workdir: Path) -> None:
 
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://news.example.org", "https://bücher.example.org", "https://x.example.org/a>b,c"]
+)
+def test_the_public_url_must_be_plain_https(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DIGEST_PUBLIC_URL", url)
+
+    with pytest.raises(ConfigError, match=r"public_url \(DIGEST_PUBLIC_URL\).*https base URL"):
+        load_settings()
+
+
+@pytest.mark.parametrize("name", ["News\u2028Daily", "News\x85Daily", "News\x0bDaily"])
+def test_header_settings_refuse_line_breaks_and_controls(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("DIGEST_NEWSLETTER_NAME", name)
+
+    with pytest.raises(ConfigError, match="without line breaks or control characters"):
+        load_settings()

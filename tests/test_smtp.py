@@ -252,6 +252,7 @@ def sending_process(project: Path, port: int) -> subprocess.Popen[str]:
         "DIGEST_SMTP__SECURITY": "none",
         "DIGEST_SMTP__CONCURRENCY": "2",
         "DIGEST_SECRET_KEY": KEY,
+        "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
     }
     return subprocess.Popen(
@@ -327,3 +328,30 @@ def test_sigterm_stops_cleanly_and_records_what_was_sent(
     assert "left for the next run" in err
     # Everything the server accepted is recorded: nothing will be sent twice.
     assert sent_so_far(database) == len(handler.messages) < 40
+
+
+class RefusesSender(Recorder):
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        return "553 5.1.8 Sender address rejected: Domain not found"
+
+
+@pytest.mark.parametrize("smtp_server", [RefusesSender], indirect=True)
+def test_a_refused_sender_stops_the_send_and_blames_no_subscriber(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    _, port = smtp_server
+    settings = settings_for(project, port)
+    subscribe(settings, *(f"reader{n}@example.org" for n in range(5)))
+
+    with pytest.raises(pipeline.SendHalted, match="refused the message: 553") as caught:
+        send(settings)
+
+    assert (caught.value.report.sent, caught.value.report.failed, caught.value.report.deferred) == (
+        0,
+        0,
+        5,
+    )
+    with Store.open(settings.database_url) as store:
+        assert {s.status for s in store.iter_subscribers()} == {SubscriberStatus.ACTIVE}
