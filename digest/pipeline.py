@@ -225,9 +225,38 @@ async def send_issue(
     built = build_issue(settings, store, date, now=started)
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
-    rendered = _frozen_rendering(settings, store, built.issue)
     issue_id = store.issue_id(date)
     assert issue_id is not None
+    with store.send_lock(issue_id):
+        return await _send_frozen(
+            settings,
+            store,
+            built,
+            issue_id,
+            transport,
+            secret_key=secret_key,
+            started=started,
+            concurrency=concurrency,
+            stop=stop,
+            on_delivery=on_delivery,
+        )
+
+
+async def _send_frozen(
+    settings: Settings,
+    store: Store,
+    built: IssueBuild,
+    issue_id: int,
+    transport: Transport,
+    *,
+    secret_key: str,
+    started: dt.datetime,
+    concurrency: int,
+    stop: asyncio.Event | None,
+    on_delivery: Callable[[], None] | None,
+) -> SendReport:
+    date = built.issue.date
+    rendered = _frozen_rendering(settings, store, built.issue)
     ledger = Ledger(store, issue_id)
     ledger.enqueue(now=started)
     before = ledger.counts()

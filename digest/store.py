@@ -7,6 +7,7 @@ the schema is versioned with Alembic and brought up to date whenever a store is 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -125,8 +126,10 @@ deliveries = Table(
 
 # Rows read or written per statement when walking or importing the subscriber list.
 _BATCH = 1000
-# Any fixed number: it names the lock that keeps two processes from migrating at once.
+# Any fixed numbers: they name the locks that keep two processes from migrating, or from
+# sending one issue, at once.
 _MIGRATION_LOCK = 0x6469676573
+_SEND_LOCK = 0x64696773
 
 
 class Store:
@@ -272,6 +275,44 @@ class Store:
         )
         with self.writing() as connection:
             connection.execute(statement)
+
+    @contextmanager
+    def send_lock(self, issue_id: int) -> Iterator[None]:
+        """Held for a whole send: a second send of the same issue is refused, not doubled.
+
+        On PostgreSQL an advisory lock on its own connection; on SQLite a lock on a file
+        beside the database (one machine is all SQLite serves).
+        """
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                got = connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:space, :issue)"),
+                    {"space": _SEND_LOCK, "issue": issue_id},
+                )
+                if not got:
+                    raise StoreError("another digest send of this issue is running")
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:space, :issue)"),
+                        {"space": _SEND_LOCK, "issue": issue_id},
+                    )
+                    connection.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with Path(f"{database}.send-{issue_id}.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError("another digest send of this issue is running") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def delivered_subscriber_ids(self, issue_id: int) -> set[int]:
         """Subscribers with a delivery of the issue already sent or failed for good."""

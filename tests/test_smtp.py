@@ -355,3 +355,32 @@ def test_a_refused_sender_stops_the_send_and_blames_no_subscriber(
     )
     with Store.open(settings.database_url) as store:
         assert {s.status for s in store.iter_subscribers()} == {SubscriberStatus.ACTIVE}
+
+
+class Slower(Recorder):
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.25)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("smtp_server", [Slower], indirect=True)
+def test_two_overlapping_sends_deliver_once(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port)
+    subscribe(settings, *(f"reader{n}@example.org" for n in range(30)))
+    database = project / "var" / "digest.db"
+
+    first = sending_process(project, port)
+    deadline = time.monotonic() + 60
+    while sent_so_far(database) < 3 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    second = sending_process(project, port)
+    _, second_err = second.communicate(timeout=60)
+    _, first_err = first.communicate(timeout=120)
+
+    assert first.returncode == 0, first_err
+    assert second.returncode == 1
+    assert "another digest send of this issue is running" in second_err
+    assert len(handler.messages) == 30

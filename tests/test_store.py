@@ -142,3 +142,17 @@ def test_a_schema_from_a_newer_digest_is_named(database_url: str) -> None:
 
     with pytest.raises(StoreError, match="written by a newer digest: upgrade digest"):
         Store.open(database_url)
+
+
+def test_one_send_of_an_issue_at_a_time(database_url: str) -> None:
+    with Store.open(database_url) as first, Store.open(database_url) as second:
+        with first.send_lock(1):
+            with (
+                pytest.raises(StoreError, match="another digest send of this issue is running"),
+                second.send_lock(1),
+            ):
+                pass
+            with second.send_lock(2):
+                pass  # another issue is free
+        with second.send_lock(1):
+            pass  # released
