@@ -305,6 +305,10 @@ def send(
     """
     settings = app.settings(seeds_dir=seeds_dir)
     day = date_.date() if date_ else pipeline.today(settings)
+    if dry_run and test_addresses:
+        raise click.UsageError("--dry-run and --to do not go together: choose one")
+    if settings.smtp.host:
+        _check_ready_for_relay(settings)
     if dry_run:
         with Store.open(settings.database_url) as store:
             plan = pipeline.plan_send(settings, store, day)
@@ -319,15 +323,7 @@ def send(
     addresses = [_address_argument(address) for address in test_addresses]
     transport: OutboxTransport | SmtpTransport
     if settings.smtp.host:
-        if settings.secret_key is None:
-            raise ConfigError(
-                "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
-            )
-        if settings.public_url is None:
-            raise ConfigError(
-                "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
-                "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
-            )
+        assert settings.secret_key is not None
         secret_key = settings.secret_key.get_secret_value()
         transport = SmtpTransport(settings.smtp)
         where = f"{settings.smtp.host}:{settings.smtp.port}"
@@ -395,7 +391,12 @@ class _RateColumn(ProgressColumn):
 @contextmanager
 def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
     """A progress bar with rate and time left on a terminal; a log line a thousand otherwise."""
-    active = sum(1 for _ in store.iter_subscribers(status=SubscriberStatus.ACTIVE))
+    active = {
+        subscriber.id for subscriber in store.iter_subscribers(status=SubscriberStatus.ACTIVE)
+    }
+    issue_id = store.issue_id(day)
+    handled = store.delivered_subscriber_ids(issue_id) if issue_id is not None else set()
+    to_send = len(active - handled)
     if sys.stderr.isatty():
         with Progress(
             TextColumn("sending"),
@@ -407,7 +408,7 @@ def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
             console=Console(stderr=True),
             transient=True,
         ) as bar:
-            task = bar.add_task("send", total=active)
+            task = bar.add_task("send", total=to_send)
             yield lambda: bar.advance(task)
         return
     done = 0
@@ -419,6 +420,18 @@ def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
             log.info("%s: %d sent so far", day.isoformat(), done)
 
     yield count
+
+
+def _check_ready_for_relay(settings: Settings) -> None:
+    if settings.secret_key is None:
+        raise ConfigError(
+            "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
+        )
+    if settings.public_url is None:
+        raise ConfigError(
+            "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
+            "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
+        )
 
 
 def _outbox_key(settings: Settings) -> str:

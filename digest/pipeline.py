@@ -219,7 +219,7 @@ async def send_issue(
     as it completes, so a second run, or one after a crash, sends only what is left.
     Once ``stop`` is set no new copy starts; those under way finish and are recorded,
     and :class:`SendInterrupted` says what was done. ``on_delivery`` is called after
-    each recorded delivery (for a progress display).
+    each delivery attempted and recorded (for a progress display).
     """
     started = now or dt.datetime.now(dt.UTC)
     built = build_issue(settings, store, date, now=started)
@@ -292,6 +292,8 @@ async def _send_frozen(
                     )
                 outcome["failed"] += exc.permanent
                 breaker.record(ok=False)
+                if on_delivery is not None:
+                    on_delivery()
                 return
             except DigestError as exc:
                 # The relay refuses the sender or the message, or the ledger cannot be

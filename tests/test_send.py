@@ -302,3 +302,10 @@ def test_an_unsubscribe_after_enqueue_leaves_nothing_to_retry(subscribed: Settin
     report = send(subscribed, RecordingTransport())
 
     assert (report.sent, report.deferred) == (0, 0)
+
+
+def test_dry_run_and_to_do_not_go_together(project: Path) -> None:
+    result = CliRunner().invoke(cli, ["send", "--dry-run", "--to", "a@example.org"])
+
+    assert result.exit_code == 2
+    assert "--dry-run and --to do not go together" in result.stderr
