@@ -265,6 +265,13 @@ def sending_process(project: Path, port: int) -> subprocess.Popen[str]:
     )
 
 
+def wait_until_sent(database: Path, count: int, process: subprocess.Popen[str]) -> None:
+    """Wait (a minute at most) until ``count`` deliveries are recorded or the process ends."""
+    deadline = time.monotonic() + 60
+    while sent_so_far(database) < count and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+
+
 def sent_so_far(database: Path) -> int:
     with sqlite3.connect(database) as connection:
         try:
@@ -288,9 +295,7 @@ def test_after_sigkill_the_next_run_sends_only_what_is_left(
     database = project / "var" / "digest.db"
 
     first = sending_process(project, port)
-    deadline = time.monotonic() + 60
-    while sent_so_far(database) < 10 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.02)
+    wait_until_sent(database, 10, first)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     killed_at = len(handler.messages)
@@ -317,9 +322,7 @@ def test_sigterm_stops_cleanly_and_records_what_was_sent(
     database = project / "var" / "digest.db"
 
     process = sending_process(project, port)
-    deadline = time.monotonic() + 60
-    while sent_so_far(database) < 5 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
+    wait_until_sent(database, 5, process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
 
@@ -373,9 +376,7 @@ def test_two_overlapping_sends_deliver_once(
     database = project / "var" / "digest.db"
 
     first = sending_process(project, port)
-    deadline = time.monotonic() + 60
-    while sent_so_far(database) < 3 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.02)
+    wait_until_sent(database, 3, first)
     second = sending_process(project, port)
     _, second_err = second.communicate(timeout=60)
     _, first_err = first.communicate(timeout=120)
