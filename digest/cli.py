@@ -391,12 +391,7 @@ class _RateColumn(ProgressColumn):
 @contextmanager
 def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
     """A progress bar with rate and time left on a terminal; a log line a thousand otherwise."""
-    active = {
-        subscriber.id for subscriber in store.iter_subscribers(status=SubscriberStatus.ACTIVE)
-    }
-    issue_id = store.issue_id(day)
-    handled = store.delivered_subscriber_ids(issue_id) if issue_id is not None else set()
-    to_send = len(active - handled)
+    to_send = store.count_to_send(store.issue_id(day))
     if sys.stderr.isatty():
         with Progress(
             TextColumn("sending"),

@@ -62,13 +62,16 @@ def list_id(settings: Settings) -> str:
 
 
 def unsubscribe_links(
-    settings: Settings, subscriber: Subscriber, *, secret_key: str
+    settings: Settings, subscriber: Subscriber, *, secret_key: str, list_ident: str | None = None
 ) -> tuple[str | None, str]:
-    """The one-click https URL (only with a public URL) and the mailto URL for a subscriber."""
+    """The one-click https URL (only with a public URL) and the mailto URL for a subscriber.
+
+    ``list_ident`` is :func:`list_id`, passed in by callers that make many links.
+    """
     https = None
     if settings.public_url:
         token = unsubscribe_token(
-            secret_key, subscriber_id=subscriber.id, list_id=list_id(settings)
+            secret_key, subscriber_id=subscriber.id, list_id=list_ident or list_id(settings)
         )
         https = f"{settings.public_url}/unsubscribe/{token}"
     # The reply's own From says who is leaving; the address is not put in the URL.
@@ -147,6 +150,7 @@ class MessageTemplate:
     settings: Settings
     secret_key: str
     domain: str
+    list_ident: str
     head: str
     text_head: str
     text: _EncodedPart
@@ -174,8 +178,9 @@ class MessageTemplate:
         common["Subject"] = _one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
         common["Date"] = format_datetime(now)
         name = _one_line(settings.newsletter_name, "newsletter_name")
+        ident = list_id(settings)
         # A phrase, quoted like a display name when it holds specials (RFC 2919).
-        common["List-Id"] = formataddr((name, list_id(settings)))
+        common["List-Id"] = formataddr((name, ident))
         if settings.public_url is not None:
             # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
             common["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -187,6 +192,7 @@ class MessageTemplate:
             settings=settings,
             secret_key=secret_key,
             domain=sending_domain(settings),
+            list_ident=ident,
             head=head,
             text_head=_part_head(boundary, "plain"),
             text=_EncodedPart.encode(rendered.text),
@@ -200,10 +206,21 @@ class MessageTemplate:
         """A fresh Message-ID on the sending domain."""
         return make_msgid(domain=self.domain)
 
+    def links(self, subscriber: Subscriber) -> tuple[str | None, str]:
+        """The subscriber's one-click https unsubscribe URL (if any) and the mailto URL."""
+        return unsubscribe_links(
+            self.settings, subscriber, secret_key=self.secret_key, list_ident=self.list_ident
+        )
+
+    def personal(self, subscriber: Subscriber) -> Personal:
+        """What the subscriber's copy fills in: their unsubscribe link and how they are named."""
+        https, mailto = self.links(subscriber)
+        return Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
+
     def render(self, subscriber: Subscriber, *, message_id: str | None = None) -> bytes:
         """This subscriber's copy: their To, Message-ID and unsubscribe link, in both parts."""
         to = _address(subscriber.name, subscriber.email, "the subscriber's address")
-        https, mailto = unsubscribe_links(self.settings, subscriber, secret_key=self.secret_key)
+        https, mailto = self.links(subscriber)
         personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
         links = f"<{https}>, <{mailto}>" if https else f"<{mailto}>"
         data = "".join(

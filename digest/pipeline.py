@@ -20,9 +20,6 @@ from digest.mailer import DeliveryFailed, Transport
 from digest.message import (
     DkimKey,
     MessageTemplate,
-    build_message,
-    recipient,
-    unsubscribe_links,
 )
 from digest.models import (
     Issue,
@@ -33,7 +30,7 @@ from digest.models import (
     SubscriberStatus,
 )
 from digest.picker import pick
-from digest.render import Personal, Renderer, personalise
+from digest.render import Renderer, personalise
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY
@@ -162,12 +159,11 @@ def preview(
         instead_of = date
     rendered = _rendering(settings, store, issue)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
-    eml = build_message(
-        rendered, sample, settings, secret_key=PREVIEW_KEY, now=now or dt.datetime.now(dt.UTC)
+    template = MessageTemplate.build(
+        rendered, settings, secret_key=PREVIEW_KEY, now=now or dt.datetime.now(dt.UTC)
     )
-    https, mailto = unsubscribe_links(settings, sample, secret_key=PREVIEW_KEY)
-    personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(sample))
-    html, text = personalise(rendered, personal)
+    eml = template.render(sample)
+    html, text = personalise(rendered, template.personal(sample))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "digest.html", out_dir / "digest.txt", out_dir / "digest.eml"]
     paths[0].write_text(html, encoding="utf-8")
@@ -276,12 +272,13 @@ async def _send_frozen(
             message_id = template.new_message_id()
             data = template.render(delivery.subscriber, message_id=message_id)
             try:
-                await _with_retries(
-                    settings,
-                    lambda: transport.send(
-                        data, sender=settings.from_address, recipient=delivery.subscriber.email
-                    ),
+                attempt = partial(
+                    transport.send,
+                    data,
+                    sender=settings.from_address,
+                    recipient=delivery.subscriber.email,
                 )
+                await _with_retries(settings, attempt)
             except DeliveryFailed as exc:
                 # Permanent: failed for good. Transient even after the retries: it stays
                 # pending, with the attempt counted, for the next run.

@@ -132,6 +132,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.environment.filters["wrap"] = wrap
+        _quiet_cssutils()
 
     def render(self, issue: Issue, settings: Settings) -> RenderedIssue:
         """Render ``issue``: HTML inlined by premailer, and the text part."""
@@ -165,7 +166,6 @@ class Renderer:
 
 def inline_css(page: str) -> str:
     """Inline the page's CSS with premailer; keep only what cannot be inlined in <style>."""
-    _quiet_cssutils()
     inliner = Premailer(
         page,
         # Never fetch a stylesheet named by a template: rendering stays offline.

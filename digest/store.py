@@ -194,7 +194,7 @@ class Store:
 
     def get_issue(self, date: dt.date) -> Issue | None:
         """The frozen issue for ``date``, or None if none was created."""
-        with self.engine.connect() as connection:
+        with self.reading() as connection:
             issue_id = connection.scalar(select(issues.c.id).where(issues.c.date == date))
             if issue_id is None:
                 return None
@@ -211,7 +211,7 @@ class Store:
     def latest_issue_date(self, *, before: dt.date) -> dt.date | None:
         """The date of the newest stored issue before ``before``, if any."""
         query = select(func.max(issues.c.date)).where(issues.c.date < before)
-        with self.engine.connect() as connection:
+        with self.reading() as connection:
             latest: dt.date | None = connection.scalar(query)
         return latest
 
@@ -222,7 +222,7 @@ class Store:
         )
         if excluding is not None:
             query = query.where(issues.c.date != excluding)
-        with self.engine.connect() as connection:
+        with self.reading() as connection:
             return set(connection.scalars(query.distinct()))
 
     def save_issue(self, issue: Issue, *, created_at: dt.datetime) -> tuple[Issue, bool]:
@@ -232,7 +232,7 @@ class Store:
         a race between two processes: the loser reads the winner's issue.
         """
         try:
-            with self.engine.begin() as connection:
+            with self.writing() as connection:
                 issue_id = connection.execute(
                     issues.insert()
                     .values(date=issue.date, created_at=created_at)
@@ -244,7 +244,9 @@ class Store:
                 ]
                 if rows:
                     connection.execute(issue_articles.insert(), rows)
-        except IntegrityError:
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
             existing = self.get_issue(issue.date)
             if existing is None:
                 raise
@@ -313,6 +315,23 @@ class Store:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def count_to_send(self, issue_id: int | None) -> int:
+        """Active subscribers the issue has not yet been sent to (or failed for good)."""
+        query = (
+            select(func.count())
+            .select_from(subscribers)
+            .where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
+        )
+        if issue_id is not None:
+            handled = select(deliveries.c.id).where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.subscriber_id == subscribers.c.id,
+                deliveries.c.status != "pending",
+            )
+            query = query.where(~handled.exists())
+        with self.reading() as connection:
+            return int(connection.scalar(query) or 0)
 
     def delivered_subscriber_ids(self, issue_id: int) -> set[int]:
         """Subscribers with a delivery of the issue already sent or failed for good."""
