@@ -56,6 +56,12 @@ def wait_for(port: int) -> None:
     raise SystemExit(f"smtp-sink did not start on port {port}")
 
 
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,31 +123,27 @@ def main() -> None:
                 print(done.stdout, done.stderr)
                 raise SystemExit(f"digest send failed with exit status {done.returncode}")
             peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
             with Store.open(database) as store, store.reading() as connection:
                 size = len(connection.exec_driver_sql("SELECT html FROM issues").scalar_one() or "")
             # The same size on the wire as digest's copies: both parts, quoted-printable.
             message_kb = max(1, round(size * 1.45 / 1024))
-            start = time.perf_counter()
-            subprocess.run(
-                [
-                    source,
-                    "-s",
-                    "20",
-                    "-m",
-                    str(args.subscribers),
-                    "-l",
-                    str(message_kb * 1024),
-                    "-f",
-                    "digest@news.example.org",
-                    "-t",
-                    "reader@example.org",
-                    f"127.0.0.1:{port}",
-                ],
-                check=True,
-                capture_output=True,
-            )
-            source_seconds = time.perf_counter() - start
+            source_command = [
+                source,
+                "-s",
+                "20",
+                "-m",
+                str(args.subscribers),
+                "-l",
+                str(message_kb * 1024),
+                "-f",
+                "digest@news.example.org",
+                "-t",
+                "reader@example.org",
+                f"127.0.0.1:{port}",
+            ]
+            # smtp-source runs twice and the faster run counts: its speed drifts from run to
+            # run, and the faster reference gives the lower, safer ratio.
+            source_seconds = min(timed(source_command), timed(source_command))
         finally:
             sink_process.terminate()
             sink_process.wait(timeout=10)
@@ -156,6 +158,7 @@ def main() -> None:
     )
     print(
         f"smtp-source, 20 sessions, same size:    {source_seconds:.1f} s, {source_rate:,.0f} msg/s"
+        " (the faster of two runs)"
     )
     print(f"ratio: {ratio:.3f} (target at least {TARGET_RATIO})")
     print(f"digest peak RSS: {peak_rss_mb:.0f} MB (target under {TARGET_RSS_MB:.0f} MB)")

@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from digest import __version__, pipeline
+from digest import __version__, eventloop, pipeline
 from digest.errors import ConfigError, DigestError
 from digest.mailer import OutboxTransport, SmtpTransport
 from digest.models import Article, Issue, SubscriberStatus
@@ -152,7 +152,7 @@ def pick_command(
     """
     settings = app.settings(seeds_dir=seeds_dir)
     day = date_.date() if date_ else pipeline.today(settings)
-    with Store.open(settings.database_url) as store:
+    with Store.open(settings.database_url, create=not dry_run) as store:
         built = pipeline.build_issue(settings, store, day, freeze=not dry_run)
     for failure in built.failures:
         click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
@@ -224,7 +224,7 @@ def preview(
     def build() -> tuple[Settings, pipeline.Preview]:
         settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir)
         day = date_.date() if date_ else pipeline.today(settings)
-        with Store.open(settings.database_url) as store:
+        with Store.open(settings.database_url, create=False) as store:
             return settings, pipeline.preview(settings, store, day, out_dir=settings.preview_dir)
 
     if serve:
@@ -310,7 +310,7 @@ def send(
     if settings.smtp.host:
         _check_ready_for_relay(settings)
     if dry_run:
-        with Store.open(settings.database_url) as store:
+        with Store.open(settings.database_url, create=False) as store:
             plan = pipeline.plan_send(settings, store, day)
         if plan.nothing_new:
             click.echo(f"Nothing new to send for {day.isoformat()}.")
@@ -341,7 +341,7 @@ def send(
         try:
             if addresses:
                 return await pipeline.send_test_copies(
-                    settings, store, day, transport, addresses, secret_key=secret_key
+                    settings, store, day, transport, addresses, secret_key=secret_key, stop=stop
                 )
             with _progress(store, day) as advance:
                 return await pipeline.send_issue(
@@ -360,7 +360,7 @@ def send(
             await transport.close()
 
     with Store.open(settings.database_url) as store:
-        report = asyncio.run(run())
+        report = eventloop.run(run())
     for failure in report.failures:
         click.echo(f"warning: skipped {failure.source}: {failure.reason}", err=True)
     if report.nothing_new:
@@ -502,7 +502,7 @@ def subscribers_import(app: App, csv_file: Path) -> None:
 def subscribers_list(app: App, status: str | None, as_json: bool) -> None:
     """List subscribers, oldest first."""
     wanted = SubscriberStatus(status) if status else None
-    with Store.open(app.settings().database_url) as store:
+    with Store.open(app.settings().database_url, create=False) as store:
         found = store.iter_subscribers(status=wanted)
         if as_json:
             # Written as it is read, so a long list is never held in memory whole.

@@ -8,7 +8,7 @@ Message-ID, ``failed`` for good, or still ``pending`` with one more attempt coun
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, exists, func, insert, literal, select, update
@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, exists, func, insert, literal, select, u
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, subscriber_from_row, subscribers
 
-__all__ = ["DeliveryCounts", "Ledger", "PendingDelivery"]
+__all__ = ["DeliveryCounts", "DeliveryResult", "Ledger", "PendingDelivery"]
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -28,6 +28,19 @@ class PendingDelivery:
     id: int
     attempts: int
     subscriber: Subscriber
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryResult:
+    """One attempt's outcome: sent (with its Message-ID) or failed, for good or for now."""
+
+    delivery_id: int
+    message_id: str | None = None
+    error: str | None = None
+    # A failure that will not change on retry: the delivery is failed for good.
+    permanent: bool = False
+    # Set when the relay said the address does not exist: that subscriber is bounced.
+    bounced_subscriber_id: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -125,20 +138,41 @@ class Ledger:
             ]
             after = rows[-1].delivery_id
 
-    def mark_sent(self, delivery_id: int, *, message_id: str, now: dt.datetime) -> None:
-        """Record that the copy was handed over."""
+    def record(self, results: Sequence[DeliveryResult], *, now: dt.datetime) -> None:
+        """Record a group of attempts in one transaction, and bounce whom they say."""
+        if not results:
+            return
+        sent = [
+            {"delivery_id": result.delivery_id, "message_id": result.message_id, "now": now}
+            for result in results
+            if result.message_id is not None
+        ]
+        failed = [
+            {
+                "delivery_id": result.delivery_id,
+                "error": result.error,
+                "status": FAILED if result.permanent else PENDING,
+                "now": now,
+            }
+            for result in results
+            if result.message_id is None
+        ]
+        bounced = [
+            result.bounced_subscriber_id
+            for result in results
+            if result.bounced_subscriber_id is not None
+        ]
         with self.store.writing() as connection:
-            connection.execute(
-                self._sent, {"delivery_id": delivery_id, "message_id": message_id, "now": now}
-            )
-
-    def mark_failed(
-        self, delivery_id: int, *, error: str, permanent: bool, now: dt.datetime
-    ) -> None:
-        """Record a failed attempt: for good if ``permanent``, else it stays pending."""
-        values = {"delivery_id": delivery_id, "error": error, "now": now}
-        with self.store.writing() as connection:
-            connection.execute(self._failed, values | {"status": FAILED if permanent else PENDING})
+            if sent:
+                connection.execute(self._sent, sent)
+            if failed:
+                connection.execute(self._failed, failed)
+            if bounced:
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id.in_(bounced))
+                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=now)
+                )
 
     def counts(self) -> DeliveryCounts:
         """Deliveries of this issue by status."""

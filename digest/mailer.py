@@ -76,7 +76,8 @@ class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         try:
             # Maildir writes into tmp/ and then moves the file into new/: a reader never
-            # sees half a message.
+            # sees half a message. Maildir makes the folder but not its parents.
+            folder.parent.mkdir(parents=True, exist_ok=True)
             self.maildir = mailbox.Maildir(folder, create=True)
         except OSError as exc:
             raise DigestError(f"{folder}: cannot use it as the outbox: {exc.strerror}") from exc
@@ -130,12 +131,16 @@ class SmtpTransport:
             client = await self._connection()
             reusable, failed = False, False
             try:
-                refused, _ = await client.sendmail(sender, [recipient], data)
+                # MAIL, RCPT and DATA one by one rather than sendmail(): the addresses were
+                # checked when they were stored, and the message is already CRLF-ended, so
+                # sendmail's checks would only repeat work for every copy.
+                await client.mail(sender, options=_size_option(client, data))
+                await client.rcpt(recipient)
+                await client.data(data)
                 reusable = True
-            except aiosmtplib.SMTPRecipientsRefused as exc:
+            except aiosmtplib.SMTPRecipientRefused as exc:
                 reusable = failed = True
-                refusal = exc.recipients[0]
-                raise classify(refusal.code, refusal.message, recipient, at_rcpt=True) from exc
+                raise classify(exc.code, exc.message, recipient, at_rcpt=True) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 # 421 means the server is closing the connection.
                 reusable, failed = exc.code != 421, True
@@ -155,10 +160,6 @@ class SmtpTransport:
                 # Cancelled half way (reusable still False): the connection is closed,
                 # never handed to the next message in an unknown state.
                 await self._release(client, reusable, failed)
-            # aiosmtplib reports refused recipients here even when the call succeeds.
-            if recipient in refused:
-                response = refused[recipient]
-                raise classify(response.code, response.message, recipient, at_rcpt=True)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -183,6 +184,8 @@ class SmtpTransport:
         )
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryFailed(
                 f"cannot connect to {settings.host}:{settings.port}: {exc}", permanent=False
@@ -211,6 +214,15 @@ class SmtpTransport:
             self._next_start = start + self._interval
         if start > now:
             await asyncio.sleep(start - now)
+
+
+def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
+    """RFC 1870 SIZE, when the relay takes it, so an oversized copy is refused up front."""
+    if not client.supports_extension("size"):
+        return []
+    # Counted as DATA will send it: with a final CRLF.
+    size = len(data) if data.endswith(b"\r\n") else len(data) + 2
+    return [f"SIZE={size}"]
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -42,8 +42,8 @@ __all__ = [
 CRLF = "\r\n"
 _SLUG_NOISE = re.compile(r"[^a-z0-9]+")
 _SOFT_BREAK = "=\r\n"
-# A To or From line this short needs no folding.
-_SHORT_HEADER = 900
+# A To value this short makes a line of 78 at most ("To: " and the value): no folding.
+_SHORT_HEADER = 78 - len("To: ")
 
 
 class MessageError(DigestError):
@@ -222,7 +222,9 @@ class MessageTemplate:
         to = _address(subscriber.name, subscriber.email, "the subscriber's address")
         https, mailto = self.links(subscriber)
         personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
-        links = f"<{https}>, <{mailto}>" if https else f"<{mailto}>"
+        # Folded between the two URLs: RFC 5322 asks for lines of 78 at most where it can
+        # be done, and a URL itself is never broken.
+        links = f"<{https}>,{CRLF} <{mailto}>" if https else f"<{mailto}>"
         data = "".join(
             (
                 self.head,

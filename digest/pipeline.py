@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from digest.boilerplate import load_boilerplate
 from digest.errors import ConfigError, DigestError
-from digest.ledger import Ledger, PendingDelivery
+from digest.ledger import Ledger
 from digest.loader import SeedFormat, load_paths
 from digest.mailer import DeliveryFailed, Transport
 from digest.message import (
@@ -31,6 +29,7 @@ from digest.models import (
 )
 from digest.picker import pick
 from digest.render import Renderer, personalise
+from digest.sender import SendLoop, with_retries
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY
@@ -259,71 +258,29 @@ async def _send_frozen(
     template = MessageTemplate.build(
         rendered, settings, secret_key=secret_key, now=started, dkim=dkim_key(settings)
     )
-    limit = asyncio.Semaphore(concurrency)
-    outcome = {"sent": 0, "failed": 0}
-    breaker = _Breaker(settings.smtp.failure_threshold)
-
-    halted: list[str] = []  # why the run must stop, when a copy cannot be sent to anyone
-
-    async def deliver(delivery: PendingDelivery) -> None:
-        async with limit:
-            if breaker.tripped or halted or (stop is not None and stop.is_set()):
-                return  # stays pending for the next run
-            message_id = template.new_message_id()
-            data = template.render(delivery.subscriber, message_id=message_id)
-            try:
-                attempt = partial(
-                    transport.send,
-                    data,
-                    sender=settings.from_address,
-                    recipient=delivery.subscriber.email,
-                )
-                await _with_retries(settings, attempt)
-            except DeliveryFailed as exc:
-                # Permanent: failed for good. Transient even after the retries: it stays
-                # pending, with the attempt counted, for the next run.
-                ledger.mark_failed(delivery.id, error=str(exc), permanent=exc.permanent, now=_now())
-                if exc.bounced:
-                    store.set_subscriber_status(
-                        delivery.subscriber.email, SubscriberStatus.BOUNCED, now=_now()
-                    )
-                outcome["failed"] += exc.permanent
-                breaker.record(ok=False)
-                if on_delivery is not None:
-                    on_delivery()
-                return
-            except DigestError as exc:
-                # The relay refuses the sender or the message, or the ledger cannot be
-                # written: sending on would fail, or go unrecorded, for everyone.
-                halted.append(str(exc))
-                return
-            try:
-                ledger.mark_sent(delivery.id, message_id=message_id, now=_now())
-            except DigestError as exc:
-                halted.append(f"{delivery.subscriber.email} was sent but not recorded: {exc}")
-                return
-            outcome["sent"] += 1
-            breaker.record(ok=True)
-            if on_delivery is not None:
-                on_delivery()
-
-    for batch in ledger.pending():
-        await asyncio.gather(*(deliver(delivery) for delivery in batch))
-        if breaker.tripped or halted or (stop is not None and stop.is_set()):
-            break
+    totals = await SendLoop(
+        ledger=ledger,
+        template=template,
+        transport=transport,
+        sender=settings.from_address,
+        smtp=settings.smtp,
+        concurrency=concurrency,
+        stop=stop,
+        on_delivery=on_delivery,
+    ).run()
     report = SendReport(
         date=date,
-        sent=outcome["sent"],
-        failed=outcome["failed"],
+        sent=totals.sent,
+        failed=totals.failed,
         deferred=ledger.counts().pending,
         already_sent=before.sent,
         failures=built.failures,
     )
-    if halted:
-        raise SendHalted(report, halted[0])
-    if breaker.tripped:
-        raise SendStopped(report, breaker.threshold)
-    if stop is not None and stop.is_set():
+    if totals.halted is not None:
+        raise SendHalted(report, totals.halted)
+    if totals.tripped:
+        raise SendStopped(report, settings.smtp.failure_threshold)
+    if totals.interrupted:
         raise SendInterrupted(report)
     return report
 
@@ -361,37 +318,6 @@ class SendStopped(DigestError):
         self.report = report
 
 
-class _Breaker:
-    """Counts transient failures in a row; a success resets it."""
-
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
-        self.in_a_row = 0
-
-    @property
-    def tripped(self) -> bool:
-        return self.in_a_row >= self.threshold
-
-    def record(self, *, ok: bool) -> None:
-        self.in_a_row = 0 if ok else self.in_a_row + 1
-
-
-async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[None]]) -> None:
-    """Run ``attempt``, again after a growing, jittered wait while it fails transiently."""
-    smtp = settings.smtp
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, DeliveryFailed) and not exc.permanent),
-        stop=stop_after_attempt(smtp.retry_attempts),
-        wait=wait_exponential_jitter(
-            multiplier=smtp.retry_delay, max=smtp.retry_max_delay, jitter=smtp.retry_delay
-        ),
-        reraise=True,
-    )
-    async for try_once in retrying:
-        with try_once:
-            await attempt()
-
-
 async def send_test_copies(
     settings: Settings,
     store: Store,
@@ -401,8 +327,12 @@ async def send_test_copies(
     *,
     secret_key: str,
     now: dt.datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> SendReport:
-    """Send "[TEST]" copies of the issue to ``addresses``; no ledger, nothing frozen."""
+    """Send "[TEST]" copies of the issue to ``addresses``; no ledger, nothing frozen.
+
+    Once ``stop`` is set no further copy starts, and a :class:`DigestError` says so.
+    """
     started = now or dt.datetime.now(dt.UTC)
     built = build_issue(settings, store, date, freeze=False)
     if built.issue.is_empty:
@@ -412,11 +342,16 @@ async def send_test_copies(
         rendered, settings, secret_key=secret_key, now=started, test=True
     )
     sent = failed = 0
-    for address in addresses:
+    for done, address in enumerate(addresses):
+        if stop is not None and stop.is_set():
+            raise DigestError(
+                f"interrupted: of {len(addresses)} test copies, {sent} sent, {failed} failed, "
+                f"{len(addresses) - done} not sent"
+            )
         copy = template.render(Subscriber(id=0, email=address))
         try:
             attempt = partial(transport.send, copy, sender=settings.from_address, recipient=address)
-            await _with_retries(settings, attempt)
+            await with_retries(settings.smtp, attempt)
         except DeliveryFailed as exc:
             log.warning("test copy not sent: %s", exc)
             failed += 1

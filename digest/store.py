@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from digest.errors import StoreError
 from digest.models import Article, Issue, Subscriber, SubscriberStatus
@@ -139,18 +140,29 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect to ``url``, creating a SQLite file's folder, and migrate to the latest schema."""
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Connect to ``url``, creating a SQLite file's folder, and migrate to the latest schema.
+
+        With ``create`` False, a SQLite file that does not exist yet is not made: an empty
+        database in memory stands in for it, so a command that only reads (a preview, a
+        dry run) leaves nothing on disk.
+        """
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)
         try:
-            if parsed.get_backend_name() == "sqlite" and parsed.database not in (
+            in_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (
                 None,
                 "",
                 ":memory:",
-            ):
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed)
+            )
+            if in_file and not create and not Path(str(parsed.database)).exists():
+                # One connection for the whole life of the store: each new connection to
+                # "sqlite://" would be a new, empty database.
+                engine = create_engine("sqlite://", poolclass=StaticPool)
+            else:
+                if in_file:
+                    Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(parsed)
         except (SQLAlchemyError, ImportError, OSError) as exc:
             raise StoreError(f"cannot use database {shown}: {exc}") from exc
         if engine.dialect.name == "sqlite":

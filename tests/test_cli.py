@@ -134,6 +134,7 @@ def test_pick_skips_what_earlier_issues_featured(project: Path) -> None:
 
 def test_pick_dry_run_writes_nothing(project: Path) -> None:
     dry = run("pick", "--date", "2026-11-23", "--dry-run")
+    assert not (project / "var" / "digest.db").exists()
     real = run("pick", "--date", "2026-11-23")
 
     assert dry.stdout.startswith("Issue of 2026-11-23 (not frozen: dry run): 1 article")
@@ -248,6 +249,7 @@ def test_preview_writes_html_text_and_eml_and_stores_nothing(project: Path) -> N
     assert message.defects == []
     html = (project / "var" / "preview" / "digest.html").read_text(encoding="utf-8")
     assert SEED_TITLE.replace("'", "&#x27;") in html or SEED_TITLE in html
+    assert not (project / "var" / "digest.db").exists()  # no database made just to read one
     # Nothing was frozen: picking afterwards still creates the issue.
     assert run("pick", "--date", "2026-11-23").stdout.startswith("Issue of 2026-11-23 (frozen now)")
 

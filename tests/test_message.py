@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import subprocess
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -86,6 +87,27 @@ def test_no_line_over_998_octets(rendered: RenderedIssue) -> None:
 
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
     assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_header_lines_are_folded_at_78_except_a_lone_url(rendered: RenderedIssue) -> None:
+    long_name = "Annabel Theodora Example-Smythe of the Northern Regional Office, Editorial"
+    data = build_message(
+        rendered,
+        Subscriber(id=7, email="annabel.example-smythe@example.org", name=long_name),
+        settings(),
+        secret_key=KEY,
+        now=NOW,
+    )
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+    long_lines = [line for line in head if len(line) > 78]
+    # Only an unbreakable URL, alone on its line after folding, may be longer.
+    assert all(re.fullmatch(rb"(List-Unsubscribe:)? <[^ ]+>,?", line) for line in long_lines)
+    message = wire(data)
+    assert message["To"].addresses[0].display_name == long_name
+    https, mailto = str(message["List-Unsubscribe"]).split(", ")
+    assert https.startswith("<https://")
+    assert mailto.startswith("<mailto:")
 
 
 def test_headers(rendered: RenderedIssue) -> None:

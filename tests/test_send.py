@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from digest import pipeline
 from digest.cli import cli
+from digest.errors import DigestError
 from digest.ledger import Ledger
 from digest.mailer import OutboxTransport, Transport, classify
 from digest.models import SubscriberStatus
@@ -309,3 +310,80 @@ def test_dry_run_and_to_do_not_go_together(project: Path) -> None:
 
     assert result.exit_code == 2
     assert "--dry-run and --to do not go together" in result.stderr
+
+
+class CountingTransport(RecordingTransport):
+    """Checks, as each copy starts, how many copies were handed over but are not recorded."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__()
+        self.store = Store.open(database_url)
+        self.most_unrecorded = 0
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        await asyncio.sleep(0.001)  # let the other workers and the recorder run
+        with self.store.reading() as connection:
+            recorded = connection.exec_driver_sql(
+                "SELECT count(*) FROM deliveries WHERE status = 'sent'"
+            ).scalar_one()
+        self.most_unrecorded = max(self.most_unrecorded, len(self.sent) - recorded)
+        await super().send(data, sender=sender, recipient=recipient)
+
+
+def test_no_more_copies_go_unrecorded_than_there_are_connections(
+    project: Path, database_url: str
+) -> None:
+    settings = settings_for(database_url)
+    with Store.open(database_url) as store:
+        store.import_subscribers([(f"reader{n}@example.org", None) for n in range(120)], now=NOW)
+    transport = CountingTransport(database_url)
+
+    with Store.open(settings.database_url) as store:
+        report = asyncio.run(
+            pipeline.send_issue(
+                settings, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=4
+            )
+        )
+    transport.store.close()
+
+    assert report.sent == len(transport.sent) == 120
+    # Each connection waits for its copy to be recorded before it starts the next, so a
+    # crash at any moment leaves at most one copy per connection sent but unrecorded.
+    assert 0 < transport.most_unrecorded <= 4
+
+
+class StoppingTransport(RecordingTransport):
+    """Asks the run to stop once it has taken the first copy, as a SIGINT would."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        await super().send(data, sender=sender, recipient=recipient)
+        self.stop.set()
+
+
+def test_test_copies_stop_when_asked(project: Path, database_url: str) -> None:
+    settings = settings_for(database_url)
+
+    async def run() -> RecordingTransport:
+        stop = asyncio.Event()
+        transport = StoppingTransport(stop)
+        with Store.open(database_url) as store:
+            await pipeline.send_test_copies(
+                settings,
+                store,
+                DAY,
+                transport,
+                ["a@example.org", "b@example.org", "c@example.org"],
+                secret_key=KEY,
+                now=NOW,
+                stop=stop,
+            )
+        return transport
+
+    with pytest.raises(
+        DigestError, match=r"^interrupted: of 3 test copies, 1 sent, 0 failed, 2 not sent$"
+    ):
+        asyncio.run(run())

@@ -91,6 +91,25 @@ class DropsOnce(Recorder):
         return await super().handle_DATA(server, session, envelope)
 
 
+class ClosingOnce(Recorder):
+    """Answers 421 (closing the connection) to the first message, then accepts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if not self.closed:
+            self.closed = True
+            server.transport.close()
+            return "421 4.3.2 Service shutting down, closing transmission channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -100,9 +119,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def smtp_server(request: pytest.FixtureRequest) -> Iterator[tuple[Recorder, int]]:
-    handler = getattr(request, "param", Recorder)()
+    param = getattr(request, "param", Recorder)
+    handler_class, options = param if isinstance(param, tuple) else (param, {})
+    handler = handler_class()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     yield handler, port
     controller.stop()
@@ -225,6 +246,36 @@ def test_a_dropped_connection_is_retried_on_a_new_one(
         "c@example.org",
     ]
     assert handler.sessions == 2
+
+
+@pytest.mark.parametrize("smtp_server", [ClosingOnce], indirect=True)
+def test_a_421_is_retried_on_a_new_connection(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port, concurrency=1)
+    subscribe(settings, "a@example.org", "b@example.org")
+
+    report = send(settings)
+
+    assert (report.sent, report.failed, report.deferred) == (2, 0, 0)
+    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == ["a@example.org", "b@example.org"]
+    assert handler.sessions == 2
+
+
+@pytest.mark.parametrize("smtp_server", [(Recorder, {"data_size_limit": 2000})], indirect=True)
+def test_a_copy_over_the_relays_size_limit_is_refused_before_it_is_sent(
+    project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    settings = settings_for(project, port)
+    subscribe(settings, "a@example.org")
+
+    # The size is declared with MAIL FROM (RFC 1870): the relay refuses before any DATA.
+    with pytest.raises(pipeline.SendHalted, match="refused the message: 552"):
+        send(settings)
+
+    assert handler.messages == []
 
 
 def test_nobody_listening_is_transient(project: Path) -> None:

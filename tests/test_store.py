@@ -156,3 +156,17 @@ def test_one_send_of_an_issue_at_a_time(database_url: str) -> None:
                 pass  # another issue is free
         with second.send_lock(1):
             pass  # released
+
+
+def test_a_reader_does_not_create_a_missing_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "digest.db"
+    url = f"sqlite:///{path}"
+
+    with Store.open(url, create=False) as store:
+        assert store.latest_issue_date(before=dt.date(2026, 11, 23)) is None
+    assert not path.parent.exists()
+
+    with Store.open(url) as store:
+        store.add_subscriber("ann@example.org", None, now=NOW)
+    with Store.open(url, create=False) as store:
+        assert [s.email for s in store.iter_subscribers()] == ["ann@example.org"]

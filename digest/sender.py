@@ -1,0 +1,248 @@
+"""The send loop: a fixed pool of workers, one per relay connection, fed from the ledger.
+
+Each worker sends one copy at a time and waits until that delivery is recorded before it
+takes the next, so a crash leaves at most one copy per connection handed over but not
+recorded. Results are written in groups: whatever finished while one group was being
+written goes into the next transaction, so the database sees a transaction per group, not
+per copy, and no connection waits for the others' slow copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from digest.errors import DigestError
+from digest.ledger import DeliveryResult, Ledger, PendingDelivery
+from digest.mailer import DeliveryFailed, Transport
+from digest.message import MessageTemplate
+from digest.settings import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SendLoop", "SendTotals", "with_retries"]
+
+
+@dataclass(kw_only=True, slots=True)
+class SendTotals:
+    """What one run of the loop did, and why it stopped early if it did."""
+
+    sent: int = 0
+    failed: int = 0
+    # Set when something that would fail every copy stopped the run.
+    halted: str | None = None
+    # Set when too many transient failures came in a row (the relay looks down).
+    tripped: bool = False
+    # Set when the run was asked to stop.
+    interrupted: bool = False
+    _in_a_row: int = field(default=0, repr=False)
+
+
+class SendLoop:
+    """Sends an issue's pending deliveries through ``transport`` and records each result."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        template: MessageTemplate,
+        transport: Transport,
+        sender: str,
+        smtp: SmtpSettings,
+        concurrency: int,
+        stop: asyncio.Event | None = None,
+        on_delivery: Callable[[], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.template = template
+        self.transport = transport
+        self.sender = sender
+        self.smtp = smtp
+        self.concurrency = concurrency
+        self.stop = stop
+        self.on_delivery = on_delivery
+        self.totals = SendTotals()
+
+    @property
+    def stopping(self) -> bool:
+        """True once no new copy may start."""
+        totals = self.totals
+        return (
+            totals.halted is not None
+            or totals.tripped
+            or (self.stop is not None and self.stop.is_set())
+        )
+
+    async def run(self) -> SendTotals:
+        """Send until nothing is pending or the run must stop; returns the totals."""
+        queue: asyncio.Queue[PendingDelivery | None] = asyncio.Queue(maxsize=self.concurrency * 4)
+        recorder = _Recorder(self.ledger)
+        recording = asyncio.create_task(recorder.run())
+        workers = [
+            asyncio.create_task(self._worker(queue, recorder)) for _ in range(self.concurrency)
+        ]
+        try:
+            for batch in self.ledger.pending():
+                for delivery in batch:
+                    if self.stopping:
+                        break
+                    await queue.put(delivery)
+                if self.stopping:
+                    break
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            recorder.close()
+            await recording
+        totals = self.totals
+        totals.interrupted = self.stop is not None and self.stop.is_set()
+        return totals
+
+    async def _worker(
+        self, queue: asyncio.Queue[PendingDelivery | None], recorder: _Recorder
+    ) -> None:
+        # A worker keeps taking from the queue after the run must stop, without sending,
+        # so the feeder never waits on a full queue that nobody empties.
+        while (delivery := await queue.get()) is not None:
+            if self.stopping:
+                continue  # stays pending for the next run
+            result = await self._attempt(delivery)
+            if result is None:
+                continue
+            try:
+                await recorder.record(result)
+            except DigestError as exc:
+                what = "sent" if result.message_id else "attempted"
+                self.totals.halted = (
+                    f"{delivery.subscriber.email} was {what} but not recorded: {exc}"
+                )
+                continue
+            self._count(result)
+
+    async def _attempt(self, delivery: PendingDelivery) -> DeliveryResult | None:
+        """Send one copy, with retries; None when the run must stop instead."""
+        subscriber = delivery.subscriber
+        message_id = self.template.new_message_id()
+        data = self.template.render(subscriber, message_id=message_id)
+        send = partial(self.transport.send, data, sender=self.sender, recipient=subscriber.email)
+        try:
+            try:
+                await send()
+            except DeliveryFailed as exc:
+                if exc.permanent:
+                    raise
+                # Only a copy that failed once pays for setting up the retries.
+                await with_retries(self.smtp, send, first_failure=exc)
+        except DeliveryFailed as exc:
+            # Permanent: failed for good. Transient even after the retries: it stays
+            # pending, with the attempt counted, for the next run.
+            return DeliveryResult(
+                delivery_id=delivery.id,
+                error=str(exc),
+                permanent=exc.permanent,
+                bounced_subscriber_id=subscriber.id if exc.bounced else None,
+            )
+        except DigestError as exc:
+            # The relay refuses the sender or the message: sending on would fail for all.
+            self.totals.halted = str(exc)
+            return None
+        return DeliveryResult(delivery_id=delivery.id, message_id=message_id)
+
+    def _count(self, result: DeliveryResult) -> None:
+        totals = self.totals
+        if result.message_id is not None:
+            totals.sent += 1
+            totals._in_a_row = 0
+        else:
+            totals.failed += result.permanent
+            totals._in_a_row += 1
+            totals.tripped = totals._in_a_row >= self.smtp.failure_threshold
+        if self.on_delivery is not None:
+            self.on_delivery()
+
+
+class _Recorder:
+    """Writes delivery results in groups; each caller waits until its own is written."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._waiting: list[tuple[DeliveryResult, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    async def record(self, result: DeliveryResult) -> None:
+        """Return once ``result`` is committed; raise the store's error if it cannot be."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((result, future))
+        self._wake.set()
+        await future
+
+    def close(self) -> None:
+        """Let :meth:`run` return once everything waiting is written."""
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._waiting:
+                if self._closed:
+                    return
+                continue
+            group, self._waiting = self._waiting, []
+            try:
+                # In a thread: the event loop goes on sending while the database commits.
+                await asyncio.to_thread(
+                    self._ledger.record, [result for result, _ in group], now=_now()
+                )
+            except DigestError as exc:
+                for _, future in group:
+                    future.set_exception(exc)
+            else:
+                for _, future in group:
+                    future.set_result(None)
+
+
+async def with_retries(
+    smtp: SmtpSettings,
+    attempt: Callable[[], Awaitable[None]],
+    *,
+    first_failure: DeliveryFailed | None = None,
+) -> None:
+    """Run ``attempt``, again after a growing, jittered wait while it fails transiently.
+
+    With ``first_failure``, the first attempt was already made and failed so: the next
+    one waits as a second attempt would.
+    """
+    earlier = [first_failure] if first_failure is not None else []
+
+    async def attempt_once() -> None:
+        if earlier:
+            raise earlier.pop()
+        await attempt()
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, DeliveryFailed) and not exc.permanent),
+        stop=stop_after_attempt(smtp.retry_attempts),
+        wait=wait_exponential_jitter(
+            multiplier=smtp.retry_delay, max=smtp.retry_max_delay, jitter=smtp.retry_delay
+        ),
+        reraise=True,
+    )
+    async for try_once in retrying:
+        with try_once:
+            await attempt_once()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
