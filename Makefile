@@ -25,13 +25,14 @@ lint: $(BIN)/digest
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The browser tests need Chromium. As root with apt (a fresh machine, CI) it is installed
-# from Debian's packages; elsewhere the tests skip and say why (under CI=true they fail).
+# The browser tests need Chromium and its WebDriver. As root with apt (a fresh machine, CI)
+# they are installed from Debian's packages; elsewhere the tests skip and say why (under
+# CI=true they fail).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else \
 	    echo "chromium not found and cannot be installed here: the browser tests will be skipped"; \
 	  fi; }

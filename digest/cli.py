@@ -31,14 +31,12 @@ from rich.progress import (
 from rich.text import Text
 
 from digest import __version__, eventloop, pipeline
-from digest.errors import ConfigError, DigestError
-from digest.mailer import OutboxTransport, SmtpTransport
+from digest.errors import DigestError
 from digest.models import Article, Issue, SubscriberStatus
 from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.subscribers import InvalidAddress, normalise_address, read_csv
-from digest.tokens import PREVIEW_KEY
 
 __all__ = ["cli", "main"]
 
@@ -308,7 +306,7 @@ def send(
     if dry_run and test_addresses:
         raise click.UsageError("--dry-run and --to do not go together: choose one")
     if settings.smtp.host:
-        _check_ready_for_relay(settings)
+        pipeline.check_ready_for_relay(settings)
     if dry_run:
         with Store.open(settings.database_url, create=False) as store:
             plan = pipeline.plan_send(settings, store, day)
@@ -321,16 +319,12 @@ def send(
             )
         return
     addresses = [_address_argument(address) for address in test_addresses]
-    transport: OutboxTransport | SmtpTransport
-    if settings.smtp.host:
-        assert settings.secret_key is not None
-        secret_key = settings.secret_key.get_secret_value()
-        transport = SmtpTransport(settings.smtp)
-        where = f"{settings.smtp.host}:{settings.smtp.port}"
-    else:
-        secret_key = _outbox_key(settings)
-        transport = OutboxTransport(settings.outbox_dir)
-        where = str(settings.outbox_dir)
+    if pipeline.uses_preview_key(settings):
+        click.echo(
+            "note: DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links.",
+            err=True,
+        )
+    where = pipeline.destination(settings)
 
     async def run() -> pipeline.SendReport:
         stop = asyncio.Event()
@@ -340,24 +334,18 @@ def send(
             loop.add_signal_handler(signum, stop.set)
         try:
             if addresses:
-                return await pipeline.send_test_copies(
-                    settings, store, day, transport, addresses, secret_key=secret_key, stop=stop
-                )
+                transport, secret_key = pipeline.transport_for(settings)
+                try:
+                    return await pipeline.send_test_copies(
+                        settings, store, day, transport, addresses, secret_key=secret_key, stop=stop
+                    )
+                finally:
+                    await transport.close()
             with _progress(store, day) as advance:
-                return await pipeline.send_issue(
-                    settings,
-                    store,
-                    day,
-                    transport,
-                    secret_key=secret_key,
-                    concurrency=settings.smtp.concurrency,
-                    stop=stop,
-                    on_delivery=advance,
-                )
+                return await pipeline.send_day(settings, store, day, stop=stop, on_delivery=advance)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-            await transport.close()
 
     with Store.open(settings.database_url) as store:
         report = eventloop.run(run())
@@ -368,12 +356,12 @@ def send(
         return
     if addresses:
         counts = f"{report.sent} sent, {report.failed} failed"
-        click.echo(f"Test copies of {day.isoformat()} to {transport.name} ({where}): {counts}.")
+        click.echo(f"Test copies of {day.isoformat()} to {where}: {counts}.")
         if report.failed:
             raise SystemExit(2)
         return
     click.echo(
-        f"Issue of {day.isoformat()} to {transport.name} ({where}): "
+        f"Issue of {day.isoformat()} to {where}: "
         f"{report.sent} sent, {report.failed} failed, {report.deferred} to retry, "
         f"{report.already_sent} sent before."
     )
@@ -417,26 +405,92 @@ def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
     yield count
 
 
-def _check_ready_for_relay(settings: Settings) -> None:
-    if settings.secret_key is None:
-        raise ConfigError(
-            "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
-        )
-    if settings.public_url is None:
-        raise ConfigError(
-            "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
-            "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
-        )
+HOST_OPTION = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+PORT_OPTION = click.option(
+    "--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port."
+)
 
 
-def _outbox_key(settings: Settings) -> str:
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    # Nothing leaves the machine through the outbox, so the preview key will do there.
-    click.echo(
-        "note: DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links.", err=True
+@cli.command()
+@HOST_OPTION
+@PORT_OPTION
+@click.pass_obj
+def serve(app: App, host: str, port: int) -> None:
+    """Serve one-click unsubscribe, the web archive and /healthz (behind your proxy).
+
+    POST /unsubscribe/TOKEN unsubscribes at once (RFC 8058); GET shows a page with a
+    button. /issues lists the issues sent, /issues/YYYY-MM-DD shows one as sent.
+    """
+    settings = app.settings()
+    _log_for_service(app)
+    with Store.open(settings.database_url) as store:
+        server = _web_server(settings, store, host, port)
+        eventloop.run(server.serve())
+
+
+@cli.command()
+@click.option("--serve", "with_server", is_flag=True, help="Also run `digest serve` here.")
+@HOST_OPTION
+@PORT_OPTION
+@click.pass_obj
+def schedule(app: App, with_server: bool, host: str, port: int) -> None:
+    """Send the digest every day at schedule.cron in schedule.timezone, in the foreground.
+
+    The schedule's state is kept in the database: a send missed while this was not
+    running is made on restart if within schedule.misfire_grace_seconds, else skipped
+    (the log says so). SIGINT or SIGTERM: no new runs; a send under way finishes and is
+    recorded (up to schedule.stop_timeout_seconds), then it exits.
+    """
+    settings = app.settings()
+    if settings.smtp.host:
+        pipeline.check_ready_for_relay(settings)
+    _log_for_service(app)
+    # Imported here: the other commands need no scheduler.
+    from digest.schedule import Scheduler
+
+    async def run(store: Store) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            server = _web_server(settings, store, host, port) if with_server else None
+            scheduler = Scheduler(settings, store)
+            await scheduler.run(stop, also=server.serve() if server else None)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    with Store.open(settings.database_url) as store:
+        eventloop.run(run(store))
+    log.info("stopped")
+
+
+def _web_server(settings: Settings, store: Store, host: str, port: int) -> Any:
+    import uvicorn
+
+    from digest.web import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, store),
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="info",
+        # The proxy in front is trusted for the client's address, nothing else.
+        proxy_headers=True,
+        server_header=False,
     )
-    return PREVIEW_KEY
+    return uvicorn.Server(config)
+
+
+def _log_for_service(app: App) -> None:
+    """Long-running commands: their log is their output, with times."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("digest").setLevel(logging.DEBUG if app.verbose else logging.INFO)
 
 
 @cli.group("subscribers")

@@ -14,7 +14,7 @@ from digest.boilerplate import load_boilerplate
 from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger
 from digest.loader import SeedFormat, load_paths
-from digest.mailer import DeliveryFailed, Transport
+from digest.mailer import DeliveryFailed, OutboxTransport, SmtpTransport, Transport
 from digest.message import (
     DkimKey,
     MessageTemplate,
@@ -44,14 +44,19 @@ __all__ = [
     "SendReport",
     "SendStopped",
     "build_issue",
+    "check_ready_for_relay",
+    "destination",
     "dkim_key",
     "load_seeds",
     "plan_send",
     "preview",
     "seed_format",
+    "send_day",
     "send_issue",
     "send_test_copies",
     "today",
+    "transport_for",
+    "uses_preview_key",
 ]
 
 
@@ -358,6 +363,71 @@ async def send_test_copies(
         else:
             sent += 1
     return SendReport(date=date, sent=sent, failed=failed, failures=built.failures)
+
+
+def check_ready_for_relay(settings: Settings) -> None:
+    """Refuse a send through a real relay without what its links need."""
+    if settings.secret_key is None:
+        raise ConfigError(
+            "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
+        )
+    if settings.public_url is None:
+        raise ConfigError(
+            "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
+            "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
+        )
+
+
+def transport_for(settings: Settings) -> tuple[Transport, str]:
+    """The transport a send uses and the key that signs its links.
+
+    The SMTP relay when ``smtp.host`` is set, else the local outbox. Nothing leaves the
+    machine through the outbox, so the preview key signs its links when no secret key
+    is set (see :func:`uses_preview_key`).
+    """
+    if settings.smtp.host:
+        check_ready_for_relay(settings)
+        assert settings.secret_key is not None
+        return SmtpTransport(settings.smtp), settings.secret_key.get_secret_value()
+    key = settings.secret_key.get_secret_value() if settings.secret_key else PREVIEW_KEY
+    return OutboxTransport(settings.outbox_dir), key
+
+
+def uses_preview_key(settings: Settings) -> bool:
+    """True when copies go to the outbox signed with the preview key."""
+    return settings.smtp.host is None and settings.secret_key is None
+
+
+def destination(settings: Settings) -> str:
+    """Where a send goes, for messages: "smtp (host:port)" or "outbox (folder)"."""
+    if settings.smtp.host:
+        return f"smtp ({settings.smtp.host}:{settings.smtp.port})"
+    return f"outbox ({settings.outbox_dir})"
+
+
+async def send_day(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    *,
+    stop: asyncio.Event | None = None,
+    on_delivery: Callable[[], None] | None = None,
+) -> SendReport:
+    """``send_issue`` through the configured transport, as ``digest send`` and schedules run it."""
+    transport, secret_key = transport_for(settings)
+    try:
+        return await send_issue(
+            settings,
+            store,
+            date,
+            transport,
+            secret_key=secret_key,
+            concurrency=settings.smtp.concurrency,
+            stop=stop,
+            on_delivery=on_delivery,
+        )
+    finally:
+        await transport.close()
 
 
 def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     SecretStr,
     ValidationError,
     field_validator,
@@ -35,6 +36,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from digest.crontab import cron_trigger
 from digest.errors import ConfigError
 from digest.models import PickLimits
 
@@ -110,6 +112,22 @@ class ScheduleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = "UTC"
+    # Five-field crontab, read in `timezone`: minute hour day-of-month month day-of-week.
+    cron: str = "0 7 * * *"
+    # A send missed (digest was down) is still made if digest is back within this long;
+    # later than that the day is skipped.
+    misfire_grace_seconds: PositiveInt = 3600
+    # On SIGINT or SIGTERM, how long a send under way may take to finish and be recorded.
+    stop_timeout_seconds: PositiveInt = 60
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            cron_trigger(value, ZoneInfo("UTC"))
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression such as '0 7 * * *': {exc}") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

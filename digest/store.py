@@ -280,6 +280,16 @@ class Store:
             return None
         return row.subject, row.html, row.text
 
+    def sent_issues(self) -> list[tuple[dt.date, str]]:
+        """Date and subject of each issue that went out (its rendering is frozen), newest first."""
+        query = (
+            select(issues.c.date, issues.c.subject)
+            .where(issues.c.html.is_not(None))
+            .order_by(issues.c.date.desc())
+        )
+        with self.reading() as connection:
+            return [(row.date, row.subject) for row in connection.execute(query)]
+
     def freeze_rendering(self, date: dt.date, *, subject: str, html: str, text: str) -> None:
         """Keep the issue's rendering; one frozen before (by another sender) stays."""
         statement = (
@@ -457,6 +467,26 @@ class Store:
                 .values(status=status.value, updated_at=now)
             )
         return self.find_subscriber(email)
+
+    def unsubscribe(self, subscriber_id: int, *, now: dt.datetime) -> bool:
+        """Unsubscribe by id (an unsubscribe link's); False if there is no such subscriber.
+
+        Only an active subscriber changes: a bounced one stays bounced, and doing it again
+        changes nothing.
+        """
+        with self.writing() as connection:
+            connection.execute(
+                subscribers.update()
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                )
+                .values(status=SubscriberStatus.UNSUBSCRIBED.value, updated_at=now)
+            )
+            found = connection.scalar(
+                select(subscribers.c.id).where(subscribers.c.id == subscriber_id)
+            )
+        return found is not None
 
     def remove_subscriber(self, email: str) -> bool:
         """Delete a subscriber altogether; False if the address is not on the list."""

@@ -1,0 +1,93 @@
+"""Five-field crontab expressions, read as cron reads them, to APScheduler 3.x triggers.
+
+APScheduler 3.x's own ``CronTrigger.from_crontab`` numbers weekdays from Monday = 0,
+so "0 7 * * 1" would send on Tuesdays; cron counts from Sunday = 0 (and 7). Weekdays
+are therefore turned into names here. Cron runs a job when *either* a restricted
+day-of-month or a restricted day-of-week matches, APScheduler only when both do; rather
+than guess, an expression that restricts both is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from apscheduler.triggers.cron import CronTrigger
+
+__all__ = ["cron_trigger"]
+
+# Cron's numbering: 0 and 7 are Sunday.
+_CRON_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def cron_trigger(expression: str, timezone: dt.tzinfo) -> CronTrigger:
+    """The trigger for a five-field crontab ``expression`` in ``timezone``.
+
+    Raises ValueError, with what is wrong, for anything else.
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError("expected five crontab fields (minute hour day month weekday)")
+    minute, hour, day, month, weekday = fields
+    if day != "*" and weekday != "*":
+        raise ValueError(
+            "restrict the day of the month or the day of the week, not both "
+            "(cron would take either; say which)"
+        )
+    values = {
+        "minute": minute,
+        "hour": hour,
+        "day": day,
+        "month": month,
+        "day_of_week": _weekdays(weekday),
+    }
+    # Field by field first, so the error says which field is wrong.
+    for name, value in values.items():
+        try:
+            CronTrigger(**{name: value})
+        except ValueError as exc:
+            shown = weekday if name == "day_of_week" else value
+            raise ValueError(f"{name.replace('_', ' ')} {shown!r}: {exc}") from None
+    return CronTrigger(**values, timezone=timezone)
+
+
+def _weekdays(field: str) -> str:
+    """Cron's day-of-week field as APScheduler day names ("1-5" → "mon,tue,wed,thu,fri")."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        span, _, step_text = part.partition("/")
+        step = _number(step_text, "step") if step_text else 1
+        if step < 1:
+            raise ValueError(f"weekday step {step_text!r} must be at least 1")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            start, _, end = span.partition("-")
+            first, last = _day(start), _day(end)
+            if last == 0 and end.strip() in ("7", "sun"):
+                last = 7  # "5-7": Friday to Sunday
+            if first > last:
+                raise ValueError(f"weekday range {span!r} runs backwards")
+        else:
+            first = last = _day(span)
+        days.update(day % 7 for day in range(first, last + 1, step))
+    # APScheduler's names, in its Monday-first order.
+    order = [1, 2, 3, 4, 5, 6, 0]
+    return ",".join(_CRON_DAYS[day] for day in order if day in days)
+
+
+def _day(text: str) -> int:
+    text = text.strip()
+    if text in _CRON_DAYS:
+        return _CRON_DAYS.index(text)
+    number = _number(text, "weekday")
+    if not 0 <= number <= 7:
+        raise ValueError(f"weekday {text!r} is out of range (0-7, Sunday is 0 or 7)")
+    return number % 7
+
+
+def _number(text: str, what: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError(f"{what} {text!r} is not a number or a day name")
+    return int(text)

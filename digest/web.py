@@ -1,0 +1,275 @@
+"""``digest serve``: one-click unsubscribe, the web archive and a health check (Starlette).
+
+It sits behind the operator's reverse proxy at ``public_url``. A GET never changes
+anything, since mail scanners follow links; unsubscribing takes a POST, as RFC 8058's
+one-click does. No page shows a subscriber's address, and no response sets a cookie.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from digest.errors import ConfigError, DigestError
+from digest.message import list_id
+from digest.models import RenderedIssue
+from digest.render import BUILTIN_TEMPLATES, Personal, personalise
+from digest.settings import Settings
+from digest.store import Store
+from digest.tokens import read_unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+# A one-click POST body is 26 bytes ("List-Unsubscribe=One-Click"), a little more as
+# multipart; anything much bigger is not one.
+MAX_BODY_BYTES = 4096
+ONE_CLICK = "One-Click"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def create_app(settings: Settings, store: Store) -> ASGIApp:
+    """The ASGI app for ``settings``; ``store`` must stay open while it serves."""
+    if settings.secret_key is None:
+        raise ConfigError(
+            "DIGEST_SECRET_KEY is not set: digest serve needs the key that signed the "
+            "unsubscribe links to check them"
+        )
+    pages = _Pages(settings, store, settings.secret_key.get_secret_value())
+    app = Starlette(
+        routes=[
+            Route("/healthz", pages.healthz, methods=["GET", "HEAD"]),
+            Route("/unsubscribe", pages.unsubscribe_help, methods=["GET", "HEAD"]),
+            Route("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET", "HEAD"]),
+            Route("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"]),
+            Route("/issues", pages.archive, methods=["GET", "HEAD"]),
+            Route("/issues/{date}", pages.issue, methods=["GET", "HEAD"]),
+        ],
+        exception_handlers={HTTPException: pages.error, Exception: pages.crash},
+    )
+    return _BodyLimit(app, MAX_BODY_BYTES)
+
+
+class _Pages:
+    def __init__(self, settings: Settings, store: Store, secret_key: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.secret_key = secret_key
+        self.list_ident = list_id(settings)
+        loaders: list[jinja2.BaseLoader] = []
+        if settings.templates_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(settings.templates_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        self.templates = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    # Pages
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self._ping)
+        except DigestError as exc:
+            log.error("health check: %s", exc)
+            return PlainTextResponse("database unavailable\n", status_code=503)
+        return PlainTextResponse("ok\n")
+
+    async def unsubscribe_help(self, request: Request) -> Response:
+        return self._message(
+            "Unsubscribe",
+            [
+                "To unsubscribe, use the link at the foot of any issue you received: it is "
+                "your own, and it works in one click."
+            ],
+        )
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        self._subscriber_id(request)  # a bad token is a 400 here already
+        name = self.settings.newsletter_name
+        return self._message(
+            f"Unsubscribe from {name}?",
+            [f"You will get no more issues of {name}."],
+            action=request.url.path,
+            button="Unsubscribe",
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        subscriber_id = self._subscriber_id(request)
+        form = await request.form(max_files=0, max_fields=8)
+        if form.get("List-Unsubscribe") != ONE_CLICK:
+            raise HTTPException(
+                HTTPStatus.BAD_REQUEST, "Expected the form field List-Unsubscribe=One-Click."
+            )
+        now = dt.datetime.now(dt.UTC)
+        found = await run_in_threadpool(self.store.unsubscribe, subscriber_id, now=now)
+        name = self.settings.newsletter_name
+        if not found:
+            return self._message(
+                "Not on the list", [f"This link's subscriber is no longer on the list of {name}."]
+            )
+        log.info("subscriber %d unsubscribed through their link", subscriber_id)
+        return self._message("Unsubscribed", [f"You will get no more issues of {name}."])
+
+    async def archive(self, request: Request) -> Response:
+        issues = await run_in_threadpool(self.store.sent_issues)
+        return self._page("web/archive.html.j2", issues=issues)
+
+    async def issue(self, request: Request) -> Response:
+        text = request.path_params["date"]
+        try:
+            date = dt.date.fromisoformat(text)
+        except ValueError:
+            raise HTTPException(HTTPStatus.NOT_FOUND, "No issue has that date.") from None
+        frozen = await run_in_threadpool(self.store.rendering, date)
+        if frozen is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND, f"No issue went out on {date.isoformat()}.")
+        subject, html, text_part = frozen
+        rendered = RenderedIssue(
+            date=date,
+            subject=subject,
+            preheader="",
+            html=html,
+            text=text_part,
+            article_count=0,
+            related_count=0,
+        )
+        # The copy as sent, with the reader's own parts left out: the footer says "you"
+        # and the unsubscribe link explains where each reader's own link is.
+        page, _ = personalise(rendered, Personal(unsubscribe_url="/unsubscribe", recipient="you"))
+        return HTMLResponse(page)
+
+    # Errors
+
+    async def error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = HTTPStatus(exc.status_code)
+        detail = exc.detail if exc.detail != status.phrase else _EXPLAINED.get(status, "")
+        return self._message(status.phrase, [detail] if detail else [], status=status)
+
+    async def crash(self, request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return self._message(
+            "Something went wrong",
+            ["The page could not be shown. Please try again later."],
+            status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        )
+
+    # Helpers
+
+    def _subscriber_id(self, request: Request) -> int:
+        found = read_unsubscribe_token(self.secret_key, request.path_params["token"])
+        if found is None or found[1] != self.list_ident:
+            raise HTTPException(
+                HTTPStatus.BAD_REQUEST,
+                "This unsubscribe link is not valid: it may have been cut short or changed. "
+                "Use the link in your own copy of the email.",
+            )
+        return found[0]
+
+    def _ping(self) -> None:
+        with self.store.reading() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    def _message(
+        self,
+        heading: str,
+        paragraphs: list[str],
+        *,
+        action: str | None = None,
+        button: str | None = None,
+        status: HTTPStatus = HTTPStatus.OK,
+    ) -> Response:
+        return self._page(
+            "web/message.html.j2",
+            status=status,
+            heading=heading,
+            paragraphs=paragraphs,
+            action=action,
+            button=button,
+        )
+
+    def _page(self, name: str, *, status: HTTPStatus = HTTPStatus.OK, **values: Any) -> Response:
+        html = self.templates.get_template(name).render(
+            newsletter_name=self.settings.newsletter_name, **values
+        )
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+_EXPLAINED = {
+    HTTPStatus.NOT_FOUND: "There is no page at this address.",
+    HTTPStatus.METHOD_NOT_ALLOWED: "This page does not take that kind of request.",
+}
+
+
+class _BodyLimit:
+    """Refuses a request body over ``limit`` bytes with 413 before the app reads it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(send)
+            return
+        # Read it all here (it is small), counting, whatever the client declared.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Send) -> None:
+    response = PlainTextResponse(
+        f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n",
+        status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    )
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

@@ -1,0 +1,230 @@
+"""``digest serve``: one-click unsubscribe, the archive and bad input, through the ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from digest import pipeline
+from digest.errors import ConfigError
+from digest.message import list_id
+from digest.models import SubscriberStatus
+from digest.settings import Settings, load_settings
+from digest.store import Store
+from digest.tokens import unsubscribe_token
+from digest.web import MAX_BODY_BYTES, create_app
+
+DAY = dt.date(2026, 11, 23)
+NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
+KEY = "web-test-key"
+ADDRESSES = ["ann@example.org", "bo@example.org"]
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@pytest.fixture
+def settings(project: Path, database_url: str) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        public_url="https://news.example.org",
+        secret_key=KEY,
+        outbox_dir=project / "var" / "outbox",
+    )
+
+
+@pytest.fixture
+def links(settings: Settings) -> dict[str, str]:
+    """Each subscriber's unsubscribe path, read off the copy they were sent."""
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(address, None) for address in ADDRESSES], now=NOW)
+        asyncio.run(pipeline.send_day(settings, store, DAY))
+    found = {}
+    for path in (settings.outbox_dir / "new").iterdir():
+        parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        url = str(parsed["List-Unsubscribe"]).split(">")[0].lstrip("<")
+        found[parsed["To"].addresses[0].addr_spec] = url.removeprefix("https://news.example.org")
+    return found
+
+
+@pytest.fixture
+def client(settings: Settings, links: dict[str, str]) -> Iterator[TestClient]:
+    with Store.open(settings.database_url) as store, TestClient(create_app(settings, store)) as c:
+        yield c
+
+
+def status_of(settings: Settings, address: str) -> SubscriberStatus:
+    with Store.open(settings.database_url) as store:
+        subscriber = store.find_subscriber(address)
+    assert subscriber is not None
+    return subscriber.status
+
+
+def test_one_click_post_unsubscribes_at_once_and_again_is_harmless(
+    settings: Settings, links: dict[str, str], client: TestClient
+) -> None:
+    first = client.post(links["ann@example.org"], data=ONE_CLICK)
+    again = client.post(links["ann@example.org"], data=ONE_CLICK)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert "Unsubscribed" in first.text
+    assert "set-cookie" not in first.headers
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.UNSUBSCRIBED
+    assert status_of(settings, "bo@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_one_click_works_as_multipart_too(
+    settings: Settings, links: dict[str, str], client: TestClient
+) -> None:
+    # RFC 8058 allows either form encoding; some mailbox providers send multipart.
+    response = client.post(links["bo@example.org"], files={"List-Unsubscribe": (None, "One-Click")})
+
+    assert response.status_code == 200
+    assert status_of(settings, "bo@example.org") is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_get_shows_a_button_and_changes_nothing(
+    settings: Settings, links: dict[str, str], client: TestClient
+) -> None:
+    response = client.get(links["ann@example.org"])
+
+    assert response.status_code == 200
+    assert "Unsubscribe from The Digest?" in response.text
+    assert '<form method="post"' in response.text
+    assert 'name="List-Unsubscribe" value="One-Click"' in response.text
+    assert "ann@example.org" not in response.text
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.ACTIVE
+
+
+def forged(path: str) -> str:
+    """The same link with one character of its signature changed."""
+    last = path[-1]
+    return path[:-1] + ("A" if last != "A" else "B")
+
+
+@pytest.mark.parametrize(
+    "make_path",
+    [
+        forged,
+        lambda path: path[:-5],  # cut short
+        lambda path: "/unsubscribe/not-a-token",
+        lambda path: "/unsubscribe/" + "x" * 5000,
+        lambda path: "/unsubscribe/%C3%A9t%C3%A9.abc",
+        lambda path: "/unsubscribe/" + path.rsplit("/", 1)[1].split(".")[0],  # no signature
+    ],
+    ids=["forged", "cut-short", "garbage", "very-long", "non-ascii", "unsigned"],
+)
+def test_a_bad_token_is_a_400_and_changes_nothing(
+    settings: Settings, links: dict[str, str], client: TestClient, make_path: object
+) -> None:
+    assert callable(make_path)
+    path = make_path(links["ann@example.org"])
+
+    page, post = client.get(path), client.post(path, data=ONE_CLICK)
+
+    assert (page.status_code, post.status_code) == (400, 400)
+    assert "not valid" in post.text
+    assert "Traceback" not in post.text
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_a_token_for_another_list_is_refused(settings: Settings, client: TestClient) -> None:
+    with Store.open(settings.database_url) as store:
+        ann = store.find_subscriber("ann@example.org")
+    assert ann is not None
+    token = unsubscribe_token(KEY, subscriber_id=ann.id, list_id="other." + list_id(settings))
+
+    response = client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
+
+    assert response.status_code == 400
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    "body", [{"List-Unsubscribe": "Yes"}, {}, {"Other": "One-Click"}], ids=["wrong", "empty", "key"]
+)
+def test_a_post_without_the_one_click_body_changes_nothing(
+    settings: Settings, links: dict[str, str], client: TestClient, body: dict[str, str]
+) -> None:
+    response = client.post(links["ann@example.org"], data=body)
+
+    assert response.status_code == 400
+    assert "List-Unsubscribe=One-Click" in response.text
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_a_huge_body_is_refused_unread(
+    settings: Settings, links: dict[str, str], client: TestClient
+) -> None:
+    declared = client.post(
+        links["ann@example.org"], content=b"List-Unsubscribe=One-Click&" + b"x" * 100_000
+    )
+
+    def chunks() -> Iterator[bytes]:
+        yield b"List-Unsubscribe=One-Click&"
+        for _ in range(10):
+            yield b"x" * MAX_BODY_BYTES
+
+    undeclared = client.post(  # chunked: no Content-Length to go by
+        links["ann@example.org"],
+        content=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert (declared.status_code, undeclared.status_code) == (413, 413)
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", "/unsubscribe/abc"), ("DELETE", "/unsubscribe/abc"), ("POST", "/issues")],
+)
+def test_wrong_methods_are_405(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path)
+
+    assert response.status_code == 405
+    assert "Traceback" not in response.text
+
+
+def test_the_archive_lists_sent_issues_and_shows_one_without_personal_data(
+    client: TestClient,
+) -> None:
+    archive = client.get("/issues")
+    issue = client.get(f"/issues/{DAY.isoformat()}")
+
+    assert archive.status_code == 200
+    assert f'href="/issues/{DAY.isoformat()}"' in archive.text
+    assert issue.status_code == 200
+    assert issue.headers["content-type"].startswith("text/html")
+    for address in ADDRESSES:
+        assert address not in issue.text
+        assert address not in archive.text
+    assert "/unsubscribe/" not in issue.text  # nobody's own link
+    assert "because you subscribed" in issue.text
+    assert "__digest_" not in issue.text
+
+
+@pytest.mark.parametrize("date", ["2020-01-01", "2026-13-45", "yesterday", "2026-11-23x"])
+def test_an_unknown_or_malformed_date_is_a_404(client: TestClient, date: str) -> None:
+    response = client.get(f"/issues/{date}")
+
+    assert response.status_code == 404
+    assert "Traceback" not in response.text
+
+
+def test_healthz(client: TestClient) -> None:
+    response = client.get("/healthz")
+
+    assert (response.status_code, response.text) == (200, "ok\n")
+
+
+def test_serving_needs_the_secret_key(project: Path, database_url: str) -> None:
+    settings = load_settings(database_url=database_url)
+
+    with Store.open(database_url) as store, pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
+        create_app(settings, store)

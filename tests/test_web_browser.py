@@ -1,0 +1,181 @@
+"""``digest serve`` in real Chromium: unsubscribe from a delivered message's link, read the archive.
+
+The server runs as ``digest serve`` would behind a proxy: the https link in the message
+is opened at the same path on the local server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from digest import pipeline
+from digest.models import SubscriberStatus
+from digest.settings import Settings, load_settings
+from digest.store import Store
+
+from .test_smtp import free_port
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+DAY = dt.date(2026, 11, 23)
+NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
+KEY = "browser-test-key"
+
+if CHROMIUM is None or CHROMEDRIVER is None:
+    if os.environ.get("CI"):
+        pytest.fail(
+            "chromium or chromedriver is not installed: `make test` installs Debian's "
+            "chromium and chromium-driver packages",
+            pytrace=False,
+        )
+    pytestmark = pytest.mark.skip(
+        reason="chromium or chromedriver is not installed (make test installs them where it can)"
+    )
+
+
+@pytest.fixture
+def settings(project: Path) -> Settings:
+    settings = load_settings(
+        public_url="https://news.example.org",
+        secret_key=KEY,
+        from_address="digest@news.example.org",
+    )
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([("ann@example.org", "Ann"), ("bo@example.org", None)], now=NOW)
+        asyncio.run(pipeline.send_day(settings, store, DAY))
+    return settings
+
+
+@pytest.fixture
+def server(settings: Settings, project: Path) -> Iterator[str]:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
+        "DIGEST_SECRET_KEY": KEY,
+        "DIGEST_PUBLIC_URL": "https://news.example.org",
+        "DIGEST_FROM_ADDRESS": "digest@news.example.org",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(
+                    f"digest serve did not start: {process.communicate()[1]}"
+                ) from None
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.communicate(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    assert CHROMIUM is not None
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def link_path(settings: Settings, address: str) -> str:
+    """The path of the https unsubscribe link in the copy ``address`` was sent."""
+    for path in (Path(settings.outbox_dir) / "new").iterdir():
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        if message["To"].addresses[0].addr_spec == address:
+            url = str(message["List-Unsubscribe"]).split(">")[0].lstrip("<")
+            return url.removeprefix("https://news.example.org")
+    raise AssertionError(f"no copy for {address}")
+
+
+def status_of(settings: Settings, address: str) -> SubscriberStatus:
+    with Store.open(settings.database_url) as store:
+        subscriber = store.find_subscriber(address)
+    assert subscriber is not None
+    return subscriber.status
+
+
+def test_unsubscribe_from_the_link_in_a_delivered_message(
+    settings: Settings, server: str, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    browser.get(server + link_path(settings, "ann@example.org"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Unsubscribe from The Digest?"
+    assert "ann@example.org" not in browser.page_source
+    assert (
+        status_of(settings, "ann@example.org") is SubscriberStatus.ACTIVE
+    )  # a GET changes nothing
+
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Unsubscribed")
+    )
+
+    assert "You will get no more issues of The Digest." in browser.page_source
+    assert status_of(settings, "ann@example.org") is SubscriberStatus.UNSUBSCRIBED
+    assert status_of(settings, "bo@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_the_archive_and_an_issue_in_the_browser(
+    settings: Settings, server: str, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(browser, WebDriver)
+    browser.get(server + "/issues")
+    link = browser.find_element(By.LINK_TEXT, DAY.isoformat())
+    link.click()
+
+    assert browser.current_url == f"{server}/issues/{DAY.isoformat()}"
+    with Store.open(settings.database_url) as store:
+        frozen = store.rendering(DAY)
+    assert frozen is not None
+    assert browser.title == frozen[0]
+    headings = [element.text for element in browser.find_elements(By.TAG_NAME, "h1")]
+    assert headings
+    assert all(headings)
+    page = browser.page_source
+    assert "ann@example.org" not in page
+    assert "bo@example.org" not in page
+    # No sideways scrolling at a phone's width either.
+    browser.set_window_size(375, 800)
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth"
+    ) <= browser.execute_script("return window.innerWidth")
