@@ -458,7 +458,11 @@ def schedule(app: App, with_server: bool, host: str, port: int) -> None:
         try:
             server = _web_server(settings, store, host, port) if with_server else None
             scheduler = Scheduler(settings, store)
-            await scheduler.run(stop, also=server.serve() if server else None)
+            await scheduler.run(
+                stop,
+                also=server.serve() if server else None,
+                stop_also=(lambda: setattr(server, "should_exit", True)) if server else None,
+            )
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

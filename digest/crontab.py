@@ -60,13 +60,13 @@ def _weekdays(field: str) -> str:
         step = _number(step_text, "step") if step_text else 1
         if step < 1:
             raise ValueError(f"weekday step {step_text!r} must be at least 1")
+        # Ranges run over cron's own numbers, 0 to 7 (both Sunday), then wrap: "5-7" is
+        # Friday to Sunday, "7-7" Sunday alone.
         if span == "*":
             first, last = 0, 6
         elif "-" in span:
             start, _, end = span.partition("-")
             first, last = _day(start), _day(end)
-            if last == 0 and end.strip() in ("7", "sun"):
-                last = 7  # "5-7": Friday to Sunday
             if first > last:
                 raise ValueError(f"weekday range {span!r} runs backwards")
         else:
@@ -78,13 +78,14 @@ def _weekdays(field: str) -> str:
 
 
 def _day(text: str) -> int:
+    """A weekday as cron numbers it, 0 to 7; a name gives 0 to 6."""
     text = text.strip()
     if text in _CRON_DAYS:
         return _CRON_DAYS.index(text)
     number = _number(text, "weekday")
     if not 0 <= number <= 7:
         raise ValueError(f"weekday {text!r} is out of range (0-7, Sunday is 0 or 7)")
-    return number % 7
+    return number
 
 
 def _number(text: str, what: str) -> int:

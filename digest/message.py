@@ -71,7 +71,10 @@ def unsubscribe_links(
     https = None
     if settings.public_url:
         token = unsubscribe_token(
-            secret_key, subscriber_id=subscriber.id, list_id=list_ident or list_id(settings)
+            secret_key,
+            subscriber_id=subscriber.id,
+            list_id=list_ident or list_id(settings),
+            email=subscriber.email,
         )
         https = f"{settings.public_url}/unsubscribe/{token}"
     # The reply's own From says who is leaving; the address is not put in the URL.

@@ -16,7 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -70,6 +75,8 @@ class _Running:
     settings: Settings
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sends: set[asyncio.Task[Any]] = field(default_factory=set)
+    # When the run under way was due: its date is the issue's, even if it starts late.
+    due: dt.datetime | None = None
     # Called with each run's report or error (tests listen here).
     on_run: Callable[[pipeline.SendReport | DigestError], None] | None = None
 
@@ -90,8 +97,9 @@ async def scheduled_send() -> None:
     task = asyncio.current_task()
     if task is not None:
         running.sends.add(task)
+    due, running.due = running.due, None
     try:
-        outcome = await _send(running.settings, running.stop)
+        outcome = await _send(running.settings, running.stop, due)
     finally:
         if task is not None:
             running.sends.discard(task)
@@ -99,13 +107,20 @@ async def scheduled_send() -> None:
         running.on_run(outcome)
 
 
-async def _send(settings: Settings, stop: asyncio.Event) -> pipeline.SendReport | DigestError:
-    day = pipeline.today(settings)
+async def _send(
+    settings: Settings, stop: asyncio.Event, due: dt.datetime | None
+) -> pipeline.SendReport | DigestError:
+    # A run made late (within the grace) sends the issue of the day it was due, even if
+    # midnight has passed since.
+    day = pipeline.today(settings, due)
     try:
         if pipeline.uses_preview_key(settings):
             log.warning("DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links")
         with Store.open(settings.database_url) as store:
             report = await pipeline.send_day(settings, store, day, stop=stop)
+    except pipeline.SendInterrupted as exc:
+        log.warning("scheduled send for %s stopped early: %s", day.isoformat(), exc)
+        return exc
     except DigestError as exc:
         # The log is the scheduler's only output: one line, no traceback.
         log.error("scheduled send for %s failed: %s", day.isoformat(), exc)
@@ -121,6 +136,15 @@ async def _send(settings: Settings, stop: asyncio.Event) -> pipeline.SendReport 
             report.failed,
             report.deferred,
             report.already_sent,
+        )
+    if report.deferred:
+        # The next scheduled run sends the next day's issue, not this one's leftovers.
+        log.warning(
+            "%d copies of %s are still pending after transient failures: "
+            "`digest send --date %s` retries them",
+            report.deferred,
+            day.isoformat(),
+            day.isoformat(),
         )
     for failure in report.failures:
         log.warning("skipped %s: %s", failure.source, failure.reason)
@@ -142,10 +166,17 @@ class Scheduler:
         self.on_run = on_run
         self._scheduler: AsyncIOScheduler | None = None
 
-    async def run(self, stop: asyncio.Event, *, also: Awaitable[None] | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        also: Awaitable[None] | None = None,
+        stop_also: Callable[[], None] | None = None,
+    ) -> None:
         """Schedule the send; on ``stop``, let a send under way finish (bounded), then return.
 
-        ``also`` runs beside the scheduler on the same loop (``--serve``).
+        ``also`` runs beside the scheduler on the same loop (``--serve``); ``stop_also``
+        asks it to finish, when the scheduler stops.
         """
         global _running
         _running = running = _Running(settings=self.settings, on_run=self.on_run)
@@ -158,8 +189,9 @@ class Scheduler:
                 if task is not beside:
                     task.cancel()
         finally:
-            # No new runs; a send under way starts no new copy and records what it sent.
-            scheduler.shutdown(wait=False)
+            # No new runs. A send under way starts no new copy and records what it has
+            # sent. Shutting the scheduler down would cancel its job, so that comes after.
+            scheduler.pause()
             running.stop.set()
             if running.sends:
                 timeout = self.settings.schedule.stop_timeout_seconds
@@ -169,10 +201,17 @@ class Scheduler:
                     log.warning("the send under way did not finish in %d s: stopping it", timeout)
                     for task in late:
                         task.cancel()
+                    await asyncio.wait(late)
+            scheduler.shutdown(wait=False)
             if beside is not None and not beside.done():
-                beside.cancel()
+                if stop_also is not None:
+                    stop_also()
+                await asyncio.wait([beside], timeout=10)
+                if not beside.done():
+                    beside.cancel()
+                    await asyncio.wait([beside])
             _running = None
-        if beside is not None and beside.done() and not beside.cancelled():
+        if beside is not None and not beside.cancelled() and beside.exception() is not None:
             beside.result()  # an error in the server ends the process with it
 
     def next_run_time(self) -> dt.datetime | None:
@@ -191,6 +230,7 @@ class Scheduler:
             timezone=schedule.zone,
         )
         scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         # Paused first, so the stored job can be brought up to date before it may fire.
         scheduler.start(paused=True)
         self._scheduler = scheduler
@@ -224,6 +264,11 @@ class Scheduler:
             _shown(self.next_run_time()),
         )
         return scheduler
+
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        # Dispatched before the job's coroutine first runs: it reads this.
+        if _running is not None and event.scheduled_run_times:
+            _running.due = event.scheduled_run_times[-1]
 
     def _missed(self, event: JobExecutionEvent) -> None:
         grace = dt.timedelta(seconds=self.settings.schedule.misfire_grace_seconds)

@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from digest.errors import DigestError
 from digest.ledger import DeliveryResult, Ledger, PendingDelivery
 from digest.mailer import DeliveryFailed, Transport
-from digest.message import MessageTemplate
+from digest.message import MessageError, MessageTemplate
 from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -88,21 +88,28 @@ class SendLoop:
             asyncio.create_task(self._worker(queue, recorder)) for _ in range(self.concurrency)
         ]
         try:
-            for batch in self.ledger.pending():
-                for delivery in batch:
+            try:
+                for batch in self.ledger.pending():
+                    for delivery in batch:
+                        if self.stopping:
+                            break
+                        await queue.put(delivery)
                     if self.stopping:
                         break
-                    await queue.put(delivery)
-                if self.stopping:
-                    break
+            except DigestError as exc:
+                # The ledger cannot be read: stop, but let the copies under way finish
+                # and be recorded.
+                self.totals.halted = str(exc)
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)
         finally:
+            # Only when this run itself is cancelled are workers still running here.
             for worker in workers:
                 worker.cancel()
+            # Whatever was handed over is written, even then.
             recorder.close()
-            await recording
+            await asyncio.shield(recording)
         totals = self.totals
         totals.interrupted = self.stop is not None and self.stop.is_set()
         return totals
@@ -115,24 +122,38 @@ class SendLoop:
         while (delivery := await queue.get()) is not None:
             if self.stopping:
                 continue  # stays pending for the next run
-            result = await self._attempt(delivery)
-            if result is None:
-                continue
             try:
-                await recorder.record(result)
-            except DigestError as exc:
-                what = "sent" if result.message_id else "attempted"
+                await self._deliver(delivery, recorder)
+            except Exception as exc:
+                # A bug or a library's surprise must stop the run, not one worker quietly
+                # (the feeder would wait forever on a queue nobody empties).
+                log.exception("sending to %s failed unexpectedly", delivery.subscriber.email)
                 self.totals.halted = (
-                    f"{delivery.subscriber.email} was {what} but not recorded: {exc}"
+                    f"{delivery.subscriber.email}: unexpected {type(exc).__name__}: {exc}"
                 )
-                continue
-            self._count(result)
+
+    async def _deliver(self, delivery: PendingDelivery, recorder: _Recorder) -> None:
+        result = await self._attempt(delivery)
+        if result is None:
+            return
+        try:
+            await recorder.record(result)
+        except DigestError as exc:
+            what = "sent" if result.message_id else "attempted"
+            self.totals.halted = f"{delivery.subscriber.email} was {what} but not recorded: {exc}"
+            return
+        self._count(result)
 
     async def _attempt(self, delivery: PendingDelivery) -> DeliveryResult | None:
         """Send one copy, with retries; None when the run must stop instead."""
         subscriber = delivery.subscriber
         message_id = self.template.new_message_id()
-        data = self.template.render(subscriber, message_id=message_id)
+        try:
+            data = self.template.render(subscriber, message_id=message_id)
+        except MessageError as exc:
+            # This subscriber's copy cannot be made (a name with a line break, say): it
+            # fails for good; the others go on.
+            return DeliveryResult(delivery_id=delivery.id, error=str(exc), permanent=True)
         send = partial(self.transport.send, data, sender=self.sender, recipient=subscriber.email)
         try:
             try:
@@ -165,7 +186,8 @@ class SendLoop:
         else:
             totals.failed += result.permanent
             totals._in_a_row += 1
-            totals.tripped = totals._in_a_row >= self.smtp.failure_threshold
+            # Once tripped it stays so, whatever copies still under way then do.
+            totals.tripped = totals.tripped or totals._in_a_row >= self.smtp.failure_threshold
         if self.on_delivery is not None:
             self.on_delivery()
 
@@ -200,17 +222,25 @@ class _Recorder:
                     return
                 continue
             group, self._waiting = self._waiting, []
+            error: BaseException | None = None
             try:
                 # In a thread: the event loop goes on sending while the database commits.
                 await asyncio.to_thread(
                     self._ledger.record, [result for result, _ in group], now=_now()
                 )
             except DigestError as exc:
-                for _, future in group:
-                    future.set_exception(exc)
-            else:
-                for _, future in group:
+                error = exc
+            except Exception as exc:
+                log.exception("recording deliveries failed unexpectedly")
+                error = DigestError(f"recording deliveries failed: {type(exc).__name__}: {exc}")
+            for _, future in group:
+                # A waiting worker may have been cancelled; its result is written anyway.
+                if future.done():
+                    continue
+                if error is None:
                     future.set_result(None)
+                else:
+                    future.set_exception(error)
 
 
 async def with_retries(

@@ -150,15 +150,15 @@ class Store:
         parsed = make_url(url)
         shown = parsed.render_as_string(hide_password=True)
         try:
-            in_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (
-                None,
-                "",
-                ":memory:",
-            )
+            sqlite = parsed.get_backend_name() == "sqlite"
+            in_file = sqlite and parsed.database not in (None, "", ":memory:")
             if in_file and not create and not Path(str(parsed.database)).exists():
                 # One connection for the whole life of the store: each new connection to
                 # "sqlite://" would be a new, empty database.
                 engine = create_engine("sqlite://", poolclass=StaticPool)
+            elif sqlite and not in_file:
+                # The same, and a send's recorder thread must see the same database.
+                engine = create_engine(parsed, poolclass=StaticPool)
             else:
                 if in_file:
                     Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
@@ -433,6 +433,14 @@ class Store:
         with self.reading() as connection:
             row = connection.execute(
                 select(subscribers).where(subscribers.c.email_key == email.casefold())
+            ).first()
+        return subscriber_from_row(row) if row is not None else None
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        """The subscriber with this id, or None."""
+        with self.reading() as connection:
+            row = connection.execute(
+                select(subscribers).where(subscribers.c.id == subscriber_id)
             ).first()
         return subscriber_from_row(row) if row is not None else None
 

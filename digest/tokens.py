@@ -1,18 +1,42 @@
-"""Signed unsubscribe tokens: they name a subscriber and a list, and cannot be forged."""
+"""Signed unsubscribe tokens: they name a subscriber and a list, and cannot be forged.
+
+A token also carries a short keyed hash of the subscriber's address, never the address:
+if a subscriber is removed and SQLite later gives their id to someone new, the old link
+no longer matches anyone and unsubscribes nobody.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
 from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer
 
-__all__ = ["PREVIEW_KEY", "read_unsubscribe_token", "unsubscribe_token"]
+__all__ = ["PREVIEW_KEY", "UnsubscribeToken", "read_unsubscribe_token", "unsubscribe_token"]
 
 # Used by `digest preview` only, which says so: real sends refuse to start without a key.
 PREVIEW_KEY = "digest-preview-key-not-secret"
 _SALT = "digest.unsubscribe"
+_ADDRESS_SALT = b"digest.unsubscribe.address\n"
+# 60 bits: enough that a reused id is never mistaken, short enough for the URL.
+_TAG_LENGTH = 10
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeToken:
+    """What a valid token says."""
+
+    subscriber_id: int
+    list_id: str
+    address_tag: str
+
+    def is_for(self, secret_key: str, email: str) -> bool:
+        """True when the token was made for the subscriber with this address."""
+        return hmac.compare_digest(self.address_tag, _address_tag(secret_key, email))
 
 
 @lru_cache(maxsize=4)
@@ -21,20 +45,32 @@ def _signer(secret_key: str) -> Signer:
     return Signer(secret_key, salt=_SALT)
 
 
-def unsubscribe_token(secret_key: str, *, subscriber_id: int, list_id: str) -> str:
+def _address_tag(secret_key: str, email: str) -> str:
+    # Keyed, so a token cannot be tested against a guessed address without the key.
+    digest = hmac.new(
+        secret_key.encode("utf-8"), _ADDRESS_SALT + email.casefold().encode("utf-8"), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:_TAG_LENGTH]
+
+
+def unsubscribe_token(secret_key: str, *, subscriber_id: int, list_id: str, email: str) -> str:
     """A URL-safe token for one subscriber of one list; it carries no address."""
-    payload = base64.urlsafe_b64encode(f"{subscriber_id}\n{list_id}".encode()).rstrip(b"=")
+    tag = _address_tag(secret_key, email)
+    payload = base64.urlsafe_b64encode(f"{subscriber_id}\n{list_id}\n{tag}".encode()).rstrip(b"=")
     return _signer(secret_key).sign(payload).decode("ascii")
 
 
-def read_unsubscribe_token(secret_key: str, token: str) -> tuple[int, str] | None:
-    """The subscriber id and list a token names, or None if it is forged, altered or malformed."""
+def read_unsubscribe_token(secret_key: str, token: str) -> UnsubscribeToken | None:
+    """What a token says, or None if it is forged, altered or malformed."""
     try:
         payload = _signer(secret_key).unsign(token.encode("ascii"))
         decoded = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)).decode("utf-8")
     except (BadSignature, UnicodeError, binascii.Error, ValueError):
         return None
-    subscriber_id, _, list_id = decoded.partition("\n")
-    if not subscriber_id.isdigit() or not list_id:
+    parts = decoded.split("\n")
+    if len(parts) != 3:
         return None
-    return int(subscriber_id), list_id
+    subscriber_id, list_id, tag = parts
+    if not subscriber_id.isdigit() or not list_id or len(tag) != _TAG_LENGTH:
+        return None
+    return UnsubscribeToken(int(subscriber_id), list_id, tag)

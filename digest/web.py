@@ -27,7 +27,7 @@ from digest.models import RenderedIssue
 from digest.render import BUILTIN_TEMPLATES, Personal, personalise
 from digest.settings import Settings
 from digest.store import Store
-from digest.tokens import read_unsubscribe_token
+from digest.tokens import UnsubscribeToken, read_unsubscribe_token
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class _Pages:
         )
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        self._subscriber_id(request)  # a bad token is a 400 here already
+        self._token(request)  # a bad token is a 400 here already
         name = self.settings.newsletter_name
         return self._message(
             f"Unsubscribe from {name}?",
@@ -113,20 +113,18 @@ class _Pages:
         )
 
     async def unsubscribe(self, request: Request) -> Response:
-        subscriber_id = self._subscriber_id(request)
+        token = self._token(request)
         form = await request.form(max_files=0, max_fields=8)
         if form.get("List-Unsubscribe") != ONE_CLICK:
             raise HTTPException(
                 HTTPStatus.BAD_REQUEST, "Expected the form field List-Unsubscribe=One-Click."
             )
-        now = dt.datetime.now(dt.UTC)
-        found = await run_in_threadpool(self.store.unsubscribe, subscriber_id, now=now)
         name = self.settings.newsletter_name
-        if not found:
+        if not await run_in_threadpool(self._unsubscribe, token):
             return self._message(
                 "Not on the list", [f"This link's subscriber is no longer on the list of {name}."]
             )
-        log.info("subscriber %d unsubscribed through their link", subscriber_id)
+        log.info("subscriber %d unsubscribed through their link", token.subscriber_id)
         return self._message("Unsubscribed", [f"You will get no more issues of {name}."])
 
     async def archive(self, request: Request) -> Response:
@@ -175,15 +173,22 @@ class _Pages:
 
     # Helpers
 
-    def _subscriber_id(self, request: Request) -> int:
+    def _unsubscribe(self, token: UnsubscribeToken) -> bool:
+        """Unsubscribe whom the token names; False if nobody on the list matches it."""
+        subscriber = self.store.subscriber_by_id(token.subscriber_id)
+        if subscriber is None or not token.is_for(self.secret_key, subscriber.email):
+            return False
+        return self.store.unsubscribe(subscriber.id, now=dt.datetime.now(dt.UTC))
+
+    def _token(self, request: Request) -> UnsubscribeToken:
         found = read_unsubscribe_token(self.secret_key, request.path_params["token"])
-        if found is None or found[1] != self.list_ident:
+        if found is None or found.list_id != self.list_ident:
             raise HTTPException(
                 HTTPStatus.BAD_REQUEST,
                 "This unsubscribe link is not valid: it may have been cut short or changed. "
                 "Use the link in your own copy of the email.",
             )
-        return found[0]
+        return found
 
     def _ping(self) -> None:
         with self.store.reading() as connection:
@@ -233,7 +238,7 @@ class _BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _too_large(send)
+            await _too_large(send, self.limit)
             return
         # Read it all here (it is small), counting, whatever the client declared.
         chunks: list[bytes] = []
@@ -241,11 +246,11 @@ class _BodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return  # the client went away before its body was complete
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await _too_large(send)
+                await _too_large(send, self.limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -263,9 +268,9 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(send: Send) -> None:
+async def _too_large(send: Send, limit: int) -> None:
     response = PlainTextResponse(
-        f"Request body too large: at most {MAX_BODY_BYTES} bytes.\n",
+        f"Request body too large: at most {limit} bytes.\n",
         status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     )
     await response({"type": "http"}, _no_receive, send)

@@ -127,7 +127,9 @@ def test_headers(rendered: RenderedIssue) -> None:
     assert parsedate_to_datetime(message["Date"]) == NOW
     assert message["Message-ID"].endswith("@news.example.org>")
     assert message["List-Id"] == "The Digest <the-digest.news.example.org>"
-    token = unsubscribe_token(KEY, subscriber_id=7, list_id="the-digest.news.example.org")
+    token = unsubscribe_token(
+        KEY, subscriber_id=7, list_id="the-digest.news.example.org", email="ann@example.org"
+    )
     assert message["List-Unsubscribe"] == (
         f"<https://news.example.org/unsubscribe/{token}>, <mailto:digest@news.example.org?subject=unsubscribe>"
     )
@@ -218,9 +220,16 @@ def test_line_breaks_from_data_never_become_headers(
 
 
 def test_tokens_round_trip_and_resist_forgery() -> None:
-    token = unsubscribe_token(KEY, subscriber_id=42, list_id="the-digest.news.example.org")
+    token = unsubscribe_token(
+        KEY, subscriber_id=42, list_id="the-digest.news.example.org", email="Ann@Example.org"
+    )
 
-    assert read_unsubscribe_token(KEY, token) == (42, "the-digest.news.example.org")
+    read = read_unsubscribe_token(KEY, token)
+    assert read is not None
+    assert (read.subscriber_id, read.list_id) == (42, "the-digest.news.example.org")
+    assert read.is_for(KEY, "ann@example.org")
+    assert not read.is_for(KEY, "someone.else@example.org")
+    assert not read.is_for("another-key", "ann@example.org")
     assert read_unsubscribe_token("another-key", token) is None
     assert (
         read_unsubscribe_token(KEY, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
@@ -228,6 +237,7 @@ def test_tokens_round_trip_and_resist_forgery() -> None:
     )
     assert read_unsubscribe_token(KEY, "garbage") is None
     assert "@" not in token
+    assert "ann" not in base64.urlsafe_b64decode(token.split(".")[0] + "==").decode().casefold()
 
 
 def test_list_id_quotes_a_name_with_specials(rendered: RenderedIssue) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import datetime as dt
 import logging
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digest import pipeline
 from digest.errors import ConfigError, DigestError
+from digest.ledger import Ledger
 from digest.schedule import JOB_ID, JOBS_TABLE, Scheduler, next_runs
 from digest.settings import ScheduleSettings, Settings, load_settings
 from digest.store import Store
-from tests.test_smtp import Recorder, free_port
+from tests.conftest import REPO
+from tests.test_smtp import Recorder, Slow, free_port
 
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
 ADDRESSES = [f"reader{n}@example.org" for n in range(5)]
@@ -73,6 +77,8 @@ def test_the_schedule_is_checked_when_settings_load(
         ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
         ("0,6", ["Sat", "Sun"]),
         ("5-7", ["Fri", "Sat", "Sun"]),
+        ("7-7", ["Sun"]),
+        ("0-6/3", ["Sun", "Wed", "Sat"]),
         ("*/2", ["Tue", "Thu", "Sat", "Sun"]),
         ("mon-wed", ["Mon", "Tue", "Wed"]),
         ("SUN", ["Sun"]),
@@ -94,6 +100,7 @@ def test_weekdays_are_numbered_as_cron_numbers_them(weekday: str, expected: list
         ("0 7 1 * 1", "not both"),
         ("0 7 * * 8", "out of range"),
         ("0 7 * * 5-1", "runs backwards"),
+        ("0 7 * * 7-2", "runs backwards"),
         ("61 7 * * *", "minute"),
         ("0 7 * * funday", "not a number or a day name"),
     ],
@@ -328,3 +335,70 @@ def test_two_schedulers_on_one_database_deliver_each_copy_once(
         controller.stop()
 
     assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
+
+
+def test_schedule_with_serve_runs_both_and_stops_on_sigterm(
+    settings: Settings, project: Path
+) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
+        "DIGEST_DATABASE_URL": settings.database_url,
+        "DIGEST_SECRET_KEY": "schedule-test-key",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "schedule", "--serve", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_log(process, "Uvicorn running")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert (response.status, response.read()) == (200, b"ok\n")
+    finally:
+        log = stop(process)
+    assert "stopped" in log
+
+
+def test_the_systemd_unit_runs_the_scheduler_and_outwaits_its_stop() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(REPO / "config" / "digest.service")
+
+    command = unit["Service"]["ExecStart"].split()
+    assert command[0].endswith("/.venv/bin/digest")
+    assert command[1:3] == ["schedule", "--serve"]
+    assert unit["Service"]["KillSignal"] == "SIGTERM"
+    # systemd must not kill a send that is still finishing within its own timeout.
+    default_stop = ScheduleSettings().stop_timeout_seconds
+    assert int(unit["Service"]["TimeoutStopSec"]) > default_stop
+
+
+def test_sigterm_during_a_scheduled_send_lets_it_finish_recording(
+    settings: Settings, project: Path
+) -> None:
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(f"more{n}@example.org", None) for n in range(40)], now=NOW)
+    handler = Slow()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        due_in(settings, 2)
+        process = schedule_process(project, port, settings.database_url)
+        deadline = time.monotonic() + 60
+        while len(handler.messages) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        log = stop(process)
+    finally:
+        controller.stop()
+
+    assert "waiting up to 60 s for the send under way to finish" in log
+    assert "stopped early: interrupted" in log
+    # Everything the server accepted is recorded: a rerun sends none of it again.
+    with Store.open(settings.database_url) as store:
+        issue_id = store.issue_id(pipeline.today(settings))
+        assert issue_id is not None
+        assert Ledger(store, issue_id).counts().sent == len(handler.messages) < 45

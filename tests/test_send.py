@@ -104,7 +104,10 @@ def test_each_copy_is_the_subscribers_own(subscribed: Settings) -> None:
         assert message.defects == []
         assert message["To"].addresses[0].addr_spec == recipient
         token = message["List-Unsubscribe"].split("/unsubscribe/")[1].split(">")[0]
-        assert read_unsubscribe_token(KEY, token) == (ids[recipient], "the-digest.localhost")
+        read = read_unsubscribe_token(KEY, token)
+        assert read is not None
+        assert (read.subscriber_id, read.list_id) == (ids[recipient], "the-digest.localhost")
+        assert read.is_for(KEY, recipient)
         text = message.get_body(("plain",))
         assert text is not None
         assert token in text.get_content()
@@ -387,3 +390,58 @@ def test_test_copies_stop_when_asked(project: Path, database_url: str) -> None:
         DigestError, match=r"^interrupted: of 3 test copies, 1 sent, 0 failed, 2 not sent$"
     ):
         asyncio.run(run())
+
+
+class BrokenTransport(RecordingTransport):
+    """Raises what no transport should, for one recipient."""
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        if recipient == "bo@example.org":
+            raise ValueError("a bug")
+        await super().send(data, sender=sender, recipient=recipient)
+
+
+def test_an_unexpected_error_stops_the_send_instead_of_hanging_it(
+    project: Path, database_url: str
+) -> None:
+    settings = settings_for(database_url)
+    with Store.open(database_url) as store:
+        store.import_subscribers(
+            [("ann@example.org", None), ("bo@example.org", None)]
+            + [(f"reader{n}@example.org", None) for n in range(40)],
+            now=NOW,
+        )
+    transport = BrokenTransport()
+
+    with Store.open(database_url) as store, pytest.raises(pipeline.SendHalted) as caught:
+        asyncio.run(
+            asyncio.wait_for(
+                pipeline.send_issue(
+                    settings, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=1
+                ),
+                timeout=30,
+            )
+        )
+
+    assert "bo@example.org: unexpected ValueError: a bug" in str(caught.value)
+    report = caught.value.report
+    assert report.sent == len(transport.sent) >= 1
+    assert report.deferred == 42 - report.sent  # the rest waits for the next run
+
+
+def test_a_copy_that_cannot_be_built_fails_alone(project: Path, database_url: str) -> None:
+    settings = settings_for(database_url)
+    with Store.open(database_url) as store:
+        store.import_subscribers(
+            [("ann@example.org", "Ann\r\nBcc: everyone@example.org"), ("bo@example.org", None)],
+            now=NOW,
+        )
+    transport = RecordingTransport()
+
+    with Store.open(database_url) as store:
+        report = asyncio.run(
+            pipeline.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW)
+        )
+
+    assert (report.sent, report.failed) == (1, 1)
+    assert [recipient for recipient, _ in transport.sent] == ["bo@example.org"]
