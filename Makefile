@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint browser bench clean
+.PHONY: run test lint browser bench bench-scale clean
 
 $(BIN)/digest: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: lint browser
 bench: $(BIN)/digest
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/render.py
+
+# Needs Postfix's smtp-sink and smtp-source, and PostgreSQL for the scale benchmark.
+bench-scale: $(BIN)/digest
+	$(BIN)/python bench/send.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache .hypothesis

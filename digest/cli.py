@@ -32,6 +32,7 @@ from rich.text import Text
 
 from digest import __version__, eventloop, pipeline
 from digest.errors import DigestError
+from digest.ledger import Ledger
 from digest.models import Article, Issue, SubscriberStatus
 from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
@@ -285,6 +286,11 @@ def _serve_preview(
     help="Send a [TEST] copy to this address instead (repeatable); no ledger is touched.",
 )
 @click.option("--dry-run", is_flag=True, help="Build every copy but send and store nothing.")
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Share the issue with other `send --worker` processes (PostgreSQL).",
+)
 @click.pass_obj
 def send(
     app: App,
@@ -292,6 +298,7 @@ def send(
     seeds_dir: Path | None,
     test_addresses: tuple[str, ...],
     dry_run: bool,
+    worker: bool,
 ) -> None:
     """Send the day's digest to every active subscriber who has not had it yet.
 
@@ -305,6 +312,14 @@ def send(
     day = date_.date() if date_ else pipeline.today(settings)
     if dry_run and test_addresses:
         raise click.UsageError("--dry-run and --to do not go together: choose one")
+    if worker and (dry_run or test_addresses):
+        raise click.UsageError("--worker sends the issue: it goes with neither --dry-run nor --to")
+    if worker and not settings.database_url.startswith("postgresql"):
+        click.echo(
+            "note: on SQLite a worker is the only sender of its issue; several workers "
+            "need PostgreSQL.",
+            err=True,
+        )
     if settings.smtp.host:
         pipeline.check_ready_for_relay(settings)
     if dry_run:
@@ -342,7 +357,9 @@ def send(
                 finally:
                     await transport.close()
             with _progress(store, day) as advance:
-                return await pipeline.send_day(settings, store, day, stop=stop, on_delivery=advance)
+                return await pipeline.send_day(
+                    settings, store, day, stop=stop, on_delivery=advance, worker=worker
+                )
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
@@ -403,6 +420,71 @@ def _progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
             log.info("%s: %d sent so far", day.isoformat(), done)
 
     yield count
+
+
+@cli.command()
+@DATE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.pass_obj
+def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
+    """How the issue's sending stands: pending, claimed, sent, failed, per worker, the rate."""
+    settings = app.settings()
+    day = date_.date() if date_ else pipeline.today(settings)
+    now = _now()
+    with Store.open(settings.database_url, create=False) as store:
+        issue_id = store.issue_id(day)
+        if issue_id is None:
+            raise DigestError(f"no issue for {day.isoformat()} yet")
+        ledger = Ledger(store, issue_id)
+        counts = ledger.counts(now=now)
+        workers = ledger.by_worker(now=now)
+        rate = ledger.sent_since(now - RATE_WINDOW) / RATE_WINDOW.total_seconds()
+    if as_json:
+        document = {
+            "date": day.isoformat(),
+            "pending": counts.pending,
+            "claimed": counts.claimed,
+            "sent": counts.sent,
+            "failed": counts.failed,
+            "msgs_per_s": round(rate, 1),
+            "workers": [
+                {
+                    "worker": worker.worker,
+                    "sent": worker.sent,
+                    "failed": worker.failed,
+                    "claimed": worker.claimed,
+                    "last_sent_at": worker.last_sent_at.isoformat()
+                    if worker.last_sent_at
+                    else None,
+                }
+                for worker in workers
+            ],
+        }
+        click.echo(json.dumps(document))
+        return
+    total = counts.pending + counts.claimed + counts.sent + counts.failed
+    click.echo(f"Issue of {day.isoformat()}: {total:,} deliveries")
+    for label, value, note in (
+        ("sent", counts.sent, ""),
+        ("failed", counts.failed, ""),
+        ("claimed", counts.claimed, "  (being sent now)"),
+        ("pending", counts.pending, ""),
+    ):
+        click.echo(f"  {label:<8} {value:>10,}{note}")
+    window = int(RATE_WINDOW.total_seconds())
+    click.echo(f"rate: {rate:,.0f} msg/s over the last {window} s")
+    if workers:
+        click.echo("workers:")
+        for worker in workers:
+            last = worker.last_sent_at.strftime("%H:%M:%S") if worker.last_sent_at else "-"
+            click.echo(
+                f"  {worker.worker}: {worker.sent:,} sent, {worker.failed:,} failed, "
+                f"{worker.claimed:,} claimed, last sent {last} UTC"
+            )
+
+
+# The send rate that `digest status` shows is over this much time just past.
+RATE_WINDOW = dt.timedelta(seconds=60)
 
 
 HOST_OPTION = click.option(

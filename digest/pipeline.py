@@ -212,6 +212,7 @@ async def send_issue(
     concurrency: int = 8,
     stop: asyncio.Event | None = None,
     on_delivery: Callable[[], None] | None = None,
+    worker: bool = False,
 ) -> SendReport:
     """Send the issue for ``date`` to every active subscriber not yet sent it.
 
@@ -220,6 +221,10 @@ async def send_issue(
     Once ``stop`` is set no new copy starts; those under way finish and are recorded,
     and :class:`SendInterrupted` says what was done. ``on_delivery`` is called after
     each delivery attempted and recorded (for a progress display).
+
+    A plain send is the only one of its issue: a second is refused. With ``worker``, on
+    PostgreSQL, any number of processes send the issue together, each claiming batches
+    of deliveries; on SQLite a worker is still the only sender.
     """
     started = now or dt.datetime.now(dt.UTC)
     built = build_issue(settings, store, date, now=started)
@@ -227,7 +232,8 @@ async def send_issue(
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     issue_id = store.issue_id(date)
     assert issue_id is not None
-    with store.send_lock(issue_id):
+    shared = worker and store.engine.dialect.name == "postgresql"
+    with store.send_lock(issue_id, shared=shared):
         return await _send_frozen(
             settings,
             store,
@@ -239,6 +245,9 @@ async def send_issue(
             concurrency=concurrency,
             stop=stop,
             on_delivery=on_delivery,
+            # Alone with the issue, a send may take over claims left by dead processes
+            # at once; workers sharing it wait for the leases to run out.
+            take_over=not shared,
         )
 
 
@@ -254,6 +263,7 @@ async def _send_frozen(
     concurrency: int,
     stop: asyncio.Event | None,
     on_delivery: Callable[[], None] | None,
+    take_over: bool,
 ) -> SendReport:
     date = built.issue.date
     rendered = _frozen_rendering(settings, store, built.issue)
@@ -270,6 +280,8 @@ async def _send_frozen(
         sender=settings.from_address,
         smtp=settings.smtp,
         concurrency=concurrency,
+        lease=dt.timedelta(seconds=settings.claim_lease_seconds),
+        take_over=take_over,
         stop=stop,
         on_delivery=on_delivery,
     ).run()
@@ -412,6 +424,7 @@ async def send_day(
     *,
     stop: asyncio.Event | None = None,
     on_delivery: Callable[[], None] | None = None,
+    worker: bool = False,
 ) -> SendReport:
     """``send_issue`` through the configured transport, as ``digest send`` and schedules run it."""
     transport, secret_key = transport_for(settings)
@@ -425,6 +438,7 @@ async def send_day(
             concurrency=settings.smtp.concurrency,
             stop=stop,
             on_delivery=on_delivery,
+            worker=worker,
         )
     finally:
         await transport.close()

@@ -56,6 +56,8 @@ class SendLoop:
         sender: str,
         smtp: SmtpSettings,
         concurrency: int,
+        lease: dt.timedelta = dt.timedelta(minutes=5),
+        take_over: bool = True,
         stop: asyncio.Event | None = None,
         on_delivery: Callable[[], None] | None = None,
     ) -> None:
@@ -65,6 +67,9 @@ class SendLoop:
         self.sender = sender
         self.smtp = smtp
         self.concurrency = concurrency
+        self.lease = lease
+        self.take_over = take_over
+        self._unsent: list[int] = []
         self.stop = stop
         self.on_delivery = on_delivery
         self.totals = SendTotals()
@@ -89,13 +94,7 @@ class SendLoop:
         ]
         try:
             try:
-                for batch in self.ledger.pending():
-                    for delivery in batch:
-                        if self.stopping:
-                            break
-                        await queue.put(delivery)
-                    if self.stopping:
-                        break
+                await self._feed(queue)
             except DigestError as exc:
                 # The ledger cannot be read: stop, but let the copies under way finish
                 # and be recorded.
@@ -110,9 +109,41 @@ class SendLoop:
             # Whatever was handed over is written, even then.
             recorder.close()
             await asyncio.shield(recording)
+            if self._unsent:
+                # Claimed but never tried: free now for the next run, not after the lease.
+                await asyncio.to_thread(self.ledger.release, self._unsent)
         totals = self.totals
         totals.interrupted = self.stop is not None and self.stop.is_set()
         return totals
+
+    async def _feed(self, queue: asyncio.Queue[PendingDelivery | None]) -> None:
+        """Claim batches of deliveries and queue them, until none is left or the run stops.
+
+        The next batch is claimed as soon as the last one is queued, so this worker holds
+        at most a queue and a batch it has not sent: gone within moments, well inside the
+        lease that other workers respect.
+        """
+        batch_size = max(1, queue.maxsize // 2)
+        # How often to look again for work other workers hold: their claims may be
+        # finished, or may lapse (a worker died) and become ours to send.
+        poll = min(1.0, self.lease.total_seconds() / 4)
+        while not self.stopping:
+            claimed = await asyncio.to_thread(
+                self.ledger.claim,
+                batch_size,
+                lease=self.lease,
+                now=_now(),
+                take_over=self.take_over,
+            )
+            if not claimed:
+                if self.take_over or not await asyncio.to_thread(
+                    self.ledger.held_by_others, now=_now()
+                ):
+                    return
+                await asyncio.sleep(poll)
+                continue
+            for delivery in claimed:
+                await queue.put(delivery)
 
     async def _worker(
         self, queue: asyncio.Queue[PendingDelivery | None], recorder: _Recorder
@@ -121,13 +152,16 @@ class SendLoop:
         # so the feeder never waits on a full queue that nobody empties.
         while (delivery := await queue.get()) is not None:
             if self.stopping:
-                continue  # stays pending for the next run
+                # Stays pending for the next run, its claim released below.
+                self._unsent.append(delivery.id)
+                continue
             try:
                 await self._deliver(delivery, recorder)
             except Exception as exc:
                 # A bug or a library's surprise must stop the run, not one worker quietly
                 # (the feeder would wait forever on a queue nobody empties).
                 log.exception("sending to %s failed unexpectedly", delivery.subscriber.email)
+                self._unsent.append(delivery.id)
                 self.totals.halted = (
                     f"{delivery.subscriber.email}: unexpected {type(exc).__name__}: {exc}"
                 )
@@ -135,6 +169,7 @@ class SendLoop:
     async def _deliver(self, delivery: PendingDelivery, recorder: _Recorder) -> None:
         result = await self._attempt(delivery)
         if result is None:
+            self._unsent.append(delivery.id)  # the relay refused it before it went
             return
         try:
             await recorder.record(result)

@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     article_url_template: str | None = None
     preview_dir: Path = Path("var/preview")
     outbox_dir: Path = Path("var/outbox")
+    # How long a sending worker's claim on a batch of deliveries holds: after that, if it
+    # has not sent them (it died), another worker takes them over.
+    claim_lease_seconds: PositiveInt = 300
     schedule: ScheduleSettings = ScheduleSettings()
     smtp: SmtpSettings = SmtpSettings()
     dkim: DkimSettings = DkimSettings()

@@ -121,6 +121,9 @@ deliveries = Table(
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The worker that claimed it, kept after the send; and until when the claim holds.
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id"),
     Index("ix_deliveries_pending", "issue_id", "status", "id"),
 )
@@ -131,6 +134,9 @@ _BATCH = 1000
 # sending one issue, at once.
 _MIGRATION_LOCK = 0x6469676573
 _SEND_LOCK = 0x64696773
+# Advisory locks are per database, not per schema: the schema's name goes into the key, so
+# two installations in one database (or two test runs) do not block each other.
+_SCHEMA_LOCK = "SELECT {call}(hashtext(current_schema()) # CAST(:space AS integer), :issue)"
 
 
 class Store:
@@ -301,25 +307,32 @@ class Store:
             connection.execute(statement)
 
     @contextmanager
-    def send_lock(self, issue_id: int) -> Iterator[None]:
+    def send_lock(self, issue_id: int, *, shared: bool = False) -> Iterator[None]:
         """Held for a whole send: a second send of the same issue is refused, not doubled.
 
-        On PostgreSQL an advisory lock on its own connection; on SQLite a lock on a file
-        beside the database (one machine is all SQLite serves).
+        On PostgreSQL an advisory lock on its own connection. ``shared`` is for workers
+        (``digest send --worker``): any number of them hold it together, and none while a
+        plain send holds it alone. On SQLite a lock on a file beside the database, always
+        exclusive (one machine, one sender, is all SQLite serves).
         """
         if self.engine.dialect.name == "postgresql":
+            kind = "_shared" if shared else ""
             with self.engine.connect() as connection:
                 got = connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:space, :issue)"),
+                    text(_SCHEMA_LOCK.format(call=f"pg_try_advisory_lock{kind}")),
                     {"space": _SEND_LOCK, "issue": issue_id},
                 )
                 if not got:
-                    raise StoreError("another digest send of this issue is running")
+                    raise StoreError(
+                        "a plain digest send of this issue is running; workers wait for it to end"
+                        if shared
+                        else "another digest send of this issue is running"
+                    )
                 try:
                     yield
                 finally:
                     connection.execute(
-                        text("SELECT pg_advisory_unlock(:space, :issue)"),
+                        text(_SCHEMA_LOCK.format(call=f"pg_advisory_unlock{kind}")),
                         {"space": _SEND_LOCK, "issue": issue_id},
                     )
                     connection.commit()
