@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=8, help="connections per worker")
     args = parser.parse_args()
+    # Stopped with SIGTERM, still drop the schema (the finally blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     sink = shutil.which("smtp-sink")
     if not sink:

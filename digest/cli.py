@@ -303,7 +303,8 @@ def send(
     """Send the day's digest to every active subscriber who has not had it yet.
 
     The issue is frozen at the first send; each delivery is recorded as it completes, so
-    running it again sends nothing twice. Messages go to the SMTP relay smtp.host, or,
+    running it again sends nothing twice. Messages go to the SMTP relay smtp.host (or the
+    relays smtp.hosts), or,
     with none set, into the local outbox (outbox_dir, a Maildir). Exit status: 0 when
     everything was delivered, 2 when some deliveries failed or are left to retry, 1 on an
     error that stopped the run.
@@ -320,7 +321,7 @@ def send(
             "need PostgreSQL.",
             err=True,
         )
-    if settings.smtp.host:
+    if settings.smtp.relays:
         pipeline.check_ready_for_relay(settings)
     if dry_run:
         with Store.open(settings.database_url, create=False) as store:
@@ -526,7 +527,7 @@ def schedule(app: App, with_server: bool, host: str, port: int) -> None:
     recorded (up to schedule.stop_timeout_seconds), then it exits.
     """
     settings = app.settings()
-    if settings.smtp.host:
+    if settings.smtp.relays:
         pipeline.check_ready_for_relay(settings)
     _log_for_service(app)
     # Imported here: the other commands need no scheduler.

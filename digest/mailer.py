@@ -8,6 +8,7 @@ connections each reused for many messages) implement it here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import mailbox
 import re
 import time
@@ -19,9 +20,12 @@ import aiosmtplib
 from digest.errors import DigestError
 from digest.settings import SmtpSettings
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DeliveryFailed",
     "OutboxTransport",
+    "RelayPool",
     "RelayRefused",
     "SmtpTransport",
     "Transport",
@@ -43,13 +47,22 @@ class DeliveryFailed(DigestError):
     """
 
     def __init__(
-        self, message: str, *, permanent: bool, code: int | None = None, bounced: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: int | None = None,
+        bounced: bool = False,
+        relay_failed: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
         # The address itself does not exist ("550 5.1.1 no such user"): stop sending to it.
         self.bounced = bounced
+        # The relay, not the recipient, failed (no connection, dropped, timed out, 421):
+        # with several relays, another should take the copy.
+        self.relay_failed = relay_failed
 
 
 class Transport(Protocol):
@@ -151,10 +164,14 @@ class SmtpTransport:
                     raise RelayRefused(
                         f"{self.host} refused the message: {exc.code} {exc.message}"
                     ) from exc
-                raise classify(exc.code, exc.message, recipient) from exc
+                failure = classify(exc.code, exc.message, recipient)
+                failure.relay_failed = exc.code == 421
+                raise failure from exc
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 raise DeliveryFailed(
-                    f"{recipient}: {type(exc).__name__}: {exc}", permanent=False
+                    f"{recipient}: {self.host}: {type(exc).__name__}: {exc}",
+                    permanent=False,
+                    relay_failed=True,
                 ) from exc
             finally:
                 # Cancelled half way (reusable still False): the connection is closed,
@@ -188,7 +205,9 @@ class SmtpTransport:
                 await client.ehlo()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryFailed(
-                f"cannot connect to {settings.host}:{settings.port}: {exc}", permanent=False
+                f"cannot connect to {settings.host}:{settings.port}: {exc}",
+                permanent=False,
+                relay_failed=True,
             ) from exc
         return client
 
@@ -214,6 +233,82 @@ class SmtpTransport:
             self._next_start = start + self._interval
         if start > now:
             await asyncio.sleep(start - now)
+
+
+class RelayPool:
+    """Several relays, each with its own connections and rate cap; copies go round them.
+
+    A relay that fails (no connection, a dropped one, a time-out, 421, or a refusal of
+    the message itself) is left out for ``relay_cooldown_seconds`` and the copy goes to
+    the next one at once. A refusal of the recipient is the recipient's, on any relay.
+    """
+
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        relays = settings.relays
+        if not relays:
+            raise DigestError("smtp.host is not set: there is no relay to send through")
+        self.relays = [
+            SmtpTransport(settings.model_copy(update={"host": host, "port": port, "hosts": None}))
+            for host, port in relays
+        ]
+        self.cooldown = settings.relay_cooldown_seconds
+        self._down_until = [0.0] * len(self.relays)
+        self._turn = 0
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        tried: set[int] = set()
+        last: DigestError | None = None
+        while True:
+            index = self._pick(tried)
+            if index is None:
+                # Every relay failed this copy (there is at least one: tried is not empty).
+                assert last is not None
+                raise last
+            relay = self.relays[index]
+            try:
+                await relay.send(data, sender=sender, recipient=recipient)
+                return
+            except DeliveryFailed as exc:
+                if not exc.relay_failed or len(self.relays) == 1:
+                    raise
+                last = exc
+            except RelayRefused as exc:
+                if len(self.relays) == 1:
+                    raise
+                last = exc
+            tried.add(index)
+            self._down_until[index] = time.monotonic() + self.cooldown
+            log.warning(
+                "relay %s:%d failed (%s): left out for %.0f s",
+                relay.host,
+                relay.settings.port,
+                last,
+                self.cooldown,
+            )
+
+    async def close(self) -> None:
+        for relay in self.relays:
+            await relay.close()
+
+    def _pick(self, tried: set[int]) -> int | None:
+        """The next relay in turn that is up and not yet tried for this copy.
+
+        When every untried relay is down, the one back soonest: a relay left out is
+        better than none.
+        """
+        untried = [index for index in range(len(self.relays)) if index not in tried]
+        if not untried:
+            return None
+        now = time.monotonic()
+        count = len(self.relays)
+        for step in range(count):
+            index = (self._turn + step) % count
+            if index in untried and self._down_until[index] <= now:
+                self._turn = index + 1
+                return index
+        return min(untried, key=lambda index: self._down_until[index])
 
 
 def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:

@@ -14,7 +14,7 @@ from digest.boilerplate import load_boilerplate
 from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger
 from digest.loader import SeedFormat, load_paths
-from digest.mailer import DeliveryFailed, OutboxTransport, SmtpTransport, Transport
+from digest.mailer import DeliveryFailed, OutboxTransport, RelayPool, Transport
 from digest.message import (
     DkimKey,
     MessageTemplate,
@@ -393,27 +393,27 @@ def check_ready_for_relay(settings: Settings) -> None:
 def transport_for(settings: Settings) -> tuple[Transport, str]:
     """The transport a send uses and the key that signs its links.
 
-    The SMTP relay when ``smtp.host`` is set, else the local outbox. Nothing leaves the
-    machine through the outbox, so the preview key signs its links when no secret key
-    is set (see :func:`uses_preview_key`).
+    The SMTP relays when ``smtp.host`` or ``smtp.hosts`` is set, else the local outbox.
+    Nothing leaves the machine through the outbox, so the preview key signs its links
+    when no secret key is set (see :func:`uses_preview_key`).
     """
-    if settings.smtp.host:
+    if settings.smtp.relays:
         check_ready_for_relay(settings)
         assert settings.secret_key is not None
-        return SmtpTransport(settings.smtp), settings.secret_key.get_secret_value()
+        return RelayPool(settings.smtp), settings.secret_key.get_secret_value()
     key = settings.secret_key.get_secret_value() if settings.secret_key else PREVIEW_KEY
     return OutboxTransport(settings.outbox_dir), key
 
 
 def uses_preview_key(settings: Settings) -> bool:
     """True when copies go to the outbox signed with the preview key."""
-    return settings.smtp.host is None and settings.secret_key is None
+    return not settings.smtp.relays and settings.secret_key is None
 
 
 def destination(settings: Settings) -> str:
     """Where a send goes, for messages: "smtp (host:port)" or "outbox (folder)"."""
-    if settings.smtp.host:
-        return f"smtp ({settings.smtp.host}:{settings.smtp.port})"
+    if settings.smtp.relays:
+        return "smtp (" + ", ".join(f"{host}:{port}" for host, port in settings.smtp.relays) + ")"
     return f"outbox ({settings.outbox_dir})"
 
 
@@ -435,7 +435,8 @@ async def send_day(
             date,
             transport,
             secret_key=secret_key,
-            concurrency=settings.smtp.concurrency,
+            # Each relay has its own connections: a worker for every one of them.
+            concurrency=settings.smtp.concurrency * max(1, len(settings.smtp.relays)),
             stop=stop,
             on_delivery=on_delivery,
             worker=worker,

@@ -94,6 +94,39 @@ class SmtpSettings(BaseModel):
     retry_delay: float = Field(default=2.0, ge=0)
     retry_max_delay: float = Field(default=60.0, ge=0)
     failure_threshold: int = Field(default=50, ge=1)
+    # Several relays, "host[:port]" separated by commas; instead of `host`. Each gets its
+    # own `concurrency` connections and `max_rate`; copies are spread across them.
+    hosts: str | None = None
+    # A relay that fails is left out of the rotation this long; its copies go elsewhere.
+    relay_cooldown_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("hosts")
+    @classmethod
+    def _valid_hosts(cls, value: str | None) -> str | None:
+        if value is not None:
+            _relay_list(value, 587)
+        return value
+
+    @property
+    def relays(self) -> tuple[tuple[str, int], ...]:
+        """Every relay to send through, (host, port): `hosts`, else `host`, else none."""
+        if self.hosts:
+            return _relay_list(self.hosts, self.port)
+        return ((self.host, self.port),) if self.host else ()
+
+
+def _relay_list(value: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    relays = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        host, colon, port = item.rpartition(":") if ":" in item else (item, "", "")
+        if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"{item!r}: expected host or host:port, with a port from 1 to 65535")
+        relays.append((host, int(port) if colon else default_port))
+    if not relays:
+        raise ValueError("expected relays as host[:port], separated by commas")
+    return tuple(relays)
 
 
 class DkimSettings(BaseModel):

@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from digest import pipeline
-from digest.mailer import DeliveryFailed, SmtpTransport
+from digest.mailer import DeliveryFailed, RelayPool, SmtpTransport
 from digest.models import SubscriberStatus
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
@@ -154,7 +154,7 @@ def subscribe(settings: Settings, *emails: str) -> None:
 
 def send(settings: Settings) -> pipeline.SendReport:
     async def run() -> pipeline.SendReport:
-        transport = SmtpTransport(settings.smtp)
+        transport = RelayPool(settings.smtp)
         try:
             with Store.open(settings.database_url) as store:
                 return await pipeline.send_issue(
@@ -436,3 +436,76 @@ def test_two_overlapping_sends_deliver_once(
     assert second.returncode == 1
     assert "another digest send of this issue is running" in second_err
     assert len(handler.messages) == 30
+
+
+class StartsRefusing(Recorder):
+    """Takes the first message, then answers 421 and closes, as a relay going down does."""
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if self.messages:
+            server.transport.close()
+            return "421 4.3.2 Shutting down"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+
+class RefusesEverything(Recorder):
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        return "554 5.7.1 Relaying denied"
+
+
+def two_relays(
+    project: Path, good: Recorder, bad: Recorder | None
+) -> Iterator[tuple[Settings, list[Controller]]]:
+    ports, controllers = [], []
+    for handler in (good, bad):
+        port = free_port()
+        ports.append(port)
+        if handler is not None:
+            controller = Controller(handler, hostname="127.0.0.1", port=port)
+            controller.start()
+            controllers.append(controller)
+    settings = settings_for(
+        project,
+        ports[0],
+        hosts=f"127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}",
+        retry_attempts=1,  # no second chance on the same relay: the other must take it
+    )
+    yield settings, controllers
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.mark.parametrize(
+    "bad_relay", [StartsRefusing, RefusesEverything, None], ids=["starts-refusing", "554", "down"]
+)
+def test_with_two_relays_everything_goes_through_the_one_that_works(
+    project: Path, bad_relay: type[Recorder] | None
+) -> None:
+    good = Recorder()
+    bad = bad_relay() if bad_relay is not None else None
+    emails = [f"reader{n}@example.org" for n in range(30)]
+    for settings, _ in two_relays(project, good, bad):
+        subscribe(settings, *emails)
+        report = send(settings)
+
+    delivered = [rcpt[0] for _, rcpt, _ in good.messages] + [
+        rcpt[0] for _, rcpt, _ in (bad.messages if bad else [])
+    ]
+    assert (report.sent, report.failed, report.deferred) == (30, 0, 0)
+    assert sorted(delivered) == sorted(emails)  # each once
+    assert len(good.messages) >= 29
+
+
+def test_several_relays_are_read_from_one_setting() -> None:
+    smtp = SmtpSettings(hosts="relay1.example.org:25, relay2.example.org", port=2525)
+
+    assert smtp.relays == (("relay1.example.org", 25), ("relay2.example.org", 2525))
+    assert SmtpSettings(host="one.example.org").relays == (("one.example.org", 587),)
+    with pytest.raises(ValueError, match="host:port"):
+        SmtpSettings(hosts="relay1.example.org:smtp")
