@@ -515,10 +515,15 @@ def serve(app: App, host: str, port: int) -> None:
 
 @cli.command()
 @click.option("--serve", "with_server", is_flag=True, help="Also run `digest serve` here.")
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Send as one of several workers sharing each issue (PostgreSQL).",
+)
 @HOST_OPTION
 @PORT_OPTION
 @click.pass_obj
-def schedule(app: App, with_server: bool, host: str, port: int) -> None:
+def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) -> None:
     """Send the digest every day at schedule.cron in schedule.timezone, in the foreground.
 
     The schedule's state is kept in the database: a send missed while this was not
@@ -540,7 +545,7 @@ def schedule(app: App, with_server: bool, host: str, port: int) -> None:
             loop.add_signal_handler(signum, stop.set)
         try:
             server = _web_server(settings, store, host, port) if with_server else None
-            scheduler = Scheduler(settings, store)
+            scheduler = Scheduler(settings, store, worker=worker)
             await scheduler.run(
                 stop,
                 also=server.serve() if server else None,

@@ -73,6 +73,8 @@ class _Running:
     """The process's scheduler state that the job function, found by reference, must reach."""
 
     settings: Settings
+    # Each run sends as one of several workers (``digest schedule --worker``).
+    worker: bool = False
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sends: set[asyncio.Task[Any]] = field(default_factory=set)
     # When the run under way was due: its date is the issue's, even if it starts late.
@@ -99,7 +101,7 @@ async def scheduled_send() -> None:
         running.sends.add(task)
     due, running.due = running.due, None
     try:
-        outcome = await _send(running.settings, running.stop, due)
+        outcome = await _send(running.settings, running.stop, due, worker=running.worker)
     finally:
         if task is not None:
             running.sends.discard(task)
@@ -108,7 +110,7 @@ async def scheduled_send() -> None:
 
 
 async def _send(
-    settings: Settings, stop: asyncio.Event, due: dt.datetime | None
+    settings: Settings, stop: asyncio.Event, due: dt.datetime | None, *, worker: bool
 ) -> pipeline.SendReport | DigestError:
     # A run made late (within the grace) sends the issue of the day it was due, even if
     # midnight has passed since.
@@ -117,7 +119,7 @@ async def _send(
         if pipeline.uses_preview_key(settings):
             log.warning("DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links")
         with Store.open(settings.database_url) as store:
-            report = await pipeline.send_day(settings, store, day, stop=stop)
+            report = await pipeline.send_day(settings, store, day, stop=stop, worker=worker)
     except pipeline.SendInterrupted as exc:
         log.warning("scheduled send for %s stopped early: %s", day.isoformat(), exc)
         return exc
@@ -159,11 +161,13 @@ class Scheduler:
         settings: Settings,
         store: Store,
         *,
+        worker: bool = False,
         on_run: Callable[[pipeline.SendReport | DigestError], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.on_run = on_run
+        self.worker = worker
         self._scheduler: AsyncIOScheduler | None = None
 
     async def run(
@@ -179,7 +183,9 @@ class Scheduler:
         asks it to finish, when the scheduler stops.
         """
         global _running
-        _running = running = _Running(settings=self.settings, on_run=self.on_run)
+        _running = running = _Running(
+            settings=self.settings, worker=self.worker, on_run=self.on_run
+        )
         scheduler = self._start()
         beside = asyncio.ensure_future(also) if also is not None else None
         try:

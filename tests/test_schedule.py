@@ -238,7 +238,9 @@ def test_a_restart_keeps_the_stored_next_run_and_a_new_cron_replaces_it(
 # End to end: `digest schedule` as a process, against a real SMTP server.
 
 
-def schedule_process(project: Path, port: int, database_url: str) -> subprocess.Popen[str]:
+def schedule_process(
+    project: Path, port: int, database_url: str, *options: str
+) -> subprocess.Popen[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
         "DIGEST_DATABASE_URL": database_url,
         "DIGEST_SMTP__HOST": "127.0.0.1",
@@ -249,7 +251,7 @@ def schedule_process(project: Path, port: int, database_url: str) -> subprocess.
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", "schedule"],
+        [sys.executable, "-m", "digest", "schedule", *options],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -317,8 +319,9 @@ def test_the_real_scheduler_sends_once_and_a_restart_sends_nothing_more(
         controller.stop()
 
 
+@pytest.mark.parametrize("options", [(), ("--worker",)], ids=["plain", "workers"])
 def test_two_schedulers_on_one_database_deliver_each_copy_once(
-    settings: Settings, project: Path
+    settings: Settings, project: Path, options: tuple[str, ...]
 ) -> None:
     handler = Recorder()
     port = free_port()
@@ -326,7 +329,9 @@ def test_two_schedulers_on_one_database_deliver_each_copy_once(
     controller.start()
     try:
         due_in(settings, 3)
-        processes = [schedule_process(project, port, settings.database_url) for _ in range(2)]
+        processes = [
+            schedule_process(project, port, settings.database_url, *options) for _ in range(2)
+        ]
         for process in processes:
             wait_for_log(process, "scheduled send")
         for process in processes:
