@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Subscriber, SubscriberStatus
@@ -160,21 +160,33 @@ class Ledger:
             return int(connection.execute(statement).rowcount or 0)
 
     def claim(
-        self, limit: int, *, lease: dt.timedelta, now: dt.datetime, take_over: bool = False
+        self,
+        limit: int,
+        *,
+        lease: dt.timedelta,
+        now: dt.datetime,
+        since: dt.datetime | None = None,
+        take_over: bool = False,
     ) -> list[PendingDelivery]:
         """Claim up to ``limit`` pending deliveries to active subscribers, by id, for ``lease``.
 
         A delivery is free when nobody claims it or its lease has run out (its worker
-        died). Those this worker already tried and failed in this run are left to others.
+        died). One that failed transiently at or after ``since`` (the start of this run)
+        is left for a later run: tried again at once by another worker of this run, it
+        would only bounce between them.
         On PostgreSQL, rows another worker is claiming at the same moment are skipped
         (``FOR UPDATE SKIP LOCKED``), so workers never wait for each other or take the
         same rows. With ``take_over`` (a send that holds the issue alone) live-looking
         claims are taken too: whoever made them is gone.
         """
+        # Rows this worker holds are in its queue or being sent: never claimed twice.
+        in_hand = and_(
+            deliveries.c.claimed_by == self.worker, deliveries.c.claimed_until.is_not(None)
+        )
         free_of_claims = (
             deliveries.c.claimed_until.is_(None) | (deliveries.c.claimed_until < now)
             if not take_over
-            else deliveries.c.id.is_not(None)
+            else ~in_hand
         )
         free = (
             select(deliveries.c.id)
@@ -184,7 +196,12 @@ class Ledger:
                 deliveries.c.status == PENDING,
                 subscribers.c.status == SubscriberStatus.ACTIVE.value,
                 free_of_claims,
-                or_(deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != self.worker),
+                ~in_hand,
+                ~and_(
+                    deliveries.c.claimed_by.is_not(None),
+                    deliveries.c.claimed_until.is_(None),
+                    deliveries.c.updated_at >= (since or now),
+                ),
             )
             .order_by(deliveries.c.id)
             .limit(limit)
@@ -212,6 +229,20 @@ class Ledger:
             )
             for row in rows
         ]
+
+    def renew(self, *, lease: dt.timedelta, now: dt.datetime) -> None:
+        """Extend this worker's live claims: a slow relay must not let them lapse."""
+        with self.store.writing() as connection:
+            connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == self.issue_id,
+                    deliveries.c.status == PENDING,
+                    deliveries.c.claimed_by == self.worker,
+                    deliveries.c.claimed_until.is_not(None),
+                )
+                .values(claimed_until=now + lease)
+            )
 
     def held_by_others(self, *, now: dt.datetime) -> bool:
         """True while another worker holds a live claim on a pending delivery of this issue."""

@@ -70,6 +70,7 @@ class SendLoop:
         self.lease = lease
         self.take_over = take_over
         self._unsent: list[int] = []
+        self._started = _now()
         self.stop = stop
         self.on_delivery = on_delivery
         self.totals = SendTotals()
@@ -89,6 +90,8 @@ class SendLoop:
         queue: asyncio.Queue[PendingDelivery | None] = asyncio.Queue(maxsize=self.concurrency * 4)
         recorder = _Recorder(self.ledger)
         recording = asyncio.create_task(recorder.run())
+        self._started = _now()
+        renewing = asyncio.create_task(self._renew_claims())
         workers = [
             asyncio.create_task(self._worker(queue, recorder)) for _ in range(self.concurrency)
         ]
@@ -103,6 +106,7 @@ class SendLoop:
                 await queue.put(None)
             await asyncio.gather(*workers)
         finally:
+            renewing.cancel()
             # Only when this run itself is cancelled are workers still running here.
             for worker in workers:
                 worker.cancel()
@@ -128,22 +132,39 @@ class SendLoop:
         # finished, or may lapse (a worker died) and become ours to send.
         poll = min(1.0, self.lease.total_seconds() / 4)
         while not self.stopping:
-            claimed = await asyncio.to_thread(
-                self.ledger.claim,
-                batch_size,
-                lease=self.lease,
-                now=_now(),
-                take_over=self.take_over,
-            )
+            claimed = await self._claim(batch_size)
             if not claimed:
                 if self.take_over or not await asyncio.to_thread(
                     self.ledger.held_by_others, now=_now()
                 ):
-                    return
-                await asyncio.sleep(poll)
-                continue
+                    # Once more: another worker may have let rows go since the last look.
+                    claimed = await self._claim(batch_size)
+                    if not claimed:
+                        return
+                else:
+                    await asyncio.sleep(poll)
+                    continue
             for delivery in claimed:
                 await queue.put(delivery)
+
+    async def _claim(self, batch_size: int) -> list[PendingDelivery]:
+        return await asyncio.to_thread(
+            self.ledger.claim,
+            batch_size,
+            lease=self.lease,
+            now=_now(),
+            since=self._started,
+            take_over=self.take_over,
+        )
+
+    async def _renew_claims(self) -> None:
+        """Keep this worker's claims alive while it runs; a dead worker's lapse."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                await asyncio.to_thread(self.ledger.renew, lease=self.lease, now=_now())
+            except DigestError as exc:
+                log.warning("could not renew this worker's claims: %s", exc)
 
     async def _worker(
         self, queue: asyncio.Queue[PendingDelivery | None], recorder: _Recorder

@@ -322,9 +322,13 @@ class Store:
                     text(_SCHEMA_LOCK.format(call=f"pg_try_advisory_lock{kind}")),
                     {"space": _SEND_LOCK, "issue": issue_id},
                 )
+                # A session lock outlives the transaction: end it, so the connection does
+                # not sit idle in one for the whole send (a server may kill such sessions).
+                connection.commit()
                 if not got:
                     raise StoreError(
-                        "a plain digest send of this issue is running; workers wait for it to end"
+                        "a plain digest send of this issue is running: a worker cannot "
+                        "start beside it; run the worker again when it has finished"
                         if shared
                         else "another digest send of this issue is running"
                     )

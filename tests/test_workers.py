@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from digest import pipeline
 from digest.cli import cli
-from digest.ledger import Ledger
+from digest.ledger import DeliveryResult, Ledger
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
@@ -223,3 +223,63 @@ def test_on_sqlite_a_worker_sends_alone_and_says_so(project: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "on SQLite a worker is the only sender" in result.stderr
     assert "1 sent" in result.stdout
+
+
+def claims_setup(database_url: str, count: int) -> tuple[Store, int]:
+    store = Store.open(database_url)
+    store.import_subscribers([(f"reader{n}@example.org", None) for n in range(count)], now=NOW)
+    settings = load_settings(database_url=database_url)
+    pipeline.build_issue(settings, store, DAY, now=NOW)
+    issue_id = store.issue_id(DAY)
+    assert issue_id is not None
+    Ledger(store, issue_id).enqueue(now=NOW)
+    return store, issue_id
+
+
+def test_a_live_workers_claims_are_renewed_and_a_dead_ones_lapse(
+    project: Path, database_url: str
+) -> None:
+    store, issue_id = claims_setup(database_url, 3)
+    lease = dt.timedelta(seconds=10)
+    alive, dead, other = (Ledger(store, issue_id, worker=name) for name in ("a", "d", "o"))
+    try:
+        assert len(alive.claim(1, lease=lease, now=NOW)) == 1
+        assert len(dead.claim(1, lease=lease, now=NOW)) == 1
+        alive.renew(lease=lease, now=NOW + dt.timedelta(seconds=8))
+
+        later = NOW + dt.timedelta(seconds=12)
+        taken = other.claim(10, lease=lease, now=later)
+
+        # The free row and the dead worker's lapsed one; not the renewed one.
+        assert len(taken) == 2
+        assert other.counts(now=later).claimed == 3
+        assert {w.worker: w.claimed for w in other.by_worker(now=later)} == {"a": 1, "o": 2}
+    finally:
+        store.close()
+
+
+def test_a_transient_failure_waits_for_a_run_that_starts_after_it(
+    project: Path, database_url: str
+) -> None:
+    store, issue_id = claims_setup(database_url, 1)
+    lease = dt.timedelta(minutes=5)
+    started = NOW
+    first, second = Ledger(store, issue_id, worker="1"), Ledger(store, issue_id, worker="2")
+    try:
+        (delivery,) = first.claim(1, lease=lease, now=NOW, since=started)
+        failed_at = NOW + dt.timedelta(seconds=5)
+        first.record(
+            [DeliveryResult(delivery_id=delivery.id, error="451 later", permanent=False)],
+            now=failed_at,
+        )
+
+        # Workers of the same run leave it: it would only bounce between them.
+        again = failed_at + dt.timedelta(seconds=1)
+        assert first.claim(1, lease=lease, now=again, since=started) == []
+        assert second.claim(1, lease=lease, now=again, since=started) == []
+        assert not second.held_by_others(now=again)
+        # The next run takes it.
+        later = failed_at + dt.timedelta(minutes=1)
+        assert len(second.claim(1, lease=lease, now=later, since=later)) == 1
+    finally:
+        store.close()
