@@ -36,7 +36,7 @@ from digest.store import Store
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from send import free_port, wait_for  # noqa: E402  (the sibling benchmark's helpers)
+from send import digest_env, free_port, wait_for  # noqa: E402  (the sibling benchmark's helpers)
 
 WORKER_COUNTS = (1, 2, 4)
 
@@ -88,16 +88,7 @@ def main() -> None:
             )
             try:
                 wait_for(port)
-                env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {
-                    "DIGEST_DATABASE_URL": database,
-                    "DIGEST_SECRET_KEY": "bench-secret-key",
-                    "DIGEST_PUBLIC_URL": "https://news.example.org",
-                    "DIGEST_FROM_ADDRESS": "digest@news.example.org",
-                    "DIGEST_SMTP__HOST": "127.0.0.1",
-                    "DIGEST_SMTP__PORT": str(port),
-                    "DIGEST_SMTP__SECURITY": "none",
-                    "DIGEST_SMTP__CONCURRENCY": str(args.concurrency),
-                }
+                env = digest_env(database, port, args.concurrency)
                 for count in WORKER_COUNTS:
                     with admin.begin() as connection:
                         connection.execute(text(f'DELETE FROM "{schema}".deliveries'))

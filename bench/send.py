@@ -55,6 +55,21 @@ def wait_for(port: int) -> None:
     raise SystemExit(f"smtp-sink did not start on port {port}")
 
 
+def digest_env(database: str, port: int, concurrency: int) -> dict[str, str]:
+    """The environment of a `digest send` through the local sink, and nothing of ours."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
+    return env | {
+        "DIGEST_DATABASE_URL": database,
+        "DIGEST_SECRET_KEY": "bench-secret-key",
+        "DIGEST_PUBLIC_URL": "https://news.example.org",
+        "DIGEST_FROM_ADDRESS": "digest@news.example.org",
+        "DIGEST_SMTP__HOST": "127.0.0.1",
+        "DIGEST_SMTP__PORT": str(port),
+        "DIGEST_SMTP__SECURITY": "none",
+        "DIGEST_SMTP__CONCURRENCY": str(concurrency),
+    }
+
+
 def watch_peak_rss(process: subprocess.Popen[str]) -> float:
     """The process's peak resident memory in MB (VmHWM), read until it exits.
 
@@ -116,17 +131,7 @@ def main() -> None:
         )
         try:
             wait_for(port)
-            env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
-            env |= {
-                "DIGEST_DATABASE_URL": database,
-                "DIGEST_SECRET_KEY": "bench-secret-key",
-                "DIGEST_PUBLIC_URL": "https://news.example.org",
-                "DIGEST_FROM_ADDRESS": "digest@news.example.org",
-                "DIGEST_SMTP__HOST": "127.0.0.1",
-                "DIGEST_SMTP__PORT": str(port),
-                "DIGEST_SMTP__SECURITY": "none",
-                "DIGEST_SMTP__CONCURRENCY": str(args.concurrency),
-            }
+            env = digest_env(database, port, args.concurrency)
             # Output to a file, not a pipe: nobody reads a pipe while the memory is watched.
             log_path = work / "send.log"
             with log_path.open("w") as log:

@@ -13,9 +13,11 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Select
 
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, subscriber_from_row, subscribers
@@ -129,6 +131,18 @@ class Ledger:
             )
         )
 
+    def _pending_to_active(self, *columns: Any) -> Select[Any]:
+        """``columns`` of this issue's pending deliveries to subscribers still active."""
+        return (
+            select(*columns)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.issue_id == self.issue_id,
+                deliveries.c.status == PENDING,
+                subscribers.c.status == SubscriberStatus.ACTIVE.value,
+            )
+        )
+
     def enqueue(self, *, now: dt.datetime) -> int:
         """A pending delivery for every active subscriber without one; returns how many."""
         has_one = exists().where(
@@ -189,12 +203,8 @@ class Ledger:
             else ~in_hand
         )
         free = (
-            select(deliveries.c.id)
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            self._pending_to_active(deliveries.c.id)
             .where(
-                deliveries.c.issue_id == self.issue_id,
-                deliveries.c.status == PENDING,
-                subscribers.c.status == SubscriberStatus.ACTIVE.value,
                 free_of_claims,
                 ~in_hand,
                 ~and_(
@@ -247,12 +257,8 @@ class Ledger:
     def held_by_others(self, *, now: dt.datetime) -> bool:
         """True while another worker holds a live claim on a pending delivery of this issue."""
         query = (
-            select(deliveries.c.id)
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            self._pending_to_active(deliveries.c.id)
             .where(
-                deliveries.c.issue_id == self.issue_id,
-                deliveries.c.status == PENDING,
-                subscribers.c.status == SubscriberStatus.ACTIVE.value,
                 deliveries.c.claimed_until > now,
                 deliveries.c.claimed_by != self.worker,
             )

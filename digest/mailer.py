@@ -108,13 +108,19 @@ class OutboxTransport:
         self.maildir.close()
 
 
-def classify(code: int, message: str, recipient: str, *, at_rcpt: bool = False) -> DeliveryFailed:
+def classify(
+    code: int, message: str, recipient: str, *, at_rcpt: bool = False, relay_failed: bool = False
+) -> DeliveryFailed:
     """A refusal of one recipient: 5xx permanent, and a bounce when, at RCPT, the mailbox
     does not exist."""
     permanent = 500 <= code < 600
     bounced = at_rcpt and code in (550, 551, 553) and bool(_NO_SUCH_USER.search(message))
     return DeliveryFailed(
-        f"{recipient}: {code} {message}".strip(), permanent=permanent, code=code, bounced=bounced
+        f"{recipient}: {code} {message}".strip(),
+        permanent=permanent,
+        code=code,
+        bounced=bounced,
+        relay_failed=relay_failed,
     )
 
 
@@ -164,9 +170,10 @@ class SmtpTransport:
                     raise RelayRefused(
                         f"{self.host} refused the message: {exc.code} {exc.message}"
                     ) from exc
-                failure = classify(exc.code, exc.message, recipient)
-                failure.relay_failed = exc.code == 421
-                raise failure from exc
+                # 421: the relay is closing the connection, whoever the copy is for.
+                raise classify(
+                    exc.code, exc.message, recipient, relay_failed=exc.code == 421
+                ) from exc
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 raise DeliveryFailed(
                     f"{recipient}: {self.host}: {type(exc).__name__}: {exc}",

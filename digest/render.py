@@ -104,27 +104,40 @@ def text_values(personal: Personal) -> dict[str, str]:
 
 def personalise(rendered: RenderedIssue, personal: Personal) -> tuple[str, str]:
     """The HTML and text of one recipient's copy: markers replaced, escaped for each part."""
-    in_html, in_text = html_values(personal), text_values(personal)
+    in_text = text_values(personal)
     return (
-        MARKERS.sub(lambda match: in_html[match[0]], rendered.html),
+        personalise_html(rendered.html, personal),
         MARKERS.sub(lambda match: in_text[match[0]], rendered.text),
     )
+
+
+def personalise_html(html: str, personal: Personal) -> str:
+    """The HTML part alone, markers replaced with HTML-escaped values."""
+    in_html = html_values(personal)
+    return MARKERS.sub(lambda match: in_html[match[0]], html)
+
+
+def template_loader(templates_dir: Path | None) -> jinja2.BaseLoader:
+    """The operator's ``templates_dir`` first, then the shipped templates.
+
+    "builtin/NAME" always names the shipped file, so an operator's own template can
+    extend it and override a single block.
+    """
+    builtin = jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    loaders += [builtin, jinja2.PrefixLoader({"builtin": builtin})]
+    return jinja2.ChoiceLoader(loaders)
 
 
 class Renderer:
     """The Jinja environment and the inliner, set up once and used for every issue."""
 
     def __init__(self, templates_dir: Path | None = None) -> None:
-        builtin = jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))
-        loaders: list[jinja2.BaseLoader] = []
-        if templates_dir is not None:
-            loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
-        # "builtin/digest.html.j2" always names the shipped file, so an operator's own
-        # digest.html.j2 can extend it and override a single block.
-        loaders += [builtin, jinja2.PrefixLoader({"builtin": builtin})]
         self.folders = [str(path) for path in (templates_dir, BUILTIN_TEMPLATES) if path]
         self.environment = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
+            loader=template_loader(templates_dir),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,

@@ -73,6 +73,8 @@ class _Running:
     """The process's scheduler state that the job function, found by reference, must reach."""
 
     settings: Settings
+    # The scheduler's own store: its job and the issues live in the same database.
+    store: Store
     # Each run sends as one of several workers (``digest schedule --worker``).
     worker: bool = False
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,7 +103,7 @@ async def scheduled_send() -> None:
         running.sends.add(task)
     due, running.due = running.due, None
     try:
-        outcome = await _send(running.settings, running.stop, due, worker=running.worker)
+        outcome = await _send(running, due)
     finally:
         if task is not None:
             running.sends.discard(task)
@@ -109,17 +111,17 @@ async def scheduled_send() -> None:
         running.on_run(outcome)
 
 
-async def _send(
-    settings: Settings, stop: asyncio.Event, due: dt.datetime | None, *, worker: bool
-) -> pipeline.SendReport | DigestError:
+async def _send(running: _Running, due: dt.datetime | None) -> pipeline.SendReport | DigestError:
+    settings = running.settings
     # A run made late (within the grace) sends the issue of the day it was due, even if
     # midnight has passed since.
     day = pipeline.today(settings, due)
     try:
         if pipeline.uses_preview_key(settings):
             log.warning("DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links")
-        with Store.open(settings.database_url) as store:
-            report = await pipeline.send_day(settings, store, day, stop=stop, worker=worker)
+        report = await pipeline.send_day(
+            settings, running.store, day, stop=running.stop, worker=running.worker
+        )
     except pipeline.SendInterrupted as exc:
         log.warning("scheduled send for %s stopped early: %s", day.isoformat(), exc)
         return exc
@@ -184,7 +186,7 @@ class Scheduler:
         """
         global _running
         _running = running = _Running(
-            settings=self.settings, worker=self.worker, on_run=self.on_run
+            settings=self.settings, store=self.store, worker=self.worker, on_run=self.on_run
         )
         scheduler = self._start()
         beside = asyncio.ensure_future(also) if also is not None else None

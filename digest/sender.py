@@ -70,6 +70,7 @@ class SendLoop:
         self.lease = lease
         self.take_over = take_over
         self._unsent: list[int] = []
+        # Transient failures from this moment on wait for a later run (see Ledger.claim).
         self._started = _now()
         self.stop = stop
         self.on_delivery = on_delivery
@@ -90,7 +91,6 @@ class SendLoop:
         queue: asyncio.Queue[PendingDelivery | None] = asyncio.Queue(maxsize=self.concurrency * 4)
         recorder = _Recorder(self.ledger)
         recording = asyncio.create_task(recorder.run())
-        self._started = _now()
         renewing = asyncio.create_task(self._renew_claims())
         workers = [
             asyncio.create_task(self._worker(queue, recorder)) for _ in range(self.concurrency)

@@ -23,8 +23,7 @@ from starlette.routing import Route
 
 from digest.errors import ConfigError, DigestError
 from digest.message import list_id
-from digest.models import RenderedIssue
-from digest.render import BUILTIN_TEMPLATES, Personal, personalise
+from digest.render import Personal, personalise_html, template_loader
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import UnsubscribeToken, read_unsubscribe_token
@@ -73,12 +72,8 @@ class _Pages:
         self.store = store
         self.secret_key = secret_key
         self.list_ident = list_id(settings)
-        loaders: list[jinja2.BaseLoader] = []
-        if settings.templates_dir is not None:
-            loaders.append(jinja2.FileSystemLoader(str(settings.templates_dir)))
-        loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
         self.templates = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
+            loader=template_loader(settings.templates_dir),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
@@ -140,20 +135,11 @@ class _Pages:
         frozen = await run_in_threadpool(self.store.rendering, date)
         if frozen is None:
             raise HTTPException(HTTPStatus.NOT_FOUND, f"No issue went out on {date.isoformat()}.")
-        subject, html, text_part = frozen
-        rendered = RenderedIssue(
-            date=date,
-            subject=subject,
-            preheader="",
-            html=html,
-            text=text_part,
-            article_count=0,
-            related_count=0,
-        )
+        _, html, _ = frozen
         # The copy as sent, with the reader's own parts left out: the footer says "you"
         # and the unsubscribe link explains where each reader's own link is.
-        page, _ = personalise(rendered, Personal(unsubscribe_url="/unsubscribe", recipient="you"))
-        return HTMLResponse(page)
+        anyone = Personal(unsubscribe_url="/unsubscribe", recipient="you")
+        return HTMLResponse(personalise_html(html, anyone))
 
     # Errors
 

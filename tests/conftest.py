@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -85,3 +86,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[tuple[Any, int]]:
+    """An aiosmtpd server on 127.0.0.1: (its handler, its port).
+
+    Parametrise indirectly with a handler class from tests/test_smtp.py (default: the
+    one that records everything), or with (class, Controller options).
+    """
+    from aiosmtpd.controller import Controller
+
+    from tests.test_smtp import Recorder, free_port
+
+    param = getattr(request, "param", Recorder)
+    handler_class, options = param if isinstance(param, tuple) else (param, {})
+    handler = handler_class()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    yield handler, port
+    controller.stop()

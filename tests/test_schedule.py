@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -298,55 +297,44 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_the_real_scheduler_sends_once_and_a_restart_sends_nothing_more(
-    settings: Settings, project: Path
+    settings: Settings, project: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
-    handler = Recorder()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        due_in(settings, 2)
-        first = schedule_process(project, port, settings.database_url)
-        log = wait_for_log(first, "scheduled send for")
-        log += stop(first)
-        assert "next send at" in log
-        assert f"{len(ADDRESSES)} sent, 0 failed" in log
-        assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
+    handler, port = smtp_server
+    due_in(settings, 2)
+    first = schedule_process(project, port, settings.database_url)
+    log = wait_for_log(first, "scheduled send for")
+    log += stop(first)
+    assert "next send at" in log
+    assert f"{len(ADDRESSES)} sent, 0 failed" in log
+    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
 
-        # Restarted, and made due again: the same day's issue is sent to no one twice.
-        due_in(settings, 2)
-        second = schedule_process(project, port, settings.database_url)
-        log = wait_for_log(second, "scheduled send for")
-        stop(second)
-        assert f"0 sent, 0 failed, 0 to retry, {len(ADDRESSES)} sent before" in log
-        assert len(handler.messages) == len(ADDRESSES)
-    finally:
-        controller.stop()
+    # Restarted, and made due again: the same day's issue is sent to no one twice.
+    due_in(settings, 2)
+    second = schedule_process(project, port, settings.database_url)
+    log = wait_for_log(second, "scheduled send for")
+    stop(second)
+    assert f"0 sent, 0 failed, 0 to retry, {len(ADDRESSES)} sent before" in log
+    assert len(handler.messages) == len(ADDRESSES)
 
 
 @pytest.mark.parametrize("options", [(), ("--worker",)], ids=["plain", "workers"])
 def test_two_schedulers_on_one_database_deliver_each_copy_once(
-    settings: Settings, project: Path, options: tuple[str, ...]
+    settings: Settings,
+    project: Path,
+    options: tuple[str, ...],
+    smtp_server: tuple[Recorder, int],
 ) -> None:
-    handler = Recorder()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        # Due once both have most likely started; one that starts after the other has
-        # already sent sees tomorrow's run instead, which is as good.
-        due_in(settings, 6)
-        processes = [
-            schedule_process(project, port, settings.database_url, *options) for _ in range(2)
-        ]
-        deadline = time.monotonic() + 60
-        while len(handler.messages) < len(ADDRESSES) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1)  # time for a second copy to arrive, were one sent
-        for process in processes:
-            stop(process)
-    finally:
-        controller.stop()
+    handler, port = smtp_server
+    # Due once both have most likely started; one that starts after the other has
+    # already sent sees tomorrow's run instead, which is as good.
+    due_in(settings, 6)
+    processes = [schedule_process(project, port, settings.database_url, *options) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while len(handler.messages) < len(ADDRESSES) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # time for a second copy to arrive, were one sent
+    for process in processes:
+        stop(process)
 
     assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
 
@@ -390,24 +378,19 @@ def test_the_systemd_unit_runs_the_scheduler_and_outwaits_its_stop() -> None:
     assert int(unit["Service"]["TimeoutStopSec"]) > default_stop
 
 
+@pytest.mark.parametrize("smtp_server", [Slow], indirect=True)
 def test_sigterm_during_a_scheduled_send_lets_it_finish_recording(
-    settings: Settings, project: Path
+    settings: Settings, project: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
     with Store.open(settings.database_url) as store:
         store.import_subscribers([(f"more{n}@example.org", None) for n in range(40)], now=NOW)
-    handler = Slow()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        due_in(settings, 2)
-        process = schedule_process(project, port, settings.database_url)
-        deadline = time.monotonic() + 60
-        while len(handler.messages) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        log = stop(process)
-    finally:
-        controller.stop()
+    handler, port = smtp_server
+    due_in(settings, 2)
+    process = schedule_process(project, port, settings.database_url)
+    deadline = time.monotonic() + 60
+    while len(handler.messages) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log = stop(process)
 
     assert "waiting up to 60 s for the send under way to finish" in log
     assert "stopped early: interrupted" in log
