@@ -29,7 +29,7 @@ from digest.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 TARGET_BUILD_MS = 250.0
 TARGET_PER_RECIPIENT_MS = 0.1
-KEY = "bench-secret-key"
+KEY = "bench-secret-key-of-at-least-32-characters"
 
 
 def build_issue_once(settings: Settings) -> tuple[float, RenderedIssue]:

@@ -60,7 +60,7 @@ def digest_env(database: str, port: int, concurrency: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
     return env | {
         "DIGEST_DATABASE_URL": database,
-        "DIGEST_SECRET_KEY": "bench-secret-key",
+        "DIGEST_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
         "DIGEST_SMTP__HOST": "127.0.0.1",

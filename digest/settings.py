@@ -33,6 +33,7 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -43,6 +44,7 @@ from digest.models import PickLimits
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
+    "MIN_SECRET_KEY_LENGTH",
     "DkimSettings",
     "ScheduleSettings",
     "Settings",
@@ -51,6 +53,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DIGEST_"
+# Unsubscribe links are signed with the secret key: shorter ones can be guessed.
+MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_CONFIG_FILE = Path("config/digest.toml")
 # Names the config file to read instead of the default; not a setting itself.
 CONFIG_FILE_ENV = "DIGEST_CONFIG"
@@ -152,6 +156,13 @@ class ScheduleSettings(BaseModel):
     misfire_grace_seconds: PositiveInt = 3600
     # On SIGINT or SIGTERM, how long a send under way may take to finish and be recorded.
     stop_timeout_seconds: PositiveInt = 60
+    # At start and before each run, issues of this many recent days that still have
+    # pending deliveries (a send killed or halted) are finished first.
+    catch_up_days: int = Field(default=2, ge=0, le=30)
+    # A send that halted (relay down) is tried again after this many minutes, the same day.
+    retry_minutes: PositiveInt = 15
+    # At most this many such retries of one day's send.
+    retry_limit: int = Field(default=8, ge=0)
 
     @field_validator("cron")
     @classmethod
@@ -197,6 +208,10 @@ class Settings(BaseSettings):
     max_articles: int = Field(default=5, ge=1)
     max_related: int = Field(default=6, ge=0)
     secret_key: SecretStr | None = None
+    # The RFC 2919 list identifier ("the-digest.news.example.org"). Unset, it is derived
+    # from newsletter_name and from_address, then kept in the database at the first send,
+    # so renaming either later does not break the links already in inboxes.
+    list_id: str | None = None
     newsletter_name: str = Field(default="The Digest", min_length=1)
     from_address: str = "digest@localhost"
     from_name: str | None = None
@@ -219,7 +234,7 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         try:
             make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise ValueError(
                 "expected a database URL such as 'sqlite:///var/digest.db' or "
                 "'postgresql+psycopg://user@host/dbname'"
@@ -229,9 +244,51 @@ class Settings(BaseSettings):
     @field_validator("from_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        local, at, domain = value.partition("@")
-        if not (local and at and domain) or any(char.isspace() or char in "<>,;" for char in value):
-            raise ValueError("expected an email address such as 'digest@news.example.org'")
+        local, _, domain = value.rpartition("@")
+        # "localhost" is special-use, so email-validator refuses it; it is the outbox
+        # default, and a real send is refused it elsewhere. Its local part is still checked.
+        checked = f"{local}@localhost.test" if domain.casefold() == "localhost" else value
+        try:
+            validate_email(
+                checked,
+                check_deliverability=False,
+                allow_smtputf8=False,
+                test_environment=True,
+            )
+        except EmailNotValidError as exc:
+            raise ValueError(
+                f"expected an email address such as 'digest@news.example.org': {exc}"
+            ) from None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        # A short or empty key can be guessed, and every unsubscribe link with it.
+        if len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters; make one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        # RFC 2919: a dot-atom, at most 255 characters, with at least one dot.
+        if len(value) > 255 or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+", value):
+            raise ValueError("expected a list identifier such as 'the-digest.news.example.org'")
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError("no such folder")
         return value
 
     @field_validator("public_url")
@@ -345,22 +402,41 @@ def load_settings(
             f"invalid setting: {exc} (lists and tables are JSON in DIGEST_*)"
         ) from exc
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from exc
+        raise ConfigError("\n".join(_describe(error, path) for error in exc.errors())) from exc
     finally:
         _toml_file.reset(token)
 
 
-def _describe(error: ErrorDetails) -> str:
-    """One line naming the setting, its environment variable, the bad value and what is expected."""
+def _describe(error: ErrorDetails, config_file: Path) -> str:
+    """One line naming the setting, where it came from, the bad value and what is expected."""
     path = [str(part) for part in error["loc"] if isinstance(part, str)]
     name = ".".join(path)
     env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
     if error["type"] == "extra_forbidden":
         if name.upper().startswith(ENV_PREFIX):
             return f"unknown setting {name.upper()} in .env (misspelt?)"
-        return f"unknown setting {name!r} in the config file (misspelt?)"
-    shown = "'**********'" if _is_secret(path) else repr(error.get("input"))
+        # Nested environment variables arrive as keys like the file's: say which it was.
+        in_environment = {key.upper() for key in os.environ}
+        if env_name in in_environment:
+            return f"unknown setting {env_name} in the environment (misspelt?)"
+        return f"unknown setting {name!r} in {config_file} (misspelt?)"
+    value = error.get("input")
+    if _is_secret(path):
+        shown = "'**********'"
+    elif isinstance(value, str) and path == ["database_url"]:
+        shown = repr(_hide_password(value))
+    else:
+        shown = repr(value)
     return f"invalid setting {name} ({env_name}) = {shown}: {error['msg']}"
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with the password of its user part replaced by stars, however malformed."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Not a URL SQLAlchemy reads: hide whatever stands between "user:" and "@".
+        return re.sub(r"(?<=:)[^:@/]*(?=@)", "***", url)
 
 
 def _is_secret(path: list[str]) -> bool:

@@ -49,6 +49,7 @@ __all__ = [
     "deliveries",
     "issue_articles",
     "issues",
+    "list_ids",
     "metadata",
     "subscriber_from_row",
     "subscribers",
@@ -126,6 +127,14 @@ deliveries = Table(
     Column("claimed_until", DateTime(timezone=True), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id"),
     Index("ix_deliveries_pending", "issue_id", "status", "id"),
+)
+
+# Every list identifier copies went out under, oldest first (see digest.listid).
+list_ids = Table(
+    "list_ids",
+    metadata,
+    Column("list_id", String(255), primary_key=True),
+    Column("first_used_at", DateTime(timezone=True), nullable=False),
 )
 
 # Rows read or written per statement when walking or importing the subscriber list.

@@ -35,7 +35,7 @@ from digest.tokens import read_unsubscribe_token, unsubscribe_token
 from .conftest import SEED
 
 NOW = dt.datetime(2026, 11, 23, 7, 0, tzinfo=dt.UTC)
-KEY = "test-secret-key"
+KEY = "test-secret-key-of-at-least-32-characters"
 
 
 def settings(**values: object) -> Settings:

@@ -246,7 +246,7 @@ def schedule_process(
         "DIGEST_SMTP__HOST": "127.0.0.1",
         "DIGEST_SMTP__PORT": str(port),
         "DIGEST_SMTP__SECURITY": "none",
-        "DIGEST_SECRET_KEY": "schedule-test-key",
+        "DIGEST_SECRET_KEY": "schedule-test-key-of-at-least-32-characters",
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
     }
@@ -345,7 +345,7 @@ def test_schedule_with_serve_runs_both_and_stops_on_sigterm(
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
         "DIGEST_DATABASE_URL": settings.database_url,
-        "DIGEST_SECRET_KEY": "schedule-test-key",
+        "DIGEST_SECRET_KEY": "schedule-test-key-of-at-least-32-characters",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "digest", "schedule", "--serve", "--port", str(port)],

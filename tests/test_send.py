@@ -23,7 +23,7 @@ from digest.tokens import read_unsubscribe_token
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
-KEY = "test-key"
+KEY = "send-test-key-of-at-least-32-characters"
 
 
 class RecordingTransport:

@@ -96,13 +96,13 @@ def test_a_named_config_file_must_exist_the_default_need_not(workdir: Path) -> N
 
 
 def test_secrets_are_never_shown(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DIGEST_SECRET_KEY", "hunter2-key")
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "hunter2-key-of-at-least-32-characters")
     monkeypatch.setenv("DIGEST_SMTP__PASSWORD", "hunter2-password")
 
     settings = load_settings()
 
     assert settings.secret_key is not None
-    assert settings.secret_key.get_secret_value() == "hunter2-key"
+    assert settings.secret_key.get_secret_value() == "hunter2-key-of-at-least-32-characters"
     assert settings.smtp.password is not None
     assert settings.smtp.password.get_secret_value() == "hunter2-password"
     shown = repr(settings) + str(settings) + settings.model_dump_json()
@@ -191,7 +191,8 @@ def test_unknown_and_misspelt_settings_are_refused(workdir: Path) -> None:
     write(workdir / "config" / "digest.toml", 'seed_dir = "seeds"\n')
 
     with pytest.raises(
-        ConfigError, match=r"^unknown setting 'seed_dir' in the config file \(misspelt\?\)$"
+        ConfigError,
+        match=r"^unknown setting 'seed_dir' in config[/\\]digest\.toml \(misspelt\?\)$",
     ):
         load_settings()
 
@@ -279,4 +280,69 @@ def test_header_settings_refuse_line_breaks_and_controls(
     monkeypatch.setenv("DIGEST_NEWSLETTER_NAME", name)
 
     with pytest.raises(ConfigError, match="without line breaks or control characters"):
+        load_settings()
+
+
+def test_a_misspelt_nested_variable_is_named_as_a_variable(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__HOTS", "relay.example.org")
+
+    with pytest.raises(
+        ConfigError, match=r"^unknown setting DIGEST_SMTP__HOTS in the environment \(misspelt\?\)$"
+    ):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://ann:hunter2@db.example.org:notaport/digest", "ann:hunter2@db.example.org/digest"]
+)
+def test_a_bad_database_url_never_shows_its_password(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DIGEST_DATABASE_URL", url)
+
+    with pytest.raises(ConfigError, match="DIGEST_DATABASE_URL") as caught:
+        load_settings()
+
+    assert "hunter2" not in str(caught.value)
+    assert "ann:***@" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["", "short", "x" * 31])
+def test_a_short_secret_key_is_refused_with_how_to_make_one(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", key)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    message = str(caught.value)
+    assert message.startswith("invalid setting secret_key (DIGEST_SECRET_KEY) = '**********'")
+    assert "at least 32 characters" in message
+    assert "secrets.token_urlsafe(32)" in message
+
+
+@pytest.mark.parametrize(
+    "address", ["a@b@example.org", "x@news..example.org", "digest@", "Digest <d@example.org>"]
+)
+def test_a_malformed_from_address_is_a_setting_error(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    monkeypatch.setenv("DIGEST_FROM_ADDRESS", address)
+
+    with pytest.raises(ConfigError, match=r"^invalid setting from_address \(DIGEST_FROM_ADDRESS\)"):
+        load_settings()
+
+
+def test_a_templates_dir_that_does_not_exist_is_a_setting_error(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_TEMPLATES_DIR", "my-templates")
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^invalid setting templates_dir \(DIGEST_TEMPLATES_DIR\) = .*: Value error, no such folder$",
+    ):
         load_settings()

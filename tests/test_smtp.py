@@ -28,7 +28,7 @@ from digest.store import Store
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
-KEY = "smtp-test-key"
+KEY = "smtp-test-key-of-at-least-32-characters"
 
 
 class Recorder:

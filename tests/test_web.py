@@ -23,7 +23,7 @@ from digest.web import MAX_BODY_BYTES, create_app
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
-KEY = "web-test-key"
+KEY = "web-test-key-of-at-least-32-characters"
 ADDRESSES = ["ann@example.org", "bo@example.org"]
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

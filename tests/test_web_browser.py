@@ -32,7 +32,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
-KEY = "browser-test-key"
+KEY = "browser-test-key-of-at-least-32-characters"
 
 if CHROMIUM is None or CHROMEDRIVER is None:
     if os.environ.get("CI"):

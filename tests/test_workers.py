@@ -79,7 +79,7 @@ def worker(project: Path, settings: Settings, port: int, **extra: str) -> subpro
         "DIGEST_SMTP__PORT": str(port),
         "DIGEST_SMTP__SECURITY": "none",
         "DIGEST_SMTP__CONCURRENCY": "4",
-        "DIGEST_SECRET_KEY": "worker-test-key",
+        "DIGEST_SECRET_KEY": "worker-test-key-of-at-least-32-characters",
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
         **extra,
