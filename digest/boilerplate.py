@@ -18,7 +18,10 @@ from digest.text import TRAILING_PUNCTUATION, clean_lines, comparison_form, fold
 
 _ESCAPE = re.compile(r"\\.")
 _GROUP_NAME = re.compile(r"\(\?P(<\w+>|=\w+\))")
-_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+# A pattern that refers to its own groups (a back-reference, a conditional) or names them
+# is searched alone: joined with others, its group numbers would shift and its group names
+# could clash with theirs (re.error: redefinition of group name).
+_SELF_REFERENCE = re.compile(r"\\[1-9]|\(\?P[<=]|\(\?\(")
 DEFAULT_MAX_LENGTH = 300
 
 __all__ = ["Boilerplate", "load_boilerplate"]
@@ -58,8 +61,7 @@ class Boilerplate:
                 compiled = re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(f"{where} is not a valid regular expression: {exc}") from exc
-            # Joined, a pattern's group numbers would shift and break its back-references.
-            if pattern.startswith("^") and not _BACKREFERENCE.search(pattern):
+            if pattern.startswith("^") and not _SELF_REFERENCE.search(pattern):
                 anchored.append(pattern)
             else:
                 unanchored.append(compiled)

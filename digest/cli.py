@@ -37,7 +37,13 @@ from digest.models import Article, Issue, SubscriberStatus
 from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
 from digest.store import Store
-from digest.subscribers import InvalidAddress, normalise_address, read_csv
+from digest.subscribers import (
+    InvalidAddress,
+    InvalidName,
+    normalise_address,
+    normalise_name,
+    read_csv,
+)
 
 __all__ = ["cli", "main"]
 
@@ -528,8 +534,11 @@ def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) ->
 
     The schedule's state is kept in the database: a send missed while this was not
     running is made on restart if within schedule.misfire_grace_seconds, else skipped
-    (the log says so). SIGINT or SIGTERM: no new runs; a send under way finishes and is
-    recorded (up to schedule.stop_timeout_seconds), then it exits.
+    (the log says so). At start and before each run, the sends of the last
+    schedule.catch_up_days days left unfinished (killed, or stopped) are finished first;
+    a send that stops is tried again schedule.retry_minutes later, the same day. SIGINT
+    or SIGTERM: no new runs; a send under way finishes and is recorded (up to
+    schedule.stop_timeout_seconds), then it exits.
     """
     settings = app.settings()
     if settings.smtp.relays:
@@ -563,7 +572,7 @@ def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) ->
 def _web_server(settings: Settings, store: Store, host: str, port: int) -> Any:
     import uvicorn
 
-    from digest.web import create_app
+    from digest.web import HideTokens, create_app
 
     config = uvicorn.Config(
         create_app(settings, store),
@@ -575,6 +584,12 @@ def _web_server(settings: Settings, store: Store, host: str, port: int) -> Any:
         proxy_headers=True,
         server_header=False,
     )
+    # uvicorn's access log writes each request's path, and an unsubscribe link's path is
+    # its token: added after the Config, which (re)configures uvicorn's loggers.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, HideTokens) for existing in logger.filters):
+            logger.addFilter(HideTokens())
     return uvicorn.Server(config)
 
 
@@ -597,8 +612,12 @@ def subscribers_group() -> None:
 def subscribers_add(app: App, email: str, name: str | None) -> None:
     """Add one address to the list (syntax checked; no DNS look-up)."""
     address = _address_argument(email)
+    try:
+        checked_name = normalise_name(name)
+    except InvalidName as exc:
+        raise DigestError(f"--name: {exc}") from exc
     with Store.open(app.settings().database_url) as store:
-        subscriber, added = store.add_subscriber(address, _clean_name(name), now=_now())
+        subscriber, added = store.add_subscriber(address, checked_name, now=_now())
     if added:
         click.echo(f"Added {subscriber.email}.")
     else:
@@ -699,12 +718,6 @@ def _address_argument(email: str) -> str:
         return normalise_address(email)
     except InvalidAddress as exc:
         raise DigestError(str(exc)) from exc
-
-
-def _clean_name(name: str | None) -> str | None:
-    if name is not None and ("\r" in name or "\n" in name):
-        raise DigestError("--name must be one line")
-    return " ".join(name.split()) or None if name else None
 
 
 def _now() -> dt.datetime:

@@ -5,6 +5,10 @@ so "0 7 * * 1" would send on Tuesdays; cron counts from Sunday = 0 (and 7). Week
 are therefore turned into names here. Cron runs a job when *either* a restricted
 day-of-month or a restricted day-of-week matches, APScheduler only when both do; rather
 than guess, an expression that restricts both is refused.
+
+On the night clocks go back, APScheduler 3.x fires twice at a time of the repeated hour
+(01:30 summer time, then 01:30 winter time); :class:`LocalCronTrigger` fires once.
+A time that does not exist on the night clocks go forward fires an hour later, that day.
 """
 
 from __future__ import annotations
@@ -13,13 +17,42 @@ import datetime as dt
 
 from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["cron_trigger"]
+__all__ = ["LocalCronTrigger", "cron_trigger"]
 
 # Cron's numbering: 0 and 7 are Sunday.
 _CRON_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
 
-def cron_trigger(expression: str, timezone: dt.tzinfo) -> CronTrigger:
+class LocalCronTrigger(CronTrigger):  # type: ignore[misc]
+    """APScheduler's cron trigger, firing once at each local time, clock changes or not.
+
+    When clocks go back, the times of the repeated hour come round twice; a time it
+    fired at in the first pass is skipped in the second.
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        """The next fire time after ``previous_fire_time``, as APScheduler asks for it."""
+        fire: dt.datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        while fire is not None and previous_fire_time is not None:
+            first_pass = _first_pass(fire, self.timezone)
+            if first_pass is None or first_pass > previous_fire_time.astimezone(dt.UTC):
+                break
+            fire = super().get_next_fire_time(fire, fire)
+        return fire
+
+
+def _first_pass(when: dt.datetime, zone: dt.tzinfo) -> dt.datetime | None:
+    """If ``when`` is the second pass of a repeated local time, the first one (in UTC)."""
+    local = when.astimezone(dt.UTC).astimezone(zone)
+    first = local.replace(fold=0)
+    if local.fold == 0 or first.utcoffset() == local.utcoffset():
+        return None
+    return first.astimezone(dt.UTC)
+
+
+def cron_trigger(expression: str, timezone: dt.tzinfo) -> LocalCronTrigger:
     """The trigger for a five-field crontab ``expression`` in ``timezone``.
 
     Raises ValueError, with what is wrong, for anything else.
@@ -47,7 +80,7 @@ def cron_trigger(expression: str, timezone: dt.tzinfo) -> CronTrigger:
         except ValueError as exc:
             shown = weekday if name == "day_of_week" else value
             raise ValueError(f"{name.replace('_', ' ')} {shown!r}: {exc}") from None
-    return CronTrigger(**values, timezone=timezone)
+    return LocalCronTrigger(**values, timezone=timezone)
 
 
 def _weekdays(field: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DigestError",
+    "MessageError",
     "SeedError",
     "StoreError",
     "TemplateError",
@@ -17,6 +18,10 @@ class DigestError(Exception):
 
 class ConfigError(DigestError):
     """A setting, the configuration file or a rules file is missing or invalid."""
+
+
+class MessageError(DigestError):
+    """A message could not be built from the data it was given."""
 
 
 class SeedError(DigestError):

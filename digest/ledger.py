@@ -1,26 +1,53 @@
-"""The send ledger: one delivery row per issue and subscriber, so nothing is sent twice.
+"""The send ledger: one delivery row per issue and address, so nothing is sent twice.
 
-A send enqueues a pending delivery for every active subscriber who has none, then takes
-the pending ones in batches and records each result as it comes: ``sent`` with its
-Message-ID, ``failed`` for good, or still ``pending`` with one more attempt counted.
+A send enqueues a pending delivery for every active subscriber whose address has none,
+then takes the pending ones in batches and records each result as it comes: ``sent``
+with its Message-ID, ``failed`` for good, or still ``pending`` with one more attempt
+counted.
+
+Workers claim deliveries for a lease, and every lease is measured by the database's
+clock, never by a worker's own: machines whose clocks disagree still agree on whose
+claim has run out. A result is recorded only under the claim it was sent under.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    DateTime,
+    Float,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import CompileError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from digest.errors import StoreError
 from digest.models import Subscriber, SubscriberStatus
-from digest.store import Store, deliveries, subscriber_from_row, subscribers
+from digest.store import Store, deliveries, issues, subscriber_from_row, subscribers
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DeliveryCounts",
@@ -29,11 +56,49 @@ __all__ = [
     "PendingDelivery",
     "WorkerCounts",
     "default_worker_name",
+    "unfinished_issues",
 ]
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 # Not a stored status: a pending delivery under a live claim, as counted.
 CLAIMED = "claimed"
+# SQLSTATEs of a transaction the database rolled back so that another could go on
+# (serialization failure, deadlock): run again, it will most likely pass.
+_GAVE_WAY = frozenset({"40001", "40P01"})
+_WRITE_ATTEMPTS = 5
+
+_T = TypeVar("_T")
+
+
+class _DatabaseNow(FunctionElement[dt.datetime]):
+    """The database's clock, ``seconds`` ahead: the one clock every worker's leases use.
+
+    PostgreSQL's ``now()``; on SQLite the UTC time written as SQLAlchemy writes datetimes
+    there, to the millisecond, so it compares as text with the stored ones.
+    """
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__(literal(float(seconds), Float()))
+
+
+@compiles(_DatabaseNow, "postgresql")
+def _postgresql_now(element: _DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(now() + make_interval(secs => {seconds}))"
+
+
+@compiles(_DatabaseNow, "sqlite")
+def _sqlite_now(element: _DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', ({seconds}) || ' seconds')"
+
+
+@compiles(_DatabaseNow)
+def _other_now(element: _DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError("the ledger reads the clock of SQLite and PostgreSQL only")
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -41,6 +106,12 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+def _gave_way(exc: BaseException) -> bool:
+    """True for a write the database rolled back to break a deadlock or a serialization clash."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else None
+    return getattr(getattr(cause, "orig", None), "sqlstate", None) in _GAVE_WAY
 
 
 def default_worker_name() -> str:
@@ -102,16 +173,21 @@ class Ledger:
         # Who claims deliveries through this ledger (see :meth:`claim`).
         self.worker = worker or default_worker_name()
         # Built once: a send records every delivery, and building a statement costs more
-        # than running it.
-        by_id = deliveries.c.id == bindparam("delivery_id")
+        # than running it. Each writes only a delivery still pending under this worker's
+        # claim: a late result must not overwrite what the worker that took over recorded.
+        under_claim = and_(
+            deliveries.c.id == bindparam("delivery_id"),
+            deliveries.c.status == PENDING,
+            deliveries.c.claimed_by == bindparam("worker"),
+        )
         self._sent = (
             update(deliveries)
-            .where(by_id)
+            .where(under_claim)
             .values(
                 status=SENT,
                 message_id=bindparam("message_id"),
-                sent_at=bindparam("now"),
-                updated_at=bindparam("now"),
+                sent_at=_DatabaseNow(),
+                updated_at=_DatabaseNow(),
                 attempts=deliveries.c.attempts + 1,
                 last_error=None,
                 claimed_until=None,
@@ -119,11 +195,11 @@ class Ledger:
         )
         self._failed = (
             update(deliveries)
-            .where(by_id)
+            .where(under_claim)
             .values(
                 status=bindparam("status"),
                 last_error=bindparam("error"),
-                updated_at=bindparam("now"),
+                updated_at=_DatabaseNow(),
                 attempts=deliveries.c.attempts + 1,
                 # Released, but still marked as this worker's: another worker may retry
                 # it now, this one will not in this run.
@@ -143,23 +219,81 @@ class Ledger:
             )
         )
 
+    def _write(self, work: Callable[[Connection], _T]) -> _T:
+        """``work`` in one transaction, made again if the database rolled it back.
+
+        PostgreSQL does that to break a deadlock or on a serialization failure: the whole
+        transaction is undone, so running it again is safe. The attempts are bounded.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(_gave_way),
+            stop=stop_after_attempt(_WRITE_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.05, max=1),
+            before_sleep=lambda state: log.warning(
+                "the database rolled back a ledger write (a deadlock or a serialization "
+                "failure): writing it again"
+            ),
+            reraise=True,
+        )
+        done: _T = retrying(self._transaction, work)
+        return done
+
+    def _transaction(self, work: Callable[[Connection], _T]) -> _T:
+        with self.store.writing() as connection:
+            return work(connection)
+
+    def clock(self) -> dt.datetime:
+        """The database's time now: what leases and the start of a run are measured by."""
+        with self.store.reading() as connection:
+            now = _aware(connection.execute(select(_DatabaseNow())).scalar_one())
+        assert now is not None
+        return now
+
     def enqueue(self, *, now: dt.datetime) -> int:
-        """A pending delivery for every active subscriber without one; returns how many."""
+        """A pending delivery for every active subscriber whose address has none; how many.
+
+        The ledger knows readers by address: a subscriber removed and added again gets
+        back the deliveries their address had, and no second one.
+        """
+        owner = select(subscribers.c.id).where(subscribers.c.email_key == deliveries.c.email_key)
+        adopt = (
+            update(deliveries)
+            .where(
+                deliveries.c.issue_id == self.issue_id,
+                deliveries.c.subscriber_id.is_(None),
+                owner.exists(),
+            )
+            .values(subscriber_id=owner.scalar_subquery())
+        )
         has_one = exists().where(
             and_(
                 deliveries.c.issue_id == self.issue_id,
-                deliveries.c.subscriber_id == subscribers.c.id,
+                deliveries.c.email_key == subscribers.c.email_key,
             )
         )
-        rows = select(
-            literal(self.issue_id),
-            subscribers.c.id,
-            literal(PENDING),
-            literal(0),
-            literal(now, deliveries.c.created_at.type),
-            literal(now, deliveries.c.updated_at.type),
-        ).where(subscribers.c.status == SubscriberStatus.ACTIVE.value, ~has_one)
-        columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
+        rows = (
+            select(
+                literal(self.issue_id),
+                subscribers.c.id,
+                subscribers.c.email_key,
+                literal(PENDING),
+                literal(0),
+                literal(now, deliveries.c.created_at.type),
+                literal(now, deliveries.c.updated_at.type),
+            )
+            .where(subscribers.c.status == SubscriberStatus.ACTIVE.value, ~has_one)
+            # In one order, so workers enqueueing at once wait for each other, not in a cycle.
+            .order_by(subscribers.c.id)
+        )
+        columns = [
+            "issue_id",
+            "subscriber_id",
+            "email_key",
+            "status",
+            "attempts",
+            "created_at",
+            "updated_at",
+        ]
         # Workers arriving together may enqueue at once: a row another one just added is
         # skipped, not an error.
         dialect = self.store.engine.dialect.name
@@ -170,29 +304,33 @@ class Ledger:
             if dialect == "sqlite"
             else insert(deliveries).from_select(columns, rows)
         )
-        with self.store.writing() as connection:
+
+        def write(connection: Connection) -> int:
+            connection.execute(adopt)
             return int(connection.execute(statement).rowcount or 0)
+
+        return self._write(write)
 
     def claim(
         self,
         limit: int,
         *,
         lease: dt.timedelta,
-        now: dt.datetime,
         since: dt.datetime | None = None,
         take_over: bool = False,
     ) -> list[PendingDelivery]:
         """Claim up to ``limit`` pending deliveries to active subscribers, by id, for ``lease``.
 
         A delivery is free when nobody claims it or its lease has run out (its worker
-        died). One that failed transiently at or after ``since`` (the start of this run)
-        is left for a later run: tried again at once by another worker of this run, it
-        would only bounce between them.
+        died). One that failed transiently at or after ``since`` (the start of this run,
+        by :meth:`clock`) is left for a later run: tried again at once by another worker
+        of this run, it would only bounce between them.
         On PostgreSQL, rows another worker is claiming at the same moment are skipped
         (``FOR UPDATE SKIP LOCKED``), so workers never wait for each other or take the
         same rows. With ``take_over`` (a send that holds the issue alone) live-looking
         claims are taken too: whoever made them is gone.
         """
+        now = _DatabaseNow()
         # Rows this worker holds are in its queue or being sent: never claimed twice.
         in_hand = and_(
             deliveries.c.claimed_by == self.worker, deliveries.c.claimed_until.is_not(None)
@@ -210,7 +348,7 @@ class Ledger:
                 ~and_(
                     deliveries.c.claimed_by.is_not(None),
                     deliveries.c.claimed_until.is_(None),
-                    deliveries.c.updated_at >= (since or now),
+                    deliveries.c.updated_at >= (since if since is not None else now),
                 ),
             )
             .order_by(deliveries.c.id)
@@ -220,46 +358,77 @@ class Ledger:
         claim = (
             update(deliveries)
             .where(deliveries.c.id.in_(free.scalar_subquery()))
-            .values(claimed_by=self.worker, claimed_until=now + lease)
+            .values(claimed_by=self.worker, claimed_until=_DatabaseNow(lease.total_seconds()))
             .returning(deliveries.c.id)
         )
-        with self.store.writing() as connection:
+
+        def write(connection: Connection) -> list[Any]:
             ids = [row.id for row in connection.execute(claim)]
             if not ids:
                 return []
-            rows = connection.execute(
-                select(deliveries.c.id.label("delivery_id"), deliveries.c.attempts, subscribers)
-                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                .where(deliveries.c.id.in_(ids))
-                .order_by(deliveries.c.id)
-            ).all()
+            return list(
+                connection.execute(
+                    select(deliveries.c.id.label("delivery_id"), deliveries.c.attempts, subscribers)
+                    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                    .where(deliveries.c.id.in_(ids))
+                    .order_by(deliveries.c.id)
+                )
+            )
+
         return [
             PendingDelivery(
                 id=row.delivery_id, attempts=row.attempts, subscriber=subscriber_from_row(row)
             )
-            for row in rows
+            for row in self._write(write)
         ]
 
-    def renew(self, *, lease: dt.timedelta, now: dt.datetime) -> None:
-        """Extend this worker's live claims: a slow relay must not let them lapse."""
-        with self.store.writing() as connection:
-            connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.issue_id == self.issue_id,
-                    deliveries.c.status == PENDING,
-                    deliveries.c.claimed_by == self.worker,
-                    deliveries.c.claimed_until.is_not(None),
-                )
-                .values(claimed_until=now + lease)
-            )
+    def renew(self, *, lease: dt.timedelta) -> set[int]:
+        """Extend this worker's claims: a slow relay must not let them lapse.
 
-    def held_by_others(self, *, now: dt.datetime) -> bool:
+        Returns the ids of the deliveries renewed: still this worker's, for ``lease`` more.
+        Rows locked at this moment (being recorded) are skipped, not waited for: they
+        are done, and waiting would lock rows in another order than the recorder does.
+        """
+        mine = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.issue_id == self.issue_id,
+                deliveries.c.status == PENDING,
+                deliveries.c.claimed_by == self.worker,
+                deliveries.c.claimed_until.is_not(None),
+            )
+            .order_by(deliveries.c.id)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(mine.scalar_subquery()))
+            .values(claimed_until=_DatabaseNow(lease.total_seconds()))
+            .returning(deliveries.c.id)
+        )
+        return self._write(lambda connection: set(connection.scalars(statement)))
+
+    def still_claimed(self, delivery_id: int) -> bool:
+        """True while this worker's claim on the pending delivery is live, by the database.
+
+        Checked before each copy: a worker that stalled past its lease may find the
+        delivery taken over by another, which then sends it.
+        """
+        query = select(deliveries.c.id).where(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == PENDING,
+            deliveries.c.claimed_by == self.worker,
+            deliveries.c.claimed_until > _DatabaseNow(),
+        )
+        with self.store.reading() as connection:
+            return connection.execute(query).first() is not None
+
+    def held_by_others(self) -> bool:
         """True while another worker holds a live claim on a pending delivery of this issue."""
         query = (
             self._pending_to_active(deliveries.c.id)
             .where(
-                deliveries.c.claimed_until > now,
+                deliveries.c.claimed_until > _DatabaseNow(),
                 deliveries.c.claimed_by != self.worker,
             )
             .limit(1)
@@ -269,62 +438,77 @@ class Ledger:
 
     def release(self, delivery_ids: Sequence[int]) -> None:
         """Give up this worker's claim on deliveries it did not try, for anyone to take."""
-        with self.store.writing() as connection:
-            connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id.in_(list(delivery_ids)),
-                    deliveries.c.status == PENDING,
-                    deliveries.c.claimed_by == self.worker,
-                )
-                .values(claimed_by=None, claimed_until=None)
+        mine = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.id.in_(sorted(delivery_ids)),
+                deliveries.c.status == PENDING,
+                deliveries.c.claimed_by == self.worker,
             )
+            # Locked in id order, as every writer of the ledger locks rows.
+            .order_by(deliveries.c.id)
+            .with_for_update()
+        )
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(mine.scalar_subquery()))
+            .values(claimed_by=None, claimed_until=None)
+        )
+        self._write(lambda connection: connection.execute(statement))
 
-    def record(self, results: Sequence[DeliveryResult], *, now: dt.datetime) -> None:
-        """Record a group of attempts in one transaction, and bounce whom they say."""
-        if not results:
-            return
-        sent = [
-            {"delivery_id": result.delivery_id, "message_id": result.message_id, "now": now}
-            for result in results
-            if result.message_id is not None
-        ]
-        failed = [
-            {
-                "delivery_id": result.delivery_id,
-                "error": result.error,
-                "status": FAILED if result.permanent else PENDING,
-                "now": now,
-            }
-            for result in results
-            if result.message_id is None
-        ]
-        bounced = [
-            result.bounced_subscriber_id
-            for result in results
-            if result.bounced_subscriber_id is not None
-        ]
-        with self.store.writing() as connection:
-            if sent:
-                connection.execute(self._sent, sent)
-            if failed:
-                connection.execute(self._failed, failed)
+    def record(self, results: Sequence[DeliveryResult]) -> set[int]:
+        """Record a group of attempts in one transaction, and bounce whom they say.
+
+        A result is written only while its delivery is pending and claimed by this
+        worker. Returns the ids of the deliveries recorded; any other was taken over by
+        another worker after this one's lease ran out, and is that worker's to record.
+        Rows are written in id order, the order in which every writer locks them.
+        """
+        ordered = sorted(results, key=lambda result: result.delivery_id)
+
+        def write(connection: Connection) -> set[int]:
+            recorded: set[int] = set()
+            for result in ordered:
+                mine = {"delivery_id": result.delivery_id, "worker": self.worker}
+                if result.message_id is not None:
+                    done = connection.execute(self._sent, mine | {"message_id": result.message_id})
+                else:
+                    status = FAILED if result.permanent else PENDING
+                    done = connection.execute(
+                        self._failed, mine | {"status": status, "error": result.error}
+                    )
+                if done.rowcount:
+                    recorded.add(result.delivery_id)
+            bounced = sorted(
+                result.bounced_subscriber_id
+                for result in ordered
+                if result.bounced_subscriber_id is not None and result.delivery_id in recorded
+            )
             if bounced:
                 connection.execute(
                     update(subscribers)
                     .where(subscribers.c.id.in_(bounced))
-                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=now)
+                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=_DatabaseNow())
                 )
+            return recorded
+
+        return self._write(write) if ordered else set()
 
     def counts(self, *, now: dt.datetime | None = None) -> DeliveryCounts:
-        """Deliveries of this issue by status; pending ones under a live claim apart."""
-        now = now or dt.datetime.now(dt.UTC)
-        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > now)
+        """Deliveries of this issue by status; pending ones under a live claim apart.
+
+        Claims are live until ``now`` (default: the database's clock).
+        """
+        until = _DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
+        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
         state = case((claimed, CLAIMED), else_=deliveries.c.status)
         # A pending delivery to someone no longer active will not be sent: not counted.
+        # One sent to a subscriber since removed still is.
         query = (
             select(state, func.count())
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .select_from(
+                deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            )
             .where(
                 deliveries.c.issue_id == self.issue_id,
                 (deliveries.c.status != PENDING)
@@ -342,9 +526,12 @@ class Ledger:
         )
 
     def by_worker(self, *, now: dt.datetime | None = None) -> list[WorkerCounts]:
-        """For each worker that claimed deliveries of this issue: sent, failed, claimed now."""
-        now = now or dt.datetime.now(dt.UTC)
-        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > now)
+        """For each worker that claimed deliveries of this issue: sent, failed, claimed now.
+
+        Claims are live until ``now`` (default: the database's clock).
+        """
+        until = _DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
+        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
         query = (
             select(
                 deliveries.c.claimed_by,
@@ -378,3 +565,28 @@ class Ledger:
         )
         with self.store.reading() as connection:
             return int(connection.execute(query).scalar_one())
+
+
+def unfinished_issues(store: Store, *, first: dt.date, last: dt.date) -> list[tuple[dt.date, int]]:
+    """Issues dated ``first`` to ``last`` with copies still pending to active subscribers.
+
+    Oldest first, each with how many: the sends a crash or a stop left unfinished.
+    """
+    query = (
+        select(issues.c.date, func.count())
+        .select_from(
+            issues.join(deliveries, deliveries.c.issue_id == issues.c.id).join(
+                subscribers, subscribers.c.id == deliveries.c.subscriber_id
+            )
+        )
+        .where(
+            issues.c.date >= first,
+            issues.c.date <= last,
+            deliveries.c.status == PENDING,
+            subscribers.c.status == SubscriberStatus.ACTIVE.value,
+        )
+        .group_by(issues.c.date)
+        .order_by(issues.c.date)
+    )
+    with store.reading() as connection:
+        return [(date, int(count)) for date, count in connection.execute(query)]

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
-import re
 import secrets
 from dataclasses import dataclass
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 
 import dkim
 
-from digest.errors import DigestError
+from digest.errors import MessageError
+from digest.headers import CRLF, header_line, mailbox, one_line, phrase, unstructured
 from digest.models import RenderedIssue, Subscriber
 from digest.render import MARKERS, Personal, html_values, text_values
 from digest.settings import Settings
+from digest.text import slug
 from digest.tokens import unsubscribe_token
 
 __all__ = [
@@ -39,15 +39,7 @@ __all__ = [
     "unsubscribe_links",
 ]
 
-CRLF = "\r\n"
-_SLUG_NOISE = re.compile(r"[^a-z0-9]+")
 _SOFT_BREAK = "=\r\n"
-# A To value this short makes a line of 78 at most ("To: " and the value): no folding.
-_SHORT_HEADER = 78 - len("To: ")
-
-
-class MessageError(DigestError):
-    """A message could not be built from the data it was given."""
 
 
 def sending_domain(settings: Settings) -> str:
@@ -57,8 +49,7 @@ def sending_domain(settings: Settings) -> str:
 
 def list_id(settings: Settings) -> str:
     """The RFC 2919 list identifier, e.g. ``the-digest.news.example.org``."""
-    slug = _SLUG_NOISE.sub("-", settings.newsletter_name.casefold()).strip("-") or "digest"
-    return f"{slug}.{sending_domain(settings)}"
+    return f"{slug(settings.newsletter_name) or 'digest'}.{sending_domain(settings)}"
 
 
 def unsubscribe_links(
@@ -107,16 +98,15 @@ class _EncodedPart:
     def encode(cls, body: str) -> _EncodedPart:
         split = MARKERS.split(body)
         texts, markers = split[0::2], split[1::2]
-        # Every piece ends on a soft line break, so a value of any length can follow it
-        # without a line growing past 76; decoded, the breaks vanish.
-        pieces = [_qp(text) + ("" if text.endswith("\n") else _SOFT_BREAK) for text in texts[:-1]]
+        # Every piece ends on a line break, hard or soft, so a value of any length can
+        # follow it on a line of its own; decoded, the soft breaks vanish.
+        pieces = [_qp(text) if text.endswith("\n") else _qp_open(text) for text in texts[:-1]]
         return cls(pieces=(*pieces, _qp(texts[-1])), markers=tuple(markers))
 
     def fill(self, values: dict[str, str]) -> str:
         out = [self.pieces[0]]
         for marker, piece in zip(self.markers, self.pieces[1:], strict=True):
-            out.append(_qp(values[marker]))
-            out.append(_SOFT_BREAK)
+            out.append(_qp_open(values[marker]))
             out.append(piece)
         return "".join(out)
 
@@ -172,25 +162,38 @@ class MessageTemplate:
         now: dt.datetime,
         test: bool = False,
         dkim: DkimKey | None = None,
+        list_ident: str | None = None,
     ) -> MessageTemplate:
-        """Serialise everything the copies share, once; ``dkim`` signs every copy."""
+        """Serialise everything the copies share, once; ``dkim`` signs every copy.
+
+        ``list_ident`` is the list id for List-Id and the links (see :mod:`digest.listid`);
+        without it, :func:`list_id` derives one from the settings.
+        """
         common = EmailMessage(policy=policy.SMTP)
         sender = settings.from_name or settings.newsletter_name
-        _address(sender, settings.from_address, "from_address")  # checks it
-        common["From"] = Address(display_name=sender, addr_spec=settings.from_address)
-        common["Subject"] = _one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
+        # The values from data are folded here, not by the email package: its folding of
+        # a long display name can drop the quotes or start the value with a line break.
+        from_ = header_line("From", mailbox(sender, settings.from_address, "from_address"))
+        subject = one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
         common["Date"] = format_datetime(now)
-        name = _one_line(settings.newsletter_name, "newsletter_name")
-        ident = list_id(settings)
-        # A phrase, quoted like a display name when it holds specials (RFC 2919).
-        common["List-Id"] = formataddr((name, ident))
+        name = one_line(settings.newsletter_name, "newsletter_name")
+        ident = list_ident or list_id(settings)
+        # A phrase, written like a display name (RFC 2919).
+        list_id_line = header_line("List-Id", [*phrase(name), f" <{ident}>"])
         if settings.public_url is not None:
             # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
             common["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         common["MIME-Version"] = "1.0"
         boundary = f"=_digest_{secrets.token_hex(12)}"
         common["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-        head = "".join(policy.SMTP.fold(name, value) for name, value in common.items())
+        head = "".join(
+            (
+                from_,
+                header_line("Subject", unstructured(subject)),
+                list_id_line,
+                *(policy.SMTP.fold(field, value) for field, value in common.items()),
+            )
+        )
         return cls(
             settings=settings,
             secret_key=secret_key,
@@ -222,7 +225,9 @@ class MessageTemplate:
 
     def render(self, subscriber: Subscriber, *, message_id: str | None = None) -> bytes:
         """This subscriber's copy: their To, Message-ID and unsubscribe link, in both parts."""
-        to = _address(subscriber.name, subscriber.email, "the subscriber's address")
+        to = header_line(
+            "To", mailbox(subscriber.name, subscriber.email, "the subscriber's address")
+        )
         https, mailto = self.links(subscriber)
         personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
         # Folded between the two URLs: RFC 5322 asks for lines of 78 at most where it can
@@ -231,7 +236,7 @@ class MessageTemplate:
         data = "".join(
             (
                 self.head,
-                f"To: {to}{CRLF}",
+                to,
                 f"Message-ID: {message_id or self.new_message_id()}{CRLF}",
                 f"List-Unsubscribe: {links}{CRLF}{CRLF}",
                 self.text_head,
@@ -265,33 +270,19 @@ def _qp(text: str) -> str:
     return encoded.decode("ascii").replace("\n", CRLF)
 
 
+def _qp_open(text: str) -> str:
+    """``text`` quoted-printable and ended by a soft line break, for text that more follows.
+
+    b2a_qp fills a line to 76 characters, and the "=" of the soft break would make it
+    77: such a last line is broken once more, before 75 and never inside an "=XX".
+    """
+    done, crlf, last = _qp(text).rpartition(CRLF)
+    if len(last) > 75:
+        cut = 75 - (1 if last[74] == "=" else 2 if last[73] == "=" else 0)
+        last = last[:cut] + _SOFT_BREAK + last[cut:]
+    return done + crlf + last + _SOFT_BREAK
+
+
 def recipient(subscriber: Subscriber) -> str:
     """How the footer names the subscriber: "Name <address>", or the address alone."""
     return f"{subscriber.name} <{subscriber.email}>" if subscriber.name else subscriber.email
-
-
-def _address(name: str | None, address: str, what: str) -> str:
-    """A From or To value: quoted as needed, RFC 2047 words for a non-ASCII or long name."""
-    _one_line(address, what)
-    local, _, domain = address.rpartition("@")
-    if not local or not domain or not address.isascii() or " " in address:
-        raise MessageError(f"{what} {address!r} is not an email address")
-    if not name:
-        return address
-    _one_line(name, f"the name for {address}")
-    plain = formataddr((name, address))
-    if name.isascii() and len(plain) <= _SHORT_HEADER:
-        return plain
-    # The slow, careful way, for the few that need encoding or folding.
-    header = policy.SMTP.header_factory("To", str(Address(display_name=name, addr_spec=address)))
-    return str(header.fold(policy=policy.SMTP)).removeprefix("To: ").removesuffix(CRLF)
-
-
-def _one_line(value: str, what: str) -> str:
-    # A line break in a header value would end the header and start one of the data's;
-    # other controls (NUL, vertical tab, U+2028) have no place in a header either.
-    if len(value.splitlines()) > 1 or "\r" in value or "\n" in value or not value.isprintable():
-        raise MessageError(
-            f"{what} {value!r} contains a line break or control character; it cannot go in a header"
-        )
-    return value

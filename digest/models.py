@@ -184,7 +184,6 @@ class RenderedIssue:
 
     date: dt.date
     subject: str
-    preheader: str
     html: str
     text: str
     article_count: int

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import dkim
+
 from digest.boilerplate import load_boilerplate
 from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger
+from digest.listid import current_list_id, list_id_for_send
 from digest.loader import SeedFormat, load_paths
 from digest.mailer import DeliveryFailed, OutboxTransport, RelayPool, Transport
 from digest.message import (
@@ -30,7 +33,7 @@ from digest.models import (
 from digest.picker import pick
 from digest.render import Renderer, personalise
 from digest.sender import SendLoop, with_retries
-from digest.settings import Settings
+from digest.settings import MIN_SECRET_KEY_LENGTH, Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY
 
@@ -163,8 +166,9 @@ def preview(
         instead_of = date
     rendered = _rendering(settings, store, issue)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
+    ident = current_list_id(settings, store)  # read, never kept: a preview is not a send
     template = MessageTemplate.build(
-        rendered, settings, secret_key=PREVIEW_KEY, now=now or dt.datetime.now(dt.UTC)
+        rendered, settings, secret_key=PREVIEW_KEY, now=now or _now(), list_ident=ident
     )
     eml = template.render(sample)
     html, text = personalise(rendered, template.personal(sample))
@@ -213,6 +217,7 @@ async def send_issue(
     stop: asyncio.Event | None = None,
     on_delivery: Callable[[], None] | None = None,
     worker: bool = False,
+    resume: bool = False,
 ) -> SendReport:
     """Send the issue for ``date`` to every active subscriber not yet sent it.
 
@@ -225,8 +230,14 @@ async def send_issue(
     A plain send is the only one of its issue: a second is refused. With ``worker``, on
     PostgreSQL, any number of processes send the issue together, each claiming batches
     of deliveries; on SQLite a worker is still the only sender.
+
+    With ``resume`` only a send already started is finished: the copies still pending
+    go out, nobody is added (a subscriber since then does not get an old issue), and no
+    issue is made for a date that has none.
     """
     started = now or dt.datetime.now(dt.UTC)
+    if resume and store.issue_id(date) is None:
+        return SendReport(date=date, nothing_new=True)
     built = build_issue(settings, store, date, now=started)
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
@@ -248,6 +259,7 @@ async def send_issue(
             # Alone with the issue, a send may take over claims left by dead processes
             # at once; workers sharing it wait for the leases to run out.
             take_over=not shared,
+            enqueue=not resume,
         )
 
 
@@ -264,14 +276,22 @@ async def _send_frozen(
     stop: asyncio.Event | None,
     on_delivery: Callable[[], None] | None,
     take_over: bool,
+    enqueue: bool,
 ) -> SendReport:
     date = built.issue.date
     rendered = _frozen_rendering(settings, store, built.issue)
     ledger = Ledger(store, issue_id)
-    ledger.enqueue(now=started)
+    if enqueue:
+        ledger.enqueue(now=started)
     before = ledger.counts()
+    ident = list_id_for_send(settings, store, now=started)  # kept at the first send
     template = MessageTemplate.build(
-        rendered, settings, secret_key=secret_key, now=started, dkim=dkim_key(settings)
+        rendered,
+        settings,
+        secret_key=secret_key,
+        now=started,
+        dkim=dkim_key(settings),
+        list_ident=ident,
     )
     totals = await SendLoop(
         ledger=ledger,
@@ -355,8 +375,9 @@ async def send_test_copies(
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = _rendering(settings, store, built.issue)
+    ident = current_list_id(settings, store)  # read, never kept: test copies are no send
     template = MessageTemplate.build(
-        rendered, settings, secret_key=secret_key, now=started, test=True
+        rendered, settings, secret_key=secret_key, now=started, test=True, list_ident=ident
     )
     sent = failed = 0
     for done, address in enumerate(addresses):
@@ -383,11 +404,19 @@ def check_ready_for_relay(settings: Settings) -> None:
         raise ConfigError(
             "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
         )
+    # Settings refuse a short key when they are read; this holds for settings made otherwise.
+    if len(settings.secret_key.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"DIGEST_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: a real "
+            "send refuses it, since links signed with it could be forged"
+        )
     if settings.public_url is None:
         raise ConfigError(
             "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
             "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
         )
+    # A DKIM key that cannot sign is refused before the issue is frozen, not by every copy.
+    dkim_key(settings)
 
 
 def transport_for(settings: Settings) -> tuple[Transport, str]:
@@ -425,6 +454,7 @@ async def send_day(
     stop: asyncio.Event | None = None,
     on_delivery: Callable[[], None] | None = None,
     worker: bool = False,
+    resume: bool = False,
 ) -> SendReport:
     """``send_issue`` through the configured transport, as ``digest send`` and schedules run it."""
     transport, secret_key = transport_for(settings)
@@ -440,6 +470,7 @@ async def send_day(
             stop=stop,
             on_delivery=on_delivery,
             worker=worker,
+            resume=resume,
         )
     finally:
         await transport.close()
@@ -448,13 +479,18 @@ async def send_day(
 def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
     """What ``send_issue`` would do, without sending or storing anything (``--dry-run``).
 
-    Every copy is built, as a send would, so a bad address or template shows up here.
+    Every copy is built, as a send would, so a bad address, template or DKIM key shows
+    up here.
     """
+    dkim_key(settings)  # loaded and checked; the copies themselves need no signature
     built = build_issue(settings, store, date, freeze=False)
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = _rendering(settings, store, built.issue)
-    template = MessageTemplate.build(rendered, settings, secret_key=PREVIEW_KEY, now=_now())
+    ident = current_list_id(settings, store)  # read, never kept: a dry run stores nothing
+    template = MessageTemplate.build(
+        rendered, settings, secret_key=PREVIEW_KEY, now=_now(), list_ident=ident
+    )
     issue_id = store.issue_id(date)
     counts = Ledger(store, issue_id).counts() if issue_id is not None else None
     done = store.delivered_subscriber_ids(issue_id) if issue_id is not None else set()
@@ -484,7 +520,6 @@ def _as_rendered(issue: Issue, frozen: tuple[str, str, str] | None) -> RenderedI
     return RenderedIssue(
         date=issue.date,
         subject=subject,
-        preheader="",
         html=html,
         text=text,
         article_count=len(issue.articles),
@@ -493,7 +528,11 @@ def _as_rendered(issue: Issue, frozen: tuple[str, str, str] | None) -> RenderedI
 
 
 def dkim_key(settings: Settings) -> DkimKey | None:
-    """The configured DKIM key, or None when signing is not set up."""
+    """The configured DKIM key, or None when signing is not set up.
+
+    The key signs a small message here, so a key that cannot sign is a
+    :class:`ConfigError` now, not a failure of every copy once the issue is frozen.
+    """
     configured = settings.dkim
     if configured.private_key_file is None and configured.selector is None:
         return None
@@ -509,7 +548,26 @@ def dkim_key(settings: Settings) -> DkimKey | None:
     if b"PRIVATE KEY" not in private_key:
         raise ConfigError(f"{configured.private_key_file}: not a PEM private key")
     domain = configured.domain or settings.from_address.rpartition("@")[2]
+    try:
+        dkim.sign(
+            _DKIM_PROBE,
+            configured.selector.encode(),
+            domain.encode(),
+            private_key,
+            include_headers=[b"From", b"Subject"],
+        )
+    except Exception as exc:  # dkimpy raises its own errors, ValueError and others
+        # One line, and never the key: dkimpy's messages name the fault, not the bytes.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(
+            f"{configured.private_key_file}: the DKIM key cannot sign (setting "
+            f"dkim.private_key_file): {reason}"
+        ) from exc
     return DkimKey(selector=configured.selector, domain=domain, private_key=private_key)
+
+
+# What dkim_key signs to check the key.
+_DKIM_PROBE = b"From: digest@example.org\r\nSubject: key check\r\n\r\nkey check\r\n"
 
 
 def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:

@@ -23,6 +23,7 @@ from premailer import Premailer
 from digest.errors import TemplateError
 from digest.models import Article, Issue, RelatedStory, RenderedIssue
 from digest.settings import Settings
+from digest.text import slug
 
 __all__ = [
     "BUILTIN_TEMPLATES",
@@ -51,7 +52,6 @@ _UNSUBSCRIBE_MARK = "__digest_unsubscribe_url__"
 _RECIPIENT_MARK = "__digest_recipient__"
 # Captures, so that re.split keeps the markers it splits at.
 MARKERS = re.compile(f"({_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK})")
-_SLUG_NOISE = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,8 +71,7 @@ def article_url(article: Article, template: str | None) -> str | None:
     """The article's URL from the ``article_url_template`` setting, or None: never invented."""
     if template is None:
         return None
-    slug = _SLUG_NOISE.sub("-", article.title.casefold()).strip("-")
-    return template.format(id=article.id, slug=slug)
+    return template.format(id=article.id, slug=slug(article.title))
 
 
 def byline_text(story: RelatedStory) -> str:
@@ -157,7 +156,6 @@ class Renderer:
         return RenderedIssue(
             date=issue.date,
             subject=context["subject"],
-            preheader=context["preheader"],
             html=inline_css(page),
             text=_tidy_text(text),
             article_count=len(issue.articles),

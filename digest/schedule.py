@@ -3,8 +3,15 @@
 The job's state (its next run time) lives in the same database as the issues, so a
 restart picks up where the last process stopped: a run missed while digest was down is
 made if it comes back within the grace period, and skipped, with a log line, if later.
-Two schedulers started by mistake against one database both fire, but the ledger and the
-send lock let each subscriber get the issue once.
+
+APScheduler moves the stored next run to tomorrow as soon as a run starts, so a send
+killed half way, or stopped by a relay that went down, would otherwise wait for the next
+day. At start, and before each run, the scheduler therefore first finishes every recent
+issue that still has copies pending (``schedule.catch_up_days``), and a send that stopped
+is tried again ``schedule.retry_minutes`` later, the same day, up to
+``schedule.retry_limit`` times. The ledger makes all of these send each copy once.
+Two schedulers started by mistake against one database may both take up an issue; the
+ledger and the send lock let each subscriber get it once.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,48 +32,29 @@ from apscheduler.events import (
 )
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 
 from digest import pipeline
-from digest.crontab import cron_trigger
+from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.errors import DigestError
+from digest.ledger import unfinished_issues
 from digest.settings import ScheduleSettings, Settings
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JOBS_TABLE", "JOB_ID", "Scheduler", "next_runs", "scheduled_send", "trigger"]
+__all__ = ["JOBS_TABLE", "JOB_ID", "Scheduler", "retry_send", "scheduled_send", "trigger"]
 
 JOB_ID = "daily-send"
+# A retry of one day's send is a one-off job of its own, named after the day.
+RETRY_JOB_PREFIX = "retry-"
 # APScheduler creates and owns this table, beside digest's own.
 JOBS_TABLE = "apscheduler_jobs"
 
 
-def trigger(schedule: ScheduleSettings) -> CronTrigger:
-    """The configured crontab, read in the configured time zone."""
+def trigger(schedule: ScheduleSettings) -> LocalCronTrigger:
+    """The configured crontab, read in the configured time zone (once per local time)."""
     return cron_trigger(schedule.cron, schedule.zone)
-
-
-def next_runs(schedule: ScheduleSettings, after: dt.datetime, count: int) -> list[dt.datetime]:
-    """The next ``count`` send times strictly after ``after``, in the configured zone.
-
-    A local time that happens twice (clocks going back) may fire twice; both runs send
-    the same day's issue, so the second finds everyone sent already.
-    """
-    when = trigger(schedule)
-    runs: list[dt.datetime] = []
-    now = after
-    while len(runs) < count:
-        fire = when.get_next_fire_time(None, now + dt.timedelta(seconds=1))
-        if fire is None:
-            break
-        if fire > now:
-            runs.append(fire)
-            now = fire
-        else:
-            # Never go backwards (APScheduler can around a repeated hour).
-            now += dt.timedelta(minutes=1)
-    return runs
 
 
 @dataclass
@@ -79,9 +68,13 @@ class _Running:
     worker: bool = False
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sends: set[asyncio.Task[Any]] = field(default_factory=set)
+    # One send at a time in this process: a catch-up, the day's run and a retry take turns.
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
     # When the run under way was due: its date is the issue's, even if it starts late.
     due: dt.datetime | None = None
-    # Called with each run's report or error (tests listen here).
+    # Where retries are added, once the scheduler has started.
+    scheduler: AsyncIOScheduler | None = None
+    # Called with each send's report or error (tests listen here).
     on_run: Callable[[pipeline.SendReport | DigestError], None] | None = None
 
 
@@ -89,38 +82,115 @@ _running: _Running | None = None
 
 
 async def scheduled_send() -> None:
-    """The job: today's issue to every active subscriber, as ``digest send`` does it.
+    """The job: the recent days' unfinished sends, then today's issue to every active subscriber.
 
-    It runs with the settings ``digest schedule`` started with; the job stored in the
-    database holds only a reference to this function.
+    Today's send is made as ``digest send`` makes it. It runs with the settings
+    ``digest schedule`` started with; the job stored in the database holds only a
+    reference to this function.
     """
     running = _running
     if running is None:
         log.error("scheduled send: no scheduler is running in this process")
         return
+    # Read before waiting for a send under way: the next run's submission sets it again.
+    due, running.due = running.due, None
+    # A run made late (within the grace) sends the issue of the day it was due, even if
+    # midnight has passed since.
+    day = pipeline.today(running.settings, due)
+    async with _sending(running):
+        days = dt.timedelta(days=running.settings.schedule.catch_up_days)
+        await _catch_up(running, first=day - days, last=day - dt.timedelta(days=1))
+        if not running.stop.is_set():
+            await _send(running, day)
+
+
+async def retry_send(day: str, attempt: int) -> None:
+    """A retry job: the send of the issue of ``day`` (ISO date) that stopped, finished now.
+
+    Only the copies already pending are sent; ``attempt`` counts the retries so far.
+    """
+    running = _running
+    if running is None:
+        log.error("retry of the send of %s: no scheduler is running in this process", day)
+        return
+    async with _sending(running):
+        if running.stop.is_set():
+            return
+        log.info(
+            "retry %d of %d of the send of %s",
+            attempt,
+            running.settings.schedule.retry_limit,
+            day,
+        )
+        await _send(running, dt.date.fromisoformat(day), resume=True, attempt=attempt)
+
+
+async def _catch_up_at_start(running: _Running) -> None:
+    """At start: finish the sends of today and the recent days that were left unfinished."""
+    today = pipeline.today(running.settings)
+    days = running.settings.schedule.catch_up_days
+    async with _sending(running):
+        if not await _catch_up(running, first=today - dt.timedelta(days=days), last=today):
+            log.info("no send of the last %d days is left unfinished", days)
+
+
+@asynccontextmanager
+async def _sending(running: _Running) -> AsyncIterator[None]:
+    """Held around a send: a stop waits for it, and other sends here wait their turn."""
     task = asyncio.current_task()
     if task is not None:
         running.sends.add(task)
-    due, running.due = running.due, None
     try:
-        outcome = await _send(running, due)
+        async with running.sending:
+            yield
     finally:
         if task is not None:
             running.sends.discard(task)
+
+
+async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
+    """Finish the sends of issues dated ``first`` to ``last`` with copies pending; how many."""
+    if first > last:
+        return 0
+    try:
+        unfinished = await asyncio.to_thread(
+            unfinished_issues, running.store, first=first, last=last
+        )
+    except DigestError as exc:
+        log.error("cannot look for sends left unfinished: %s", exc)
+        return 0
+    for day, pending in unfinished:
+        if running.stop.is_set():
+            break
+        log.info("resuming the send of %s: %d copies pending", day.isoformat(), pending)
+        await _send(running, day, resume=True)
+    return len(unfinished)
+
+
+async def _send(
+    running: _Running, day: dt.date, *, resume: bool = False, attempt: int = 0
+) -> pipeline.SendReport | DigestError:
+    """One send of the issue for ``day``, logged; a send that stopped is retried later.
+
+    With ``resume`` only the copies already pending go out (see :func:`pipeline.send_issue`).
+    """
+    outcome = await _send_logged(running, day, resume=resume)
+    if isinstance(outcome, pipeline.SendHalted | pipeline.SendStopped):
+        _retry_later(running, day, attempt)
     if running.on_run is not None:
         running.on_run(outcome)
+    return outcome
 
 
-async def _send(running: _Running, due: dt.datetime | None) -> pipeline.SendReport | DigestError:
+async def _send_logged(
+    running: _Running, day: dt.date, *, resume: bool
+) -> pipeline.SendReport | DigestError:
     settings = running.settings
-    # A run made late (within the grace) sends the issue of the day it was due, even if
-    # midnight has passed since.
-    day = pipeline.today(settings, due)
     try:
         if pipeline.uses_preview_key(settings):
             log.warning("DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links")
         report = await pipeline.send_day(
-            settings, running.store, day, stop=running.stop, worker=running.worker
+            settings, running.store, day, stop=running.stop, worker=running.worker, resume=resume
         )
     except pipeline.SendInterrupted as exc:
         log.warning("scheduled send for %s stopped early: %s", day.isoformat(), exc)
@@ -142,17 +212,66 @@ async def _send(running: _Running, due: dt.datetime | None) -> pipeline.SendRepo
             report.already_sent,
         )
     if report.deferred:
-        # The next scheduled run sends the next day's issue, not this one's leftovers.
         log.warning(
-            "%d copies of %s are still pending after transient failures: "
-            "`digest send --date %s` retries them",
+            "%d copies of %s are still pending after transient failures: %s",
             report.deferred,
             day.isoformat(),
-            day.isoformat(),
+            _left_for(settings, day),
         )
     for failure in report.failures:
         log.warning("skipped %s: %s", failure.source, failure.reason)
     return report
+
+
+def _retry_later(running: _Running, day: dt.date, attempt: int) -> None:
+    """After a send stopped (``attempt`` retries made): a one-off retry job, the same day."""
+    schedule = running.settings.schedule
+    if attempt >= schedule.retry_limit:
+        log.error(
+            "the send of %s stopped after %d retries (schedule.retry_limit): %s",
+            day.isoformat(),
+            attempt,
+            _left_for(running.settings, day),
+        )
+        return
+    now = dt.datetime.now(dt.UTC)
+    at = now + dt.timedelta(minutes=schedule.retry_minutes)
+    if at.astimezone(schedule.zone).date() != now.astimezone(schedule.zone).date():
+        log.warning(
+            "the send of %s stopped, too late in the day for a retry: %s",
+            day.isoformat(),
+            _left_for(running.settings, day),
+        )
+        return
+    if running.scheduler is None or running.stop.is_set():
+        return
+    running.scheduler.add_job(
+        retry_send,
+        trigger=DateTrigger(run_date=at),
+        args=[day.isoformat(), attempt + 1],
+        id=f"{RETRY_JOB_PREFIX}{day.isoformat()}",
+        name=f"retry of the send of {day.isoformat()}",
+        replace_existing=True,
+        # Made whenever digest runs again: the copies are still pending.
+        misfire_grace_time=None,
+        coalesce=True,
+    )
+    log.warning(
+        "the send of %s stopped; retry %d of %d at %s",
+        day.isoformat(),
+        attempt + 1,
+        schedule.retry_limit,
+        _shown(at.astimezone(schedule.zone)),
+    )
+
+
+def _left_for(settings: Settings, day: dt.date) -> str:
+    """Who finishes the copies of ``day`` left pending, for a log line."""
+    by_hand = f"`digest send --date {day.isoformat()}` sends them"
+    days = settings.schedule.catch_up_days
+    if days == 0:
+        return by_hand
+    return f"a run within {days} days (schedule.catch_up_days) finishes them, or {by_hand}"
 
 
 class Scheduler:
@@ -188,7 +307,10 @@ class Scheduler:
         _running = running = _Running(
             settings=self.settings, store=self.store, worker=self.worker, on_run=self.on_run
         )
-        scheduler = self._start()
+        scheduler = running.scheduler = self._start()
+        if not stop.is_set():
+            # Counted as a send from now on, so a stop waits for it even before it starts.
+            running.sends.add(asyncio.ensure_future(_catch_up_at_start(running)))
         beside = asyncio.ensure_future(also) if also is not None else None
         try:
             waiting = [asyncio.ensure_future(stop.wait())] + ([beside] if beside else [])
@@ -261,9 +383,13 @@ class Scheduler:
             # Kept as stored, next run time included, so a run missed while digest was
             # down is still due now; only a changed schedule starts afresh.
             scheduler.modify_job(JOB_ID, **options)
-            if repr(job.trigger) != repr(wanted):
+            if not _same_schedule(job.trigger, wanted):
                 log.info("the schedule changed to %r: the next run follows it", schedule.cron)
                 scheduler.reschedule_job(JOB_ID, trigger=wanted)
+            elif type(job.trigger) is not type(wanted):
+                # Stored by an older digest: the same times, but fired twice on the night
+                # clocks go back. Replaced, the next run time kept.
+                scheduler.modify_job(JOB_ID, trigger=wanted)
         scheduler.resume()
         log.info(
             "scheduled %r in %s; next send at %s",
@@ -275,10 +401,12 @@ class Scheduler:
 
     def _submitted(self, event: JobSubmissionEvent) -> None:
         # Dispatched before the job's coroutine first runs: it reads this.
-        if _running is not None and event.scheduled_run_times:
+        if _running is not None and event.job_id == JOB_ID and event.scheduled_run_times:
             _running.due = event.scheduled_run_times[-1]
 
     def _missed(self, event: JobExecutionEvent) -> None:
+        if event.job_id != JOB_ID:
+            return
         grace = dt.timedelta(seconds=self.settings.schedule.misfire_grace_seconds)
         log.warning(
             "the send due at %s was skipped: digest was not running then, and came back "
@@ -287,6 +415,13 @@ class Scheduler:
             grace,
             _shown(self.next_run_time()),
         )
+
+
+def _same_schedule(stored: Any, wanted: LocalCronTrigger) -> bool:
+    """True when the stored trigger fires at the wanted times (its class aside)."""
+    return str(stored) == str(wanted) and repr(getattr(stored, "timezone", None)) == repr(
+        wanted.timezone
+    )
 
 
 def _shown(when: dt.datetime | None) -> str:

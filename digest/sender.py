@@ -5,6 +5,12 @@ takes the next, so a crash leaves at most one copy per connection handed over bu
 recorded. Results are written in groups: whatever finished while one group was being
 written goes into the next transaction, so the database sees a transaction per group, not
 per copy, and no connection waits for the others' slow copies.
+
+Before each copy a worker checks that its claim on it is still live: a process that
+stalled past its lease leaves what it held to the worker that took it over, and a result
+it brings back late is not recorded over that worker's. The database confirms each claim
+when it is made and at each renewal; the worker asks it again only when that
+confirmation is older than the lease (it stalled), so the check costs nothing otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +34,9 @@ from digest.settings import SmtpSettings
 log = logging.getLogger(__name__)
 
 __all__ = ["SendLoop", "SendTotals", "with_retries"]
+
+# A claim this close to the end of its lease is checked with the database before a copy.
+_CHECK_MARGIN_SECONDS = 1.0
 
 
 @dataclass(kw_only=True, slots=True)
@@ -70,8 +80,12 @@ class SendLoop:
         self.lease = lease
         self.take_over = take_over
         self._unsent: list[int] = []
-        # Transient failures from this moment on wait for a later run (see Ledger.claim).
-        self._started = _now()
+        # For each delivery claimed, until when (monotonic) the claim is surely live: the
+        # database set its lease after the moment the claim or renewal was sent.
+        self._live_until: dict[int, float] = {}
+        # Transient failures from this moment on (the database's time when the run
+        # starts) wait for a later run (see Ledger.claim).
+        self._since: dt.datetime | None = None
         self.stop = stop
         self.on_delivery = on_delivery
         self.totals = SendTotals()
@@ -131,12 +145,11 @@ class SendLoop:
         # How often to look again for work other workers hold: their claims may be
         # finished, or may lapse (a worker died) and become ours to send.
         poll = min(1.0, self.lease.total_seconds() / 4)
+        self._since = await asyncio.to_thread(self.ledger.clock)
         while not self.stopping:
             claimed = await self._claim(batch_size)
             if not claimed:
-                if self.take_over or not await asyncio.to_thread(
-                    self.ledger.held_by_others, now=_now()
-                ):
+                if self.take_over or not await asyncio.to_thread(self.ledger.held_by_others):
                     # Once more: another worker may have let rows go since the last look.
                     claimed = await self._claim(batch_size)
                     if not claimed:
@@ -148,23 +161,34 @@ class SendLoop:
                 await queue.put(delivery)
 
     async def _claim(self, batch_size: int) -> list[PendingDelivery]:
-        return await asyncio.to_thread(
+        sent_at = time.monotonic()
+        claimed = await asyncio.to_thread(
             self.ledger.claim,
             batch_size,
             lease=self.lease,
-            now=_now(),
-            since=self._started,
+            since=self._since,
             take_over=self.take_over,
         )
+        live_until = sent_at + self.lease.total_seconds()
+        self._live_until.update((delivery.id, live_until) for delivery in claimed)
+        return claimed
 
     async def _renew_claims(self) -> None:
         """Keep this worker's claims alive while it runs; a dead worker's lapse."""
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
+            sent_at = time.monotonic()
             try:
-                await asyncio.to_thread(self.ledger.renew, lease=self.lease, now=_now())
+                renewed = await asyncio.to_thread(self.ledger.renew, lease=self.lease)
             except DigestError as exc:
                 log.warning("could not renew this worker's claims: %s", exc)
+                continue
+            live_until = sent_at + self.lease.total_seconds()
+            self._live_until.update(
+                (delivery_id, live_until)
+                for delivery_id in renewed
+                if delivery_id in self._live_until
+            )
 
     async def _worker(
         self, queue: asyncio.Queue[PendingDelivery | None], recorder: _Recorder
@@ -188,17 +212,51 @@ class SendLoop:
                 )
 
     async def _deliver(self, delivery: PendingDelivery, recorder: _Recorder) -> None:
+        email = delivery.subscriber.email
+        try:
+            live = await self._still_claimed(delivery.id)
+        except DigestError as exc:
+            self._unsent.append(delivery.id)
+            self.totals.halted = f"cannot check the claim on the copy for {email}: {exc}"
+            return
+        if not live:
+            # The lease ran out while this worker was held up: whoever took the delivery
+            # over sends it. If nobody did, it is released when the run ends.
+            log.warning("the claim on the copy for %s ran out before it was sent: skipped", email)
+            self._unsent.append(delivery.id)
+            return
         result = await self._attempt(delivery)
         if result is None:
             self._unsent.append(delivery.id)  # the relay refused it before it went
             return
+        what = "sent" if result.message_id else "attempted"
         try:
-            await recorder.record(result)
+            recorded = await recorder.record(result)
         except DigestError as exc:
-            what = "sent" if result.message_id else "attempted"
-            self.totals.halted = f"{delivery.subscriber.email} was {what} but not recorded: {exc}"
+            self.totals.halted = f"{email} was {what} but not recorded: {exc}"
+            return
+        if not recorded:
+            # Not retried and not counted: the delivery is another worker's now.
+            log.warning(
+                "the copy for %s was %s after this worker's claim on it ran out and another "
+                "worker took it over: its result is left to that worker",
+                email,
+                what,
+            )
             return
         self._count(result)
+
+    async def _still_claimed(self, delivery_id: int) -> bool:
+        """True while this worker's claim on the delivery is live.
+
+        Within the lease of the last claim or renewal the database confirmed, it surely
+        is (a live worker's claims are taken over only once they run out); past it, the
+        database says, by its own clock.
+        """
+        live_until = self._live_until.pop(delivery_id, 0.0)
+        if time.monotonic() < live_until - _CHECK_MARGIN_SECONDS:
+            return True
+        return await asyncio.to_thread(self.ledger.still_claimed, delivery_id)
 
     async def _attempt(self, delivery: PendingDelivery) -> DeliveryResult | None:
         """Send one copy, with retries; None when the run must stop instead."""
@@ -253,16 +311,19 @@ class _Recorder:
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self._waiting: list[tuple[DeliveryResult, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[DeliveryResult, asyncio.Future[bool]]] = []
         self._wake = asyncio.Event()
         self._closed = False
 
-    async def record(self, result: DeliveryResult) -> None:
-        """Return once ``result`` is committed; raise the store's error if it cannot be."""
-        future = asyncio.get_running_loop().create_future()
+    async def record(self, result: DeliveryResult) -> bool:
+        """Once ``result`` is written: True, or False if its claim was lost (not written).
+
+        Raises the store's error if it cannot be written.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((result, future))
         self._wake.set()
-        await future
+        return await future
 
     def close(self) -> None:
         """Let :meth:`run` return once everything waiting is written."""
@@ -279,22 +340,23 @@ class _Recorder:
                 continue
             group, self._waiting = self._waiting, []
             error: BaseException | None = None
+            recorded: set[int] = set()
             try:
                 # In a thread: the event loop goes on sending while the database commits.
-                await asyncio.to_thread(
-                    self._ledger.record, [result for result, _ in group], now=_now()
+                recorded = await asyncio.to_thread(
+                    self._ledger.record, [result for result, _ in group]
                 )
             except DigestError as exc:
                 error = exc
             except Exception as exc:
                 log.exception("recording deliveries failed unexpectedly")
                 error = DigestError(f"recording deliveries failed: {type(exc).__name__}: {exc}")
-            for _, future in group:
+            for result, future in group:
                 # A waiting worker may have been cancelled; its result is written anyway.
                 if future.done():
                     continue
                 if error is None:
-                    future.set_result(None)
+                    future.set_result(result.delivery_id in recorded)
                 else:
                     future.set_exception(error)
 
@@ -328,7 +390,3 @@ async def with_retries(
     async for try_once in retrying:
         with try_once:
             await attempt_once()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,7 +34,6 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -104,6 +104,13 @@ class SmtpSettings(BaseModel):
     # A relay that fails is left out of the rotation this long; its copies go elsewhere.
     relay_cooldown_seconds: float = Field(default=60.0, gt=0)
 
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_host(value)
+        return value
+
     @field_validator("hosts")
     @classmethod
     def _valid_hosts(cls, value: str | None) -> str | None:
@@ -119,14 +126,28 @@ class SmtpSettings(BaseModel):
         return ((self.host, self.port),) if self.host else ()
 
 
+def _check_host(host: str) -> None:
+    # A URL or "user:password@host" here would be printed wherever the relay is named:
+    # credentials go in smtp.username and smtp.password, which are never shown.
+    if not host or any(char in host for char in "@/ ") or not host.isascii():
+        raise ValueError(
+            "expected a host name or IP address only, such as 'relay.example.org' "
+            "(no scheme, no user or password: use smtp.username and smtp.password)"
+        )
+
+
 def _relay_list(value: str, default_port: int) -> tuple[tuple[str, int], ...]:
     relays = []
     for item in (part.strip() for part in value.split(",")):
         if not item:
             continue
         host, colon, port = item.rpartition(":") if ":" in item else (item, "", "")
-        if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
-            raise ValueError(f"{item!r}: expected host or host:port, with a port from 1 to 65535")
+        if (colon and not (port.isdigit() and 1 <= int(port) <= 65535)) or "@" in item:
+            raise ValueError(
+                "expected host or host:port, with a port from 1 to 65535 "
+                "(no user or password: use smtp.username and smtp.password)"
+            )
+        _check_host(host)
         relays.append((host, int(port) if colon else default_port))
     if not relays:
         raise ValueError("expected relays as host[:port], separated by commas")
@@ -160,7 +181,7 @@ class ScheduleSettings(BaseModel):
     # pending deliveries (a send killed or halted) are finished first.
     catch_up_days: int = Field(default=2, ge=0, le=30)
     # A send that halted (relay down) is tried again after this many minutes, the same day.
-    retry_minutes: PositiveInt = 15
+    retry_minutes: float = Field(default=15, gt=0)
     # At most this many such retries of one day's send.
     retry_limit: int = Field(default=8, ge=0)
 
@@ -280,7 +301,9 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         # RFC 2919: a dot-atom, at most 255 characters, with at least one dot.
-        if len(value) > 255 or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+", value):
+        if len(value) > 255 or not re.fullmatch(
+            r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+", value
+        ):
             raise ValueError("expected a list identifier such as 'the-digest.news.example.org'")
         return value
 
@@ -423,11 +446,17 @@ def _describe(error: ErrorDetails, config_file: Path) -> str:
     value = error.get("input")
     if _is_secret(path):
         shown = "'**********'"
-    elif isinstance(value, str) and path == ["database_url"]:
-        shown = repr(_hide_password(value))
+    elif isinstance(value, str):
+        # A URL or "user:password@host" in any setting (the database, a relay) shows no password.
+        shown = repr(_hide_password(value) if path == ["database_url"] else _hide_userinfo(value))
     else:
         shown = repr(value)
     return f"invalid setting {name} ({env_name}) = {shown}: {error['msg']}"
+
+
+def _hide_userinfo(value: str) -> str:
+    """``value`` with whatever stands between "user:" and "@" replaced by stars."""
+    return re.sub(r"(?<=:)[^:@/\s]*(?=@)", "***", value)
 
 
 def _hide_password(url: str) -> str:
@@ -435,8 +464,8 @@ def _hide_password(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        # Not a URL SQLAlchemy reads: hide whatever stands between "user:" and "@".
-        return re.sub(r"(?<=:)[^:@/]*(?=@)", "***", url)
+        # Not a URL SQLAlchemy reads.
+        return _hide_userinfo(url)
 
 
 def _is_secret(path: list[str]) -> bool:

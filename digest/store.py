@@ -37,7 +37,9 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Row, make_url
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Connection, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -112,9 +114,13 @@ deliveries = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # Kept when the subscriber is removed (set to null): the row still says the issue went
+    # to the address, which is what a re-added subscriber is recognised by.
     Column(
-        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True
     ),
+    # The address, case-folded as subscribers.email_key: the ledger's key for a reader.
+    Column("email_key", String(320), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=True),
@@ -126,6 +132,7 @@ deliveries = Table(
     Column("claimed_by", String(128), nullable=True),
     Column("claimed_until", DateTime(timezone=True), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id"),
+    UniqueConstraint("issue_id", "email_key"),
     Index("ix_deliveries_pending", "issue_id", "status", "id"),
 )
 
@@ -163,7 +170,7 @@ class Store:
         dry run) leaves nothing on disk.
         """
         parsed = make_url(url)
-        shown = parsed.render_as_string(hide_password=True)
+        shown = _shown_url(parsed)
         try:
             sqlite = parsed.get_backend_name() == "sqlite"
             in_file = sqlite and parsed.database not in (None, "", ":memory:")
@@ -372,9 +379,10 @@ class Store:
             .where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
         )
         if issue_id is not None:
+            # By address: a subscriber removed and added again was sent the issue too.
             handled = select(deliveries.c.id).where(
                 deliveries.c.issue_id == issue_id,
-                deliveries.c.subscriber_id == subscribers.c.id,
+                deliveries.c.email_key == subscribers.c.email_key,
                 deliveries.c.status != "pending",
             )
             query = query.where(~handled.exists())
@@ -382,9 +390,11 @@ class Store:
             return int(connection.scalar(query) or 0)
 
     def delivered_subscriber_ids(self, issue_id: int) -> set[int]:
-        """Subscribers with a delivery of the issue already sent or failed for good."""
-        query = select(deliveries.c.subscriber_id).where(
-            deliveries.c.issue_id == issue_id, deliveries.c.status != "pending"
+        """Subscribers whose address has a delivery of the issue sent or failed for good."""
+        query = (
+            select(subscribers.c.id)
+            .join(deliveries, deliveries.c.email_key == subscribers.c.email_key)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.status != "pending")
         )
         with self.reading() as connection:
             return set(connection.scalars(query))
@@ -523,7 +533,11 @@ class Store:
         return found is not None
 
     def remove_subscriber(self, email: str) -> bool:
-        """Delete a subscriber altogether; False if the address is not on the list."""
+        """Delete a subscriber altogether; False if the address is not on the list.
+
+        Their deliveries stay, keyed by address (``subscriber_id`` becomes null): added
+        again, the address is not sent an issue it already had.
+        """
         with self.writing() as connection:
             result = connection.execute(
                 subscribers.delete().where(subscribers.c.email_key == email.casefold())
@@ -548,9 +562,39 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write to the database: {_reason(exc)}") from exc
 
+    def known_list_ids(self) -> tuple[str, ...]:
+        """Every list id copies went out under, the first first (see :mod:`digest.listid`)."""
+        query = select(list_ids.c.list_id).order_by(list_ids.c.first_used_at, list_ids.c.list_id)
+        with self.reading() as connection:
+            return tuple(connection.scalars(query))
+
+    def remember_list_id(self, list_id: str, *, now: dt.datetime) -> bool:
+        """Keep ``list_id`` as one copies went out under; False if it was kept before.
+
+        Two senders may keep the same id at once (workers sharing an issue): the second
+        changes nothing, on SQLite and PostgreSQL alike.
+        """
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(list_ids)
+            .values(list_id=list_id, first_used_at=now)
+            .on_conflict_do_nothing(index_elements=[list_ids.c.list_id])
+            # A row back means it was added (psycopg gives no row count for this).
+            .returning(list_ids.c.list_id)
+        )
+        with self.writing() as connection:
+            return connection.execute(statement).first() is not None
+
 
 def _reason(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def _shown_url(url: URL) -> str:
+    """``url`` for messages, its password hidden: libpq takes one in the query too."""
+    hidden = {key: "***" for key in url.query if "password" in key.casefold()}
+    shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
 
 
 def subscriber_from_row(row: Row[Any]) -> Subscriber:

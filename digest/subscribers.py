@@ -1,18 +1,43 @@
-"""The subscriber list's input: checking addresses and reading CSV imports (no I/O here)."""
+"""The subscriber list's input: checking addresses and names, reading CSV imports (no I/O)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-__all__ = ["CsvRow", "InvalidAddress", "normalise_address", "read_csv"]
+__all__ = [
+    "NAME_LIMIT",
+    "CsvRow",
+    "InvalidAddress",
+    "InvalidName",
+    "normalise_address",
+    "normalise_name",
+    "read_csv",
+]
+
+# Characters, after normalisation. A longer "name" is a pasted paragraph, and 150
+# characters of any script still fit one encoded word on one header line (see
+# digest.message), which keeps every reader's idea of the name the same.
+NAME_LIMIT = 150
+# Line breaks as str.splitlines sees them.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+# Format characters a name keeps: the joiners of emoji sequences and of several
+# scripts (Persian, Indic), and the tags of subdivision flags. The others (soft
+# hyphen, zero-width space, byte order mark, bidi overrides) are invisible or can make
+# a name display as something else: they are dropped.
+_KEPT_FORMAT = frozenset(["\u200c", "\u200d", *map(chr, range(0xE0020, 0xE0080))])
 
 
 class InvalidAddress(ValueError):
     """An address that cannot be subscribed; the message says why."""
+
+
+class InvalidName(ValueError):
+    """A subscriber's name that cannot be stored; the message says why."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,35 +66,105 @@ def normalise_address(address: str) -> str:
     return str(checked.ascii_email)
 
 
-def _name(raw: str | None) -> str | None:
-    name = " ".join((raw or "").split())
-    return name or None
+def normalise_name(raw: str | None) -> str | None:
+    """A subscriber's name as it is stored and sent, or None when there is none.
+
+    The one rule for a name, wherever one comes in (the command line, a CSV import):
+    one line of text, at most :data:`NAME_LIMIT` characters, without "@". White space is
+    collapsed to single spaces, the text is NFC-normalised, and invisible format
+    characters are dropped except the joiners that emoji sequences and some scripts
+    need. Line breaks, control characters (NUL among them) and lone surrogates are
+    refused, not cleaned: a name with them is most likely a broken file or a paste gone
+    wrong. Every name this returns can go in a message's To header.
+    """
+    if raw is None:
+        return None
+    for char in raw:
+        if char in _LINE_BREAKS:
+            raise InvalidName(f"the name {_shown(raw)} contains a line break")
+        category = unicodedata.category(char)
+        if category == "Cc" and char != "\t":
+            raise InvalidName(
+                f"the name {_shown(raw)} contains a control character (U+{ord(char):04X})"
+            )
+        if category == "Cs":
+            raise InvalidName(f"the name {_shown(raw)} is not valid text (a lone surrogate)")
+    visible = "".join(
+        char
+        for char in unicodedata.normalize("NFC", raw)
+        if char in _KEPT_FORMAT or unicodedata.category(char) != "Cf"
+    )
+    name = " ".join(visible.split())
+    if not name:
+        return None
+    # Fullwidth and small forms count too: a name must not pass for an address.
+    if "@" in unicodedata.normalize("NFKC", name):
+        raise InvalidName(
+            f"the name {_shown(name)} contains @: a name must not look like an address"
+        )
+    if len(name) > NAME_LIMIT:
+        raise InvalidName(
+            f"the name {_shown(name)} is too long: {len(name)} characters, {NAME_LIMIT} at most"
+        )
+    return name
+
+
+def _shown(value: str) -> str:
+    # A refused value may be a whole file swallowed by a quote: show its start.
+    return repr(value if len(value) <= 60 else value[:60] + "...")
 
 
 def read_csv(text: str) -> list[CsvRow]:
-    """Rows of a CSV with an ``email`` column and optionally ``name``, by file line number."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = [column.strip().casefold() for column in reader.fieldnames or []]
-    if "email" not in header:
-        return [CsvRow(line=1, error="the first line must name the columns: email,name")]
-    reader.fieldnames = header
-    rows = []
-    for record in reader:
-        line = reader.line_num
-        raw_email = (record.get("email") or "").strip()
-        if not raw_email:
-            if any((value or "").strip() for value in record.values() if isinstance(value, str)):
-                rows.append(CsvRow(line=line, error="no address in the email column"))
-            continue
+    """Rows of a CSV with an ``email`` column and optionally ``name``, by file line number.
+
+    The CSV is read strictly. A row that is not valid CSV (a quote left open, a field
+    over the csv module's limit) ends the reading: it is returned as refused, with the
+    reason, after the rows before it; nothing after it is read.
+    """
+    reader = csv.reader(io.StringIO(text), strict=True)
+    rows: list[CsvRow] = []
+    columns: list[str] | None = None
+    while True:
+        # A record may span lines (a quoted line break): it is reported by its first.
+        line = reader.line_num + 1
         try:
-            email = normalise_address(raw_email)
-        except InvalidAddress as exc:
-            rows.append(CsvRow(line=line, error=str(exc)))
+            record = next(reader, None)
+        except csv.Error as exc:
+            rows.append(CsvRow(line=line, error=_not_csv(exc)))
+            break
+        if record is None:
+            break
+        if columns is None:
+            columns = [column.strip().casefold() for column in record]
+            if "email" not in columns:
+                return [CsvRow(line=1, error="the first line must name the columns: email,name")]
             continue
-        raw_name = record.get("name")
-        rows.append(
-            CsvRow(
-                line=line, email=email, name=_name(raw_name if isinstance(raw_name, str) else None)
-            )
-        )
+        row = _row(line, dict(zip(columns, record, strict=False)))
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _row(line: int, record: dict[str, str]) -> CsvRow | None:
+    """One record checked, or None for a line with nothing in it."""
+    raw_email = record.get("email", "").strip()
+    if not raw_email:
+        if any(value.strip() for value in record.values()):
+            return CsvRow(line=line, error="no address in the email column")
+        return None
+    try:
+        email = normalise_address(raw_email)
+        name = normalise_name(record.get("name"))
+    except (InvalidAddress, InvalidName) as exc:
+        return CsvRow(line=line, error=str(exc))
+    return CsvRow(line=line, email=email, name=name)
+
+
+def _not_csv(exc: csv.Error) -> str:
+    reason = str(exc)
+    if reason == "unexpected end of data":
+        reason = "a quote is opened and never closed"
+    return (
+        f"not valid CSV: {reason}; the file was not read past it, "
+        "so this row and any after it were not imported"
+    )

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["TRAILING_PUNCTUATION", "clean_lines", "comparison_form", "fold", "plain_punctuation"]
+__all__ = [
+    "TRAILING_PUNCTUATION",
+    "clean_lines",
+    "comparison_form",
+    "fold",
+    "plain_punctuation",
+    "slug",
+]
 
 # Control characters (C0 and C1), soft hyphens, zero-width spaces and direction
 # overrides never belong in a headline or a paragraph, and would change an article's id.
@@ -81,3 +88,11 @@ def plain_punctuation(text: str) -> str:
     for typographic, plain in _FOLD:
         text = text.replace(typographic, plain)
     return text
+
+
+_SLUG_NOISE = re.compile(r"[^a-z0-9]+")
+
+
+def slug(text: str) -> str:
+    """``text`` in lower case, runs of anything but ASCII letters and digits as one "-"."""
+    return _SLUG_NOISE.sub("-", text.casefold()).strip("-")

@@ -16,6 +16,8 @@ from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer
 
+from digest.settings import MIN_SECRET_KEY_LENGTH
+
 __all__ = ["PREVIEW_KEY", "UnsubscribeToken", "read_unsubscribe_token", "unsubscribe_token"]
 
 # Used by `digest preview` only, which says so: real sends refuse to start without a key.
@@ -35,8 +37,21 @@ class UnsubscribeToken:
     address_tag: str
 
     def is_for(self, secret_key: str, email: str) -> bool:
-        """True when the token was made for the subscriber with this address."""
-        return hmac.compare_digest(self.address_tag, _address_tag(secret_key, email))
+        """True when the token was made for the subscriber with this address.
+
+        Raises ValueError for a key too short to sign with (see :func:`unsubscribe_token`).
+        """
+        return hmac.compare_digest(self.address_tag, _address_tag(_checked(secret_key), email))
+
+
+def _checked(secret_key: str) -> str:
+    # Settings refuse short keys already; this is the last line, because a token signed
+    # with an empty key can be made by anyone who knows a subscriber's id.
+    if len(secret_key) < MIN_SECRET_KEY_LENGTH and secret_key != PREVIEW_KEY:
+        raise ValueError(
+            f"an unsubscribe token key must be at least {MIN_SECRET_KEY_LENGTH} characters"
+        )
+    return secret_key
 
 
 @lru_cache(maxsize=4)
@@ -54,14 +69,22 @@ def _address_tag(secret_key: str, email: str) -> str:
 
 
 def unsubscribe_token(secret_key: str, *, subscriber_id: int, list_id: str, email: str) -> str:
-    """A URL-safe token for one subscriber of one list; it carries no address."""
-    tag = _address_tag(secret_key, email)
+    """A URL-safe token for one subscriber of one list; it carries no address.
+
+    Raises ValueError when ``secret_key`` is shorter than 32 characters (the preview key
+    aside): links signed with it could be forged.
+    """
+    tag = _address_tag(_checked(secret_key), email)
     payload = base64.urlsafe_b64encode(f"{subscriber_id}\n{list_id}\n{tag}".encode()).rstrip(b"=")
     return _signer(secret_key).sign(payload).decode("ascii")
 
 
 def read_unsubscribe_token(secret_key: str, token: str) -> UnsubscribeToken | None:
-    """What a token says, or None if it is forged, altered or malformed."""
+    """What a token says, or None if it is forged, altered or malformed.
+
+    Raises ValueError for a key too short to sign with (see :func:`unsubscribe_token`).
+    """
+    _checked(secret_key)
     try:
         payload = _signer(secret_key).unsign(token.encode("ascii"))
         decoded = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)).decode("utf-8")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
@@ -22,15 +23,15 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from digest.errors import ConfigError, DigestError
-from digest.message import list_id
+from digest.listid import accepted_list_ids
 from digest.render import Personal, personalise_html, template_loader
-from digest.settings import Settings
+from digest.settings import MIN_SECRET_KEY_LENGTH, Settings
 from digest.store import Store
 from digest.tokens import UnsubscribeToken, read_unsubscribe_token
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "HideTokens", "create_app", "hide_tokens"]
 
 # A one-click POST body is 26 bytes ("List-Unsubscribe=One-Click"), a little more as
 # multipart; anything much bigger is not one.
@@ -51,7 +52,14 @@ def create_app(settings: Settings, store: Store) -> ASGIApp:
             "DIGEST_SECRET_KEY is not set: digest serve needs the key that signed the "
             "unsubscribe links to check them"
         )
-    pages = _Pages(settings, store, settings.secret_key.get_secret_value())
+    secret_key = settings.secret_key.get_secret_value()
+    # Settings refuse a short key when they are read; this holds for settings made otherwise.
+    if len(secret_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"DIGEST_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: digest "
+            "serve refuses it, since links signed with it could be forged"
+        )
+    pages = _Pages(settings, store, secret_key)
     app = Starlette(
         routes=[
             Route("/healthz", pages.healthz, methods=["GET", "HEAD"]),
@@ -71,7 +79,6 @@ class _Pages:
         self.settings = settings
         self.store = store
         self.secret_key = secret_key
-        self.list_ident = list_id(settings)
         self.templates = jinja2.Environment(
             loader=template_loader(settings.templates_dir),
             autoescape=True,
@@ -98,7 +105,7 @@ class _Pages:
         )
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        self._token(request)  # a bad token is a 400 here already
+        await self._token(request)  # a bad token is a 400 here already
         name = self.settings.newsletter_name
         return self._message(
             f"Unsubscribe from {name}?",
@@ -108,7 +115,7 @@ class _Pages:
         )
 
     async def unsubscribe(self, request: Request) -> Response:
-        token = self._token(request)
+        token = await self._token(request)
         form = await request.form(max_files=0, max_fields=8)
         if form.get("List-Unsubscribe") != ONE_CLICK:
             raise HTTPException(
@@ -150,7 +157,8 @@ class _Pages:
         return self._message(status.phrase, [detail] if detail else [], status=status)
 
     async def crash(self, request: Request, exc: Exception) -> Response:
-        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        path = hide_tokens(request.url.path)
+        log.error("%s %s failed: %s: %s", request.method, path, type(exc).__name__, exc)
         return self._message(
             "Something went wrong",
             ["The page could not be shown. Please try again later."],
@@ -166,9 +174,13 @@ class _Pages:
             return False
         return self.store.unsubscribe(subscriber.id, now=dt.datetime.now(dt.UTC))
 
-    def _token(self, request: Request) -> UnsubscribeToken:
+    async def _token(self, request: Request) -> UnsubscribeToken:
         found = read_unsubscribe_token(self.secret_key, request.path_params["token"])
-        if found is None or found.list_id != self.list_ident:
+        # Any id the list was ever sent under: links in old issues keep working after a
+        # rename (see digest.listid). Read each time, since a send may keep a new one.
+        if found is None or found.list_id not in await run_in_threadpool(
+            accepted_list_ids, self.settings, self.store
+        ):
             raise HTTPException(
                 HTTPStatus.BAD_REQUEST,
                 "This unsubscribe link is not valid: it may have been cut short or changed. "
@@ -203,6 +215,33 @@ class _Pages:
             newsletter_name=self.settings.newsletter_name, **values
         )
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+# An unsubscribe link's token, wherever the app is mounted and whatever follows it.
+_TOKEN_IN_PATH = re.compile(r"(/unsubscribe/)[^/?#\s\"]+")
+
+
+def hide_tokens(text: str) -> str:
+    """``text`` with each unsubscribe token in a path replaced by "…", for the logs.
+
+    A token in a log is as good as the link: whoever reads the log could unsubscribe
+    its reader.
+    """
+    return _TOKEN_IN_PATH.sub(r"\1…", text)
+
+
+class HideTokens(logging.Filter):
+    """Takes unsubscribe tokens out of a logger's records (uvicorn's access log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = hide_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            # Kept a tuple of the same length: uvicorn's access formatter unpacks it.
+            record.args = tuple(
+                hide_tokens(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
 
 
 _EXPLAINED = {

@@ -175,3 +175,31 @@ def test_back_references_and_named_groups_work() -> None:
     assert rules.matches("again again")
     assert rules.matches("xxy")
     assert not rules.matches("again and again")
+
+
+def test_two_patterns_may_use_the_same_group_name(tmp_path: Path) -> None:
+    # Anchored patterns are tried as one alternation; a group name used twice in it would
+    # be a re.error (and a traceback in `digest load`) if they were joined as written.
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        "patterns = ['^(?P<verb>sign up) for\\b', '^(?P<verb>subscribe) to\\b', "
+        "'^(?P<n>x+)-(?P=n)$', '^(?P<n>y+)$']\n",
+        encoding="utf-8",
+    )
+
+    rules = load_boilerplate(path)
+
+    assert rules.matches("Sign up for our newsletter")
+    assert rules.matches("Subscribe to The Week")
+    assert rules.matches("xx-xx")
+    assert rules.matches("yyy")
+    assert not rules.matches("xx-x")
+    assert not rules.matches("Please subscribe to The Week")
+
+
+def test_a_conditional_keeps_its_group_numbers() -> None:
+    rules = Boilerplate.from_rules([], ["^(a)b", "^(c)?(?(1)d|e)$"])
+
+    assert rules.matches("cd")
+    assert rules.matches("e")
+    assert not rules.matches("ce")

@@ -7,23 +7,29 @@ import configparser
 import datetime as dt
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from digest import pipeline
 from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger
-from digest.schedule import JOB_ID, JOBS_TABLE, Scheduler, next_runs
-from digest.settings import ScheduleSettings, Settings, load_settings
+from digest.models import Issue
+from digest.schedule import JOB_ID, JOBS_TABLE, Scheduler, trigger
+from digest.settings import ScheduleSettings, Settings, SmtpSettings, load_settings
 from digest.store import Store
 from tests.conftest import REPO
 from tests.test_smtp import Recorder, Slow, free_port
@@ -32,10 +38,30 @@ NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
 ADDRESSES = [f"reader{n}@example.org" for n in range(5)]
 
 
+def fire_times(schedule: ScheduleSettings, after: dt.datetime, count: int) -> list[dt.datetime]:
+    """The scheduler's send times after ``after``, computed as APScheduler 3 computes them.
+
+    Its loop (``BaseScheduler._process_jobs``) asks the job's trigger for the next run from
+    the run it has just made, at the time it made it; so does this, with the trigger the
+    scheduler stores.
+    """
+    when = trigger(schedule)
+    runs: list[dt.datetime] = []
+    fire = when.get_next_fire_time(None, after)
+    while fire is not None and len(runs) < count:
+        runs.append(fire)
+        fire = when.get_next_fire_time(fire, fire)
+    return runs
+
+
 def utc_hours(schedule: ScheduleSettings, after: dt.datetime, count: int) -> list[str]:
     return [
-        run.astimezone(dt.UTC).strftime("%m-%d %H:%M") for run in next_runs(schedule, after, count)
+        run.astimezone(dt.UTC).strftime("%m-%d %H:%M") for run in fire_times(schedule, after, count)
     ]
+
+
+def local_days(schedule: ScheduleSettings, after: dt.datetime, count: int) -> list[dt.date]:
+    return [run.astimezone(schedule.zone).date() for run in fire_times(schedule, after, count)]
 
 
 def test_seven_oclock_local_follows_daylight_saving_both_ways() -> None:
@@ -51,12 +77,35 @@ def test_seven_oclock_local_follows_daylight_saving_both_ways() -> None:
 def test_a_time_that_does_not_exist_or_repeats_still_sends_once_that_day() -> None:
     early = ScheduleSettings(cron="30 1 * * *", timezone="Europe/London")
 
-    spring = next_runs(early, dt.datetime(2026, 3, 28, 12, tzinfo=dt.UTC), 2)
-    autumn = next_runs(early, dt.datetime(2026, 10, 24, 12, tzinfo=dt.UTC), 2)
+    spring = fire_times(early, dt.datetime(2026, 3, 28, 12, tzinfo=dt.UTC), 2)
+    autumn = local_days(early, dt.datetime(2026, 10, 24, 12, tzinfo=dt.UTC), 2)
 
-    # 01:30 does not exist on 29 March and happens twice on 25 October: one run each day.
-    assert [run.date() for run in spring] == [dt.date(2026, 3, 29), dt.date(2026, 3, 30)]
-    assert [run.date() for run in autumn] == [dt.date(2026, 10, 25), dt.date(2026, 10, 26)]
+    # 01:30 does not exist on 29 March: that day's send goes at 02:30 BST (01:30 UTC).
+    assert [run.astimezone(early.zone).date() for run in spring] == [
+        dt.date(2026, 3, 29),
+        dt.date(2026, 3, 30),
+    ]
+    assert spring[0].astimezone(dt.UTC) == dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)
+    # 01:30 happens twice on 25 October (BST, then GMT): the send runs at the first only.
+    assert autumn == [dt.date(2026, 10, 25), dt.date(2026, 10, 26)]
+
+
+def test_on_the_night_clocks_go_back_each_time_of_the_repeated_hour_fires_once() -> None:
+    twice_an_hour = ScheduleSettings(cron="0,30 1 * * *", timezone="Europe/London")
+
+    runs = utc_hours(twice_an_hour, dt.datetime(2026, 10, 24, 12, tzinfo=dt.UTC), 4)
+
+    # 01:00 and 01:30 BST; not again at 01:00 and 01:30 GMT an hour later.
+    assert runs == ["10-25 00:00", "10-25 00:30", "10-26 01:00", "10-26 01:30"]
+
+
+def test_a_first_run_in_the_repeated_hour_is_not_skipped() -> None:
+    early = ScheduleSettings(cron="30 1 * * *", timezone="Europe/London")
+
+    # Started at 01:10 GMT, the second pass of the hour: 01:30 is still to come today.
+    runs = utc_hours(early, dt.datetime(2026, 10, 25, 1, 10, tzinfo=dt.UTC), 2)
+
+    assert runs == ["10-25 01:30", "10-26 01:30"]
 
 
 def test_the_schedule_is_checked_when_settings_load(
@@ -88,7 +137,7 @@ def test_weekdays_are_numbered_as_cron_numbers_them(weekday: str, expected: list
     schedule = ScheduleSettings(cron=f"0 7 * * {weekday}")
 
     # Two weeks from a Monday: every weekday named comes up.
-    runs = next_runs(schedule, dt.datetime(2026, 11, 23, 0, tzinfo=dt.UTC), 14)
+    runs = fire_times(schedule, dt.datetime(2026, 11, 23, 0, tzinfo=dt.UTC), 14)
     seen = {run.strftime("%a") for run in runs if run < dt.datetime(2026, 11, 30, tzinfo=dt.UTC)}
 
     assert sorted(seen) == sorted(expected)
@@ -235,11 +284,219 @@ def test_a_restart_keeps_the_stored_next_run_and_a_new_cron_replaces_it(
     assert (local.weekday(), local.hour, local.minute) == (0, 9, 15)
 
 
+def test_a_stored_job_from_an_older_trigger_keeps_its_next_run(settings: Settings) -> None:
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+
+    async def go() -> tuple[object, dt.datetime | None]:
+        with Store.open(settings.database_url) as store:
+            jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+            raw = AsyncIOScheduler(jobstores={"default": jobs})
+            raw.start(paused=True)
+            # As an older digest stored it: APScheduler's plain cron trigger, same fields.
+            plain = CronTrigger(
+                minute="0",
+                hour="7",
+                day="*",
+                month="*",
+                day_of_week="*",
+                timezone=settings.schedule.zone,
+            )
+            raw.add_job(
+                "digest.schedule:scheduled_send", trigger=plain, id=JOB_ID, next_run_time=due
+            )
+            raw.shutdown(wait=False)
+            stop = asyncio.Event()
+            stop.set()
+            await Scheduler(settings, store).run(stop)
+            jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+            jobs.start(AsyncIOScheduler(), "default")
+            job = jobs.lookup_job(JOB_ID)
+            assert job is not None
+            return job.trigger, job.next_run_time
+
+    stored, next_run = asyncio.run(go())
+
+    assert type(stored) is type(trigger(settings.schedule))
+    assert next_run == due
+
+
+class RefusesUntilTold(Recorder):
+    """Refuses the sender (a 5xx that halts a send) until ``accepting`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepting = False
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if not self.accepting:
+            return "553 5.1.8 Sender address rejected: Domain not found"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def relay_settings(settings: Settings, port: int, **schedule: Any) -> Settings:
+    """``settings`` sending through the relay on ``port``, with ``schedule`` overrides."""
+    return load_settings(
+        database_url=settings.database_url,
+        outbox_dir=settings.outbox_dir,
+        secret_key="schedule-test-key-of-at-least-32-characters",
+        public_url="https://news.example.org",
+        from_address="digest@news.example.org",
+        schedule=ScheduleSettings(misfire_grace_seconds=3600, **schedule),
+        smtp=SmtpSettings(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            concurrency=2,
+            retry_attempts=1,
+            retry_delay=0,
+            retry_max_delay=0,
+            failure_threshold=3,
+            timeout=5,
+        ),
+    )
+
+
+Outcome = pipeline.SendReport | DigestError
+
+
+async def run_scheduler_until(
+    settings: Settings, enough: Any, *, due: dt.datetime | None = None
+) -> list[tuple[float, Outcome]]:
+    """Run a scheduler until ``enough(outcomes)``; each run's outcome with its time."""
+    outcomes: list[tuple[float, Outcome]] = []
+    done = asyncio.Event()
+
+    def ran(outcome: Outcome) -> None:
+        outcomes.append((time.monotonic(), outcome))
+        if enough(outcomes):
+            done.set()
+
+    with Store.open(settings.database_url) as store:
+        await set_next_run(
+            store, settings, due or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        )
+        await run_until(Scheduler(settings, store, on_run=ran), done)
+    return outcomes
+
+
+def job_ids(settings: Settings) -> list[str]:
+    with Store.open(settings.database_url) as store:
+        jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+        jobs.start(AsyncIOScheduler(), "default")
+        return sorted(job.id for job in jobs.get_all_jobs())
+
+
+@pytest.mark.parametrize("smtp_server", [RefusesUntilTold], indirect=True)
+def test_a_halted_send_is_retried_after_retry_minutes(
+    settings: Settings, smtp_server: tuple[RefusesUntilTold, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, port = smtp_server
+    fast = relay_settings(settings, port, retry_minutes=0.02, retry_limit=3)  # 1.2 s
+
+    def enough(outcomes: list[tuple[float, Outcome]]) -> bool:
+        handler.accepting = True  # the relay is fixed after the first attempt
+        return isinstance(outcomes[-1][1], pipeline.SendReport)
+
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        outcomes = asyncio.run(run_scheduler_until(fast, enough))
+
+    (halted_at, halted), (retried_at, report) = outcomes
+    assert isinstance(halted, pipeline.SendHalted)
+    assert isinstance(report, pipeline.SendReport)
+    assert (report.sent, report.already_sent) == (len(ADDRESSES), 0)
+    assert retried_at - halted_at >= 1.1
+    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
+    today = pipeline.today(fast).isoformat()
+    assert f"the send of {today} stopped; retry 1 of 3 at " in caplog.text
+    assert f"retry 1 of 3 of the send of {today}" in caplog.text
+    assert job_ids(fast) == [JOB_ID]
+
+
+def test_retries_stop_at_retry_limit(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    down = relay_settings(settings, free_port(), retry_minutes=0.01, retry_limit=2)
+
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        outcomes = asyncio.run(run_scheduler_until(down, lambda outcomes: len(outcomes) == 3))
+
+    assert all(
+        isinstance(outcome, pipeline.SendHalted | pipeline.SendStopped) for _, outcome in outcomes
+    )
+    today = pipeline.today(down).isoformat()
+    assert f"retry 2 of 2 of the send of {today}" in caplog.text
+    assert f"the send of {today} stopped after 2 retries (schedule.retry_limit)" in caplog.text
+    assert job_ids(down) == [JOB_ID]  # no further retry waits
+    assert outbox_count(down) == 0
+
+
+def enqueue_issue(settings: Settings, store: Store, day: dt.date) -> None:
+    """An issue for ``day`` whose send was started and left: every copy still pending."""
+    article = pipeline.load_seeds(settings).articles[0]
+    store.save_issue(Issue(date=day, articles=(article,)), created_at=NOW)
+    issue_id = store.issue_id(day)
+    assert issue_id is not None
+    Ledger(store, issue_id).enqueue(now=NOW)
+
+
+def pending_copies(settings: Settings, day: dt.date) -> int:
+    with Store.open(settings.database_url) as store:
+        issue_id = store.issue_id(day)
+        assert issue_id is not None
+        return Ledger(store, issue_id).counts().pending
+
+
+def test_recent_issues_left_pending_are_finished_at_start_and_before_each_run(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    today = pipeline.today(settings)
+    ago = {days: today - dt.timedelta(days=days) for days in (1, 2, 3)}
+    with Store.open(settings.database_url) as store:
+        enqueue_issue(settings, store, ago[1])
+        enqueue_issue(settings, store, ago[3])  # older than schedule.catch_up_days (2)
+    outcomes: list[Outcome] = []
+
+    async def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(outcomes) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(outcomes) >= count, outcomes
+
+    async def go() -> None:
+        with Store.open(settings.database_url) as store:
+            await set_next_run(store, settings, dt.datetime.now(dt.UTC) + dt.timedelta(hours=6))
+            scheduler = Scheduler(settings, store, on_run=outcomes.append)
+            stop = asyncio.Event()
+            running = asyncio.ensure_future(scheduler.run(stop))
+            try:
+                await wait_for(1)  # the catch-up at start
+                # Left pending after the start: the next run finishes it before its own.
+                enqueue_issue(settings, store, ago[2])
+                assert scheduler._scheduler is not None
+                scheduler._scheduler.modify_job(JOB_ID, next_run_time=dt.datetime.now(dt.UTC))
+                await wait_for(3)
+            finally:
+                stop.set()
+                await running
+
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        asyncio.run(go())
+
+    reports = [outcome for outcome in outcomes if isinstance(outcome, pipeline.SendReport)]
+    assert [report.date for report in reports] == [ago[1], ago[2], today]
+    assert [report.sent for report in reports[:2]] == [len(ADDRESSES), len(ADDRESSES)]
+    assert reports[2].nothing_new  # the only seed went out in the earlier issues
+    assert f"resuming the send of {ago[1].isoformat()}: 5 copies pending" in caplog.text
+    assert f"resuming the send of {ago[2].isoformat()}: 5 copies pending" in caplog.text
+    assert pending_copies(settings, ago[3]) == len(ADDRESSES)
+    assert outbox_count(settings) == 2 * len(ADDRESSES)
+
+
 # End to end: `digest schedule` as a process, against a real SMTP server.
 
 
 def schedule_process(
-    project: Path, port: int, database_url: str, *options: str
+    project: Path, port: int, database_url: str, *options: str, **extra: str
 ) -> subprocess.Popen[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
         "DIGEST_DATABASE_URL": database_url,
@@ -249,6 +506,7 @@ def schedule_process(
         "DIGEST_SECRET_KEY": "schedule-test-key-of-at-least-32-characters",
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
+        **extra,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "digest", "schedule", *options],
@@ -271,22 +529,31 @@ def due_in(settings: Settings, seconds: float) -> None:
 
 
 def wait_for_log(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
-    """Read the process's log (stderr) until ``text`` appears; all of it so far."""
+    """Read the process's log (stderr) until a line with ``text``; what was read.
+
+    The pipe is read a byte at a time, past Python's buffering: what this call did not
+    need is left in the pipe for the next call (or :func:`stop`) to read.
+    """
     assert process.stderr is not None
-    seen = []
+    descriptor = process.stderr.fileno()
+    seen: list[str] = []
+    line = bytearray()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Never block past the deadline on a process that has nothing more to say.
-        ready, _, _ = select.select([process.stderr], [], [], deadline - time.monotonic())
+        ready, _, _ = select.select([descriptor], [], [], deadline - time.monotonic())
         if not ready:
             break
-        line = process.stderr.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if text in line:
-            return "".join(seen)
-    raise AssertionError(f"{text!r} not logged in {timeout} s; log:\n{''.join(seen)}")
+        byte = os.read(descriptor, 1)
+        if not byte:
+            break  # the process closed its log: it ended
+        line += byte
+        if byte == b"\n":
+            seen.append(line.decode())
+            line.clear()
+            if text in seen[-1]:
+                return "".join(seen)
+    raise AssertionError(f"{text!r} not logged in {timeout} s; log:\n{''.join(seen)}{line!r}")
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -317,26 +584,108 @@ def test_the_real_scheduler_sends_once_and_a_restart_sends_nothing_more(
     assert len(handler.messages) == len(ADDRESSES)
 
 
+def subscribe_more(settings: Settings, count: int) -> list[str]:
+    """``count`` more subscribers; every address subscribed now."""
+    more = [f"more{n}@example.org" for n in range(count)]
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(address, None) for address in more], now=NOW)
+    return ADDRESSES + more
+
+
+def wait_until_received(
+    handler: Recorder, addresses: list[str], process: subprocess.Popen[str], timeout: float = 60
+) -> None:
+    """Wait until the server has a copy for every address (or the process ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if {rcpt[0] for _, rcpt, _ in handler.messages} >= set(addresses):
+            return
+        time.sleep(0.05)
+    received = len({rcpt[0] for _, rcpt, _ in handler.messages})
+    raise AssertionError(f"{received} of {len(addresses)} addresses received in {timeout} s")
+
+
+class Gated(Recorder):
+    """Takes three messages, then holds each of the others until ``gate`` is opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        while len(self.messages) >= 3 and not self.gate.is_set():
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("smtp_server", [Gated], indirect=True)
 @pytest.mark.parametrize("options", [(), ("--worker",)], ids=["plain", "workers"])
 def test_two_schedulers_on_one_database_deliver_each_copy_once(
     settings: Settings,
     project: Path,
     options: tuple[str, ...],
-    smtp_server: tuple[Recorder, int],
+    smtp_server: tuple[Gated, int],
 ) -> None:
+    everyone = subscribe_more(settings, 25)
     handler, port = smtp_server
-    # Due once both have most likely started; one that starts after the other has
-    # already sent sees tomorrow's run instead, which is as good.
-    due_in(settings, 6)
-    processes = [schedule_process(project, port, settings.database_url, *options) for _ in range(2)]
+    day = pipeline.today(settings).isoformat()
+    due_in(settings, 2)
+    first = schedule_process(project, port, settings.database_url, *options)
     deadline = time.monotonic() + 60
-    while len(handler.messages) < len(ADDRESSES) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while len(handler.messages) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # The first is held in the middle of the day's send. The second is made due now too:
+    # it takes up the same issue at start (the send left unfinished) and when due.
+    due_in(settings, 0)
+    second = schedule_process(project, port, settings.database_url, *options)
+    second_log = wait_for_log(second, f"resuming the send of {day}")
+    handler.gate.set()
+    wait_until_received(handler, everyone, first)
+    second_log += wait_for_log(second, f"scheduled send for {day}")  # the catch-up's
+    second_log += wait_for_log(second, f"scheduled send for {day}")  # the due run's
     time.sleep(1)  # time for a second copy to arrive, were one sent
-    for process in processes:
-        stop(process)
+    first_log = stop(first)
+    second_log += stop(second)
 
-    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
+    assert f"scheduled send for {day}" in first_log
+    assert second_log.count(f"scheduled send for {day}") >= 2
+    assert Counter(rcpt[0] for _, rcpt, _ in handler.messages) == Counter(everyone)
+
+
+@pytest.mark.parametrize("smtp_server", [Slow], indirect=True)
+def test_a_scheduler_killed_in_the_middle_of_a_send_finishes_the_day_on_restart(
+    settings: Settings, project: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    everyone = subscribe_more(settings, 40)
+    handler, port = smtp_server
+    two_connections = {"DIGEST_SMTP__CONCURRENCY": "2"}
+    due_in(settings, 2)
+    first = schedule_process(project, port, settings.database_url, **two_connections)
+    deadline = time.monotonic() + 60
+    while len(handler.messages) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    killed_at = len(handler.messages)
+    assert 10 <= killed_at < len(everyone)
+
+    # Restarted: the stored next run is tomorrow's, yet today's issue is finished now.
+    second = schedule_process(project, port, settings.database_url, **two_connections)
+    log = wait_for_log(second, "resuming the send of")
+    wait_until_received(handler, everyone, second)
+    log += wait_for_log(second, "scheduled send for")
+    log += stop(second)
+
+    today = pipeline.today(settings).isoformat()
+    assert re.search(rf"resuming the send of {today}: \d+ copies pending", log)
+    received = Counter(rcpt[0] for _, rcpt, _ in handler.messages)
+    assert set(received) == set(everyone)  # nothing lost
+    # At most one copy per connection the killed process had open went out twice.
+    assert sum(received.values()) - len(everyone) <= 2
+    with Store.open(settings.database_url) as store:
+        issue_id = store.issue_id(pipeline.today(settings))
+        assert issue_id is not None
+        assert Ledger(store, issue_id).counts().sent == len(everyone)
 
 
 def test_schedule_with_serve_runs_both_and_stops_on_sigterm(

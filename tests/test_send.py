@@ -293,7 +293,8 @@ def test_dkim_half_configured_is_an_error(project: Path, monkeypatch: pytest.Mon
     result = CliRunner().invoke(cli, ["send", "--dry-run"])
     real = CliRunner().invoke(cli, ["send"])
 
-    assert result.exit_code == 0  # a dry run signs nothing
+    assert result.exit_code == 1  # a dry run loads the key as a send would
+    assert result.stderr == "Error: dkim: set both private_key_file and selector, or neither\n"
     assert real.exit_code == 1
     assert real.stderr.endswith("Error: dkim: set both private_key_file and selector, or neither\n")
 
@@ -306,6 +307,42 @@ def test_an_unsubscribe_after_enqueue_leaves_nothing_to_retry(subscribed: Settin
     report = send(subscribed, RecordingTransport())
 
     assert (report.sent, report.deferred) == (0, 0)
+
+
+def test_a_subscriber_removed_and_added_again_is_not_sent_the_issue_twice(
+    subscribed: Settings,
+) -> None:
+    first = RecordingTransport()
+    send(subscribed, first)
+    with Store.open(subscribed.database_url) as store:
+        assert store.remove_subscriber("ann@example.org")
+        store.add_subscriber("Ann@Example.org", "Ann", now=NOW)
+
+    again = RecordingTransport()
+    report = send(subscribed, again)
+
+    assert [recipient for recipient, _ in first.sent].count("ann@example.org") == 1
+    assert again.sent == []
+    assert (report.sent, report.already_sent) == (0, 2)
+    with Store.open(subscribed.database_url) as store:
+        assert pipeline.plan_send(subscribed, store, DAY).would_send == 0
+        assert store.count_to_send(store.issue_id(DAY)) == 0
+
+
+def test_a_subscriber_removed_before_their_copy_went_gets_it_once_added_again(
+    subscribed: Settings,
+) -> None:
+    send(subscribed, RecordingTransport(refuse={"ann@example.org": (451, "later")}))
+    with Store.open(subscribed.database_url) as store:
+        assert store.remove_subscriber("ann@example.org")
+        store.add_subscriber("ann@example.org", "Ann", now=NOW)
+
+    transport = RecordingTransport()
+    report = send(subscribed, transport)
+
+    assert [recipient for recipient, _ in transport.sent] == ["ann@example.org"]
+    assert (report.sent, report.already_sent) == (1, 1)
+    assert send(subscribed, RecordingTransport()).sent == 0
 
 
 def test_dry_run_and_to_do_not_go_together(project: Path) -> None:

@@ -295,7 +295,11 @@ def test_a_misspelt_nested_variable_is_named_as_a_variable(
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://ann:hunter2@db.example.org:notaport/digest", "ann:hunter2@db.example.org/digest"]
+    "url",
+    [
+        "postgresql://ann:hunter2@db.example.org:notaport/digest",
+        "ann:hunter2@db.example.org/digest",
+    ],
 )
 def test_a_bad_database_url_never_shows_its_password(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, url: str
@@ -346,3 +350,37 @@ def test_a_templates_dir_that_does_not_exist_is_a_setting_error(
         match=r"^invalid setting templates_dir \(DIGEST_TEMPLATES_DIR\) = .*: Value error, no such folder$",
     ):
         load_settings()
+
+
+def test_a_relay_send_refuses_a_short_key_however_the_settings_were_made(workdir: Path) -> None:
+    from pydantic import SecretStr
+
+    from digest.pipeline import check_ready_for_relay
+
+    # model_copy does not validate: the pipeline must not trust that a key was checked.
+    settings = load_settings(public_url="https://news.example.org").model_copy(
+        update={"secret_key": SecretStr("")}
+    )
+
+    with pytest.raises(ConfigError, match=r"^DIGEST_SECRET_KEY is shorter than 32 characters"):
+        check_ready_for_relay(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DIGEST_SMTP__HOST", "ann:hunter2@relay.example.org"),
+        ("DIGEST_SMTP__HOST", "smtp://relay.example.org"),
+        ("DIGEST_SMTP__HOSTS", "relay.example.org, ann:hunter2@relay2.example.org:587"),
+    ],
+)
+def test_a_relay_with_credentials_in_its_name_is_refused_without_showing_them(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError, match=f"^invalid setting .*\\({variable}\\)") as caught:
+        load_settings()
+
+    assert "hunter2" not in str(caught.value)
+    assert "smtp.username and smtp.password" in str(caught.value)

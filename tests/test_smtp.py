@@ -256,9 +256,45 @@ def test_a_421_is_retried_on_a_new_connection(
     assert handler.sessions == 2
 
 
-@pytest.mark.parametrize("smtp_server", [(Recorder, {"data_size_limit": 2000})], indirect=True)
+class SizeLimited(Recorder):
+    """A relay that declares SIZE (RFC 1870) and keeps to it, counting every DATA it reads.
+
+    aiosmtpd's own limit refuses an oversized DATA before any handler hears of it; this
+    one is told of each, so a test can see whether a DATA was sent at all.
+    """
+
+    limit = 2000
+    too_large = "552 5.3.4 Message size exceeds fixed maximum message size"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data_commands = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [*responses[:-1], f"250-SIZE {self.limit}", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        declared = [option[len("SIZE=") :] for option in mail_options if option.startswith("SIZE=")]
+        if any(int(size) > self.limit for size in declared):
+            return self.too_large
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_commands += 1
+        if len(envelope.content) > self.limit:
+            return self.too_large
+        return await super().handle_DATA(server, session, envelope)
+
+
+# The limit is the handler's, not aiosmtpd's, so that a DATA sent reaches the handler.
+@pytest.mark.parametrize("smtp_server", [(SizeLimited, {"data_size_limit": None})], indirect=True)
 def test_a_copy_over_the_relays_size_limit_is_refused_before_it_is_sent(
-    project: Path, smtp_server: tuple[Recorder, int]
+    project: Path, smtp_server: tuple[SizeLimited, int]
 ) -> None:
     handler, port = smtp_server
     settings = settings_for(project, port)
@@ -268,6 +304,7 @@ def test_a_copy_over_the_relays_size_limit_is_refused_before_it_is_sent(
     with pytest.raises(pipeline.SendHalted, match="refused the message: 552"):
         send(settings)
 
+    assert handler.data_commands == 0
     assert handler.messages == []
 
 

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    column,
+    create_engine,
+    inspect,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.engine import make_url
 
 from digest.errors import StoreError
 from digest.models import Article, Issue, RelatedStory
-from digest.store import Store, metadata
+from digest.store import Store, deliveries, issues, metadata, subscribers
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
@@ -170,3 +184,84 @@ def test_a_reader_does_not_create_a_missing_sqlite_file(tmp_path: Path) -> None:
         store.add_subscriber("ann@example.org", None, now=NOW)
     with Store.open(url, create=False) as store:
         assert [s.email for s in store.iter_subscribers()] == ["ann@example.org"]
+
+
+def migrate_to(database_url: str, revision: str) -> None:
+    """Bring a new database to ``revision`` only, as an older digest left it."""
+    database = make_url(database_url).database
+    if database_url.startswith("sqlite") and database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(files("digest") / "migrations"))
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+# The deliveries table as revision 0005 left it, before it kept the address.
+deliveries_0005 = table(
+    "deliveries",
+    column("issue_id", Integer),
+    column("subscriber_id", Integer),
+    column("status", String),
+    column("attempts", Integer),
+    column("created_at", DateTime(timezone=True)),
+    column("updated_at", DateTime(timezone=True)),
+)
+
+
+def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_url: str) -> None:
+    migrate_to(database_url, "0005")
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(issues.insert().values(id=1, date=DAY, created_at=NOW))
+        connection.execute(
+            subscribers.insert(),
+            [
+                {
+                    "id": number,
+                    "email": f"Reader{number}@Example.org",
+                    "email_key": f"reader{number}@example.org",
+                    "status": "active",
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for number in (1, 2)
+            ],
+        )
+        connection.execute(
+            deliveries_0005.insert(),
+            [
+                {
+                    "issue_id": 1,
+                    "subscriber_id": number,
+                    "status": "sent",
+                    "attempts": 1,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for number in (1, 2)
+            ],
+        )
+    engine.dispose()
+
+    with Store.open(database_url) as store:
+        assert store.remove_subscriber("reader1@example.org")
+        with store.reading() as connection:
+            rows = connection.execute(
+                select(
+                    deliveries.c.subscriber_id, deliveries.c.email_key, deliveries.c.status
+                ).order_by(deliveries.c.email_key)
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            (None, "reader1@example.org", "sent"),
+            (2, "reader2@example.org", "sent"),
+        ]
+        again, added = store.add_subscriber("reader1@example.org", None, now=NOW)
+        assert added
+        assert store.count_to_send(1) == 0
+        assert store.delivered_subscriber_ids(1) == {again.id, 2}

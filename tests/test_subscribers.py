@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import tracemalloc
+from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digest.cli import cli
-from digest.models import SubscriberStatus
+from digest.loader import SeedFormat, decode_seed, parse_article
+from digest.message import MessageTemplate
+from digest.models import PickLimits, Subscriber, SubscriberStatus
+from digest.picker import pick
+from digest.render import Renderer
+from digest.settings import Settings
 from digest.store import Store
-from digest.subscribers import CsvRow, InvalidAddress, normalise_address, read_csv
+from digest.subscribers import (
+    NAME_LIMIT,
+    CsvRow,
+    InvalidAddress,
+    InvalidName,
+    normalise_address,
+    normalise_name,
+    read_csv,
+)
+
+from .conftest import SEED
 
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
 
@@ -198,3 +220,211 @@ def test_cli_import(workdir: Path) -> None:
         "ann@example.org",
         "bo@example.org",
     ]
+
+
+# Names: whatever is let in must be sendable.
+
+# A flag made of tag characters (format characters a name keeps).
+SCOTLAND = "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+
+# Text as it arrives from a CSV or a command line: controls, line breaks, format
+# characters, emoji sequences, "@" and the rest.
+_RAW_NAME = st.lists(
+    st.characters(codec="utf-8")
+    | st.sampled_from(
+        [
+            *("\x00", "\t", "\r\n", "\u2028", "\u00ad", "\u200b", "\u200d", "\ufe0f", "\u202e"),
+            *("👩\u200d👩\u200d👧", "❤\ufe0f", "e\u0301", "@", "＠", " ", ",", '"'),
+        ]
+    ),
+    max_size=250,
+).map("".join)
+
+
+@pytest.fixture(scope="module")
+def copy_for(seed_format: SeedFormat) -> Callable[[Subscriber], bytes]:
+    """A function making a subscriber's copy of the real issue (reported briefly on failure)."""
+    article = parse_article(
+        decode_seed(SEED.read_bytes(), "seed"), source="seed", seed_format=seed_format
+    )
+    issue = pick([article], today=NOW.date(), already_featured=set(), limits=PickLimits())
+    configured = Settings(_env_file=None, from_address="digest@news.example.org")
+    template = MessageTemplate.build(
+        Renderer().render(issue, configured), configured, secret_key="k" * 32, now=NOW
+    )
+    return lambda subscriber: template.render(subscriber)
+
+
+def assert_sent_as_is(copy_for: Callable[[Subscriber], bytes], name: str) -> None:
+    data = copy_for(Subscriber(id=1, email="ann@example.org", name=name))
+    to = BytesParser(policy=policy.strict).parsebytes(data)["To"]
+    assert to.defects == ()
+    assert [(a.display_name, a.addr_spec) for a in to.addresses] == [(name, "ann@example.org")]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_RAW_NAME)
+def test_every_name_an_import_accepts_can_be_sent(
+    copy_for: Callable[[Subscriber], bytes], raw: str
+) -> None:
+    out = io.StringIO()
+    csv.writer(out).writerows([["email", "name"], ["ann@example.org", raw]])
+
+    [row] = read_csv(out.getvalue())
+
+    if row.name is not None:
+        assert_sent_as_is(copy_for, row.name)
+
+
+def test_a_quote_left_open_is_reported_and_swallows_nothing() -> None:
+    text = 'email,name\nann@example.org,Ann\nbo@example.org,"Bo\ncy@example.org,Cy\n'
+
+    rows = read_csv(text)
+
+    assert rows[0] == CsvRow(line=2, email="ann@example.org", name="Ann")
+    assert [(row.line, row.email) for row in rows[1:]] == [(3, None)]
+    assert rows[1].error is not None
+    assert "a quote is opened and never closed" in rows[1].error
+    assert "this row and any after it were not imported" in rows[1].error
+
+
+def test_a_field_over_the_csv_limit_is_reported_not_raised() -> None:
+    text = f"email,name\nann@example.org,Ann\nbo@example.org,{'x' * 200_000}\ncy@example.org,Cy\n"
+
+    rows = read_csv(text)
+
+    assert rows[0] == CsvRow(line=2, email="ann@example.org", name="Ann")
+    assert [(row.line, row.email) for row in rows[1:]] == [(3, None)]
+    assert rows[1].error is not None
+    assert "field larger than field limit" in rows[1].error
+    assert "this row and any after it were not imported" in rows[1].error
+
+
+def test_names_with_a_line_break_or_an_at_sign_are_refused_by_line() -> None:
+    text = (
+        "email,name\n"
+        'ann@example.org,"Ann\nExample"\n'
+        "bo@example.org,bo@example.org\n"
+        "cy@example.org,Cy\u00ad Example\n"
+        "di@example.org,Di\x00\n"
+    )
+
+    rows = read_csv(text)
+
+    assert [(row.line, row.email, row.name) for row in rows] == [
+        (2, None, None),
+        (4, None, None),
+        (5, "cy@example.org", "Cy Example"),
+        (6, None, None),
+    ]
+    assert [row.error for row in rows] == [
+        "the name 'Ann\\nExample' contains a line break",
+        "the name 'bo@example.org' contains @: a name must not look like an address",
+        None,
+        "the name 'Di\\x00' contains a control character (U+0000)",
+    ]
+
+
+def test_cli_import_reports_a_broken_file_and_keeps_what_came_before(workdir: Path) -> None:
+    (workdir / "open.csv").write_text(
+        'email,name\nann@example.org,Ann\nbo@example.org,"Bo\ncy@example.org,Cy\n',
+        encoding="utf-8",
+    )
+    (workdir / "huge.csv").write_text(
+        f"email,name\ndi@example.org,Di\nev@example.org,{'x' * 200_000}\n", encoding="utf-8"
+    )
+
+    left_open = run("subscribers", "import", "open.csv")
+    too_large = run("subscribers", "import", "huge.csv")
+
+    assert left_open.exit_code == 1
+    assert left_open.stdout == "1 subscriber added, 0 already on the list, 1 row refused.\n"
+    assert left_open.stderr.startswith("error: open.csv:3: not valid CSV: a quote is opened")
+    assert too_large.exit_code == 1
+    assert too_large.stdout == "1 subscriber added, 0 already on the list, 1 row refused.\n"
+    assert too_large.stderr.startswith(
+        "error: huge.csv:3: not valid CSV: field larger than field limit (131072)"
+    )
+    assert [s["email"] for s in json.loads(run("subscribers", "list", "--json").stdout)] == [
+        "ann@example.org",
+        "di@example.org",
+    ]
+
+
+def test_cli_add_takes_a_name_by_the_same_rule(workdir: Path) -> None:
+    refused = run("subscribers", "add", "eve@example.org", "--name", "Eve\x00")
+    added = run("subscribers", "add", "zoe@example.org", "--name", " Zoe\u0301 \u00ad❤\ufe0f ")
+
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: --name: the name 'Eve\\x00' contains a control character (U+0000)\n"
+    )
+    assert added.stdout == "Added zoe@example.org.\n"
+    assert json.loads(run("subscribers", "list", "--json").stdout) == [
+        {"email": "zoe@example.org", "name": "Zoé ❤\ufe0f", "status": "active"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (None, None),
+        ("", None),
+        (" \t ", None),
+        ("\u200b", None),
+        ("  Ann \t Example ", "Ann Example"),
+        ("Zoe\u0301 Bronte\u0308", "Zoé Brontë"),
+        ("Soft\u00adhyphen, zero\u200bwidth, \ufeffmark", "Softhyphen, zerowidth, mark"),
+        ("\u202eevil\u202c", "evil"),
+        ("Ann\u00a0Example", "Ann Example"),
+        ("👩\u200d👩\u200d👧\u200d👦 Family", "👩\u200d👩\u200d👧\u200d👦 Family"),
+        ("❤\ufe0f and 👍🏽", "❤\ufe0f and 👍🏽"),
+        (SCOTLAND, SCOTLAND),
+        ("می\u200cخواهم", "می\u200cخواهم"),
+        ('Smith, John "Jack" (Editor) \\ =?', 'Smith, John "Jack" (Editor) \\ =?'),
+        ("x" * NAME_LIMIT, "x" * NAME_LIMIT),
+    ],
+)
+def test_names_are_normalised(given: str | None, stored: str | None) -> None:
+    assert normalise_name(given) == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("Eve\x00", r"contains a control character \(U\+0000\)"),
+        ("Eve\x1b[31m", r"contains a control character \(U\+001B\)"),
+        ("Eve\r\nBcc: x@example.org", "contains a line break"),
+        ("Eve\n", "contains a line break"),
+        ("Eve\u2028Bcc", "contains a line break"),
+        ("Eve\x85", "contains a line break"),
+        ("Eve\ud800", "is not valid text"),
+        ("ann@example.org", "contains @: a name must not look like an address"),
+        ("ann＠example.org", "contains @"),
+        ("x" * (NAME_LIMIT + 1), f"is too long: {NAME_LIMIT + 1} characters, {NAME_LIMIT} at most"),
+    ],
+)
+def test_names_that_cannot_be_sent_are_refused_with_the_reason(given: str, reason: str) -> None:
+    with pytest.raises(InvalidName, match=reason):
+        normalise_name(given)
+
+
+def test_a_refused_name_is_shown_short() -> None:
+    with pytest.raises(InvalidName) as caught:
+        normalise_name("x\n" * 100_000)
+
+    assert len(str(caught.value)) < 200
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_RAW_NAME)
+def test_every_name_the_rule_accepts_can_be_sent(
+    copy_for: Callable[[Subscriber], bytes], raw: str
+) -> None:
+    try:
+        name = normalise_name(raw)
+    except InvalidName:
+        return
+    if name is not None:
+        assert normalise_name(name) == name
+        assert_sent_as_is(copy_for, name)

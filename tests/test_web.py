@@ -10,6 +10,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from digest import pipeline
@@ -18,7 +19,7 @@ from digest.message import list_id
 from digest.models import SubscriberStatus
 from digest.settings import Settings, load_settings
 from digest.store import Store
-from digest.tokens import unsubscribe_token
+from digest.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
 from digest.web import MAX_BODY_BYTES, create_app
 
 DAY = dt.date(2026, 11, 23)
@@ -250,3 +251,39 @@ def test_serving_needs_the_secret_key(project: Path, database_url: str) -> None:
 
     with Store.open(database_url) as store, pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
         create_app(settings, store)
+
+
+@pytest.mark.parametrize("key", ["", "x", "k" * 31])
+def test_no_token_is_made_or_read_with_a_short_key(key: str) -> None:
+    # A token signed with an empty key once unsubscribed a real subscriber: whoever knows
+    # a subscriber id could have made it.
+    good = unsubscribe_token(KEY, subscriber_id=1, list_id="the-digest.example.org", email="a@b.c")
+
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        unsubscribe_token(key, subscriber_id=1, list_id="the-digest.example.org", email="a@b.c")
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        read_unsubscribe_token(key, good)
+    read = read_unsubscribe_token(KEY, good)
+    assert read is not None
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        read.is_for(key, "a@b.c")
+
+
+def test_the_preview_key_still_signs_preview_links() -> None:
+    token = unsubscribe_token(PREVIEW_KEY, subscriber_id=0, list_id="d.example.org", email="a@b.c")
+
+    assert read_unsubscribe_token(PREVIEW_KEY, token) is not None
+
+
+@pytest.mark.parametrize("key", ["", "k" * 31])
+def test_serving_refuses_a_short_key(settings: Settings, key: str) -> None:
+    # Settings refuse such a key when read; the app does not rely on it.
+    short = settings.model_copy(update={"secret_key": SecretStr(key)})
+
+    with Store.open(settings.database_url) as store, pytest.raises(ConfigError) as caught:
+        create_app(short, store)
+
+    assert str(caught.value) == (
+        "DIGEST_SECRET_KEY is shorter than 32 characters: digest serve refuses it, since "
+        "links signed with it could be forged"
+    )

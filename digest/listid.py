@@ -1,0 +1,71 @@
+"""The list identifier: chosen at the first send and kept for the life of the list.
+
+It names the list in every copy's List-Id header (RFC 2919) and inside every unsubscribe
+token, and ``digest serve`` checks tokens against it. Derived from ``newsletter_name``
+and the From domain, it would change with either, and every one-click link already in an
+inbox would stop working. So the one the first send used is kept in the database and
+used from then on; an operator may set another (``list_id``), and tokens naming any id
+ever sent under are still honoured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol
+
+from digest.message import list_id
+from digest.settings import Settings
+
+__all__ = [
+    "ListIdStore",
+    "accepted_list_ids",
+    "current_list_id",
+    "effective_list_id",
+    "list_id_for_send",
+]
+
+
+class ListIdStore(Protocol):
+    """What this module needs of the store: the ids sent under, and keeping a new one."""
+
+    def known_list_ids(self) -> tuple[str, ...]:
+        """Every list id copies went out under, the first first."""
+        ...
+
+    def remember_list_id(self, list_id: str, *, now: dt.datetime) -> bool:
+        """Keep ``list_id`` as sent under; False if it was kept before."""
+        ...
+
+
+def effective_list_id(settings: Settings, known: Sequence[str]) -> str:
+    """The id new copies carry: the ``list_id`` setting, else the first kept, else derived.
+
+    ``known`` is every id sent under, the first first (:meth:`ListIdStore.known_list_ids`).
+    """
+    if settings.list_id:
+        return settings.list_id
+    if known:
+        return known[0]
+    return list_id(settings)
+
+
+def current_list_id(settings: Settings, store: ListIdStore) -> str:
+    """The id for copies that are not a send (preview, dry run, test copies); keeps nothing."""
+    return effective_list_id(settings, store.known_list_ids())
+
+
+def list_id_for_send(settings: Settings, store: ListIdStore, *, now: dt.datetime) -> str:
+    """The id for a real send, kept in the store first if it is new there."""
+    known = store.known_list_ids()
+    ident = effective_list_id(settings, known)
+    if ident not in known:
+        # Kept before any copy carries it, so digest serve honours every link sent.
+        store.remember_list_id(ident, now=now)
+    return ident
+
+
+def accepted_list_ids(settings: Settings, store: ListIdStore) -> frozenset[str]:
+    """Every id an unsubscribe token may name: each one sent under, and the current one."""
+    known = store.known_list_ids()
+    return frozenset((*known, effective_list_id(settings, known)))
