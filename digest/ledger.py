@@ -567,12 +567,16 @@ class Ledger:
             return int(connection.execute(query).scalar_one())
 
 
-def unfinished_issues(store: Store, *, first: dt.date, last: dt.date) -> list[tuple[dt.date, int]]:
-    """Issues dated ``first`` to ``last`` with copies still pending to active subscribers.
+def unfinished_issues(
+    store: Store, *, first: dt.date, last: dt.date
+) -> list[tuple[dt.date, int | None]]:
+    """Issues dated ``first`` to ``last`` whose send began and did not finish, oldest first.
 
-    Oldest first, each with how many: the sends a crash or a stop left unfinished.
+    Each comes with how many copies are still pending to active subscribers, or None
+    when its send was stopped after the rendering was frozen (the first step of a send)
+    and before any copy was queued.
     """
-    query = (
+    pending = (
         select(issues.c.date, func.count())
         .select_from(
             issues.join(deliveries, deliveries.c.issue_id == issues.c.id).join(
@@ -586,7 +590,17 @@ def unfinished_issues(store: Store, *, first: dt.date, last: dt.date) -> list[tu
             subscribers.c.status == SubscriberStatus.ACTIVE.value,
         )
         .group_by(issues.c.date)
-        .order_by(issues.c.date)
+    )
+    queued = select(deliveries.c.id).where(deliveries.c.issue_id == issues.c.id)
+    never_queued = select(issues.c.date).where(
+        issues.c.date >= first,
+        issues.c.date <= last,
+        issues.c.html.is_not(None),
+        ~queued.exists(),
     )
     with store.reading() as connection:
-        return [(date, int(count)) for date, count in connection.execute(query)]
+        found: dict[dt.date, int | None] = {
+            date: int(count) for date, count in connection.execute(pending)
+        }
+        found.update((date, None) for date in connection.scalars(never_queued))
+    return sorted(found.items())

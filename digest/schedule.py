@@ -162,6 +162,11 @@ async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
     for day, pending in unfinished:
         if running.stop.is_set():
             break
+        if pending is None:
+            # Stopped before its copies were queued: queue them now, as that day's send would.
+            log.info("resuming the send of %s: no copy was queued", day.isoformat())
+            await _send(running, day)
+            continue
         log.info("resuming the send of %s: %d copies pending", day.isoformat(), pending)
         await _send(running, day, resume=True)
     return len(unfinished)

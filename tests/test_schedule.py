@@ -492,6 +492,41 @@ def test_recent_issues_left_pending_are_finished_at_start_and_before_each_run(
     assert outbox_count(settings) == 2 * len(ADDRESSES)
 
 
+def test_a_send_killed_before_its_copies_were_queued_is_finished_at_start(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Killed between freezing the issue's rendering and queueing its copies: nothing is
+    # pending, but the send had begun, and nobody has the issue yet.
+    yesterday = pipeline.today(settings) - dt.timedelta(days=1)
+    with Store.open(settings.database_url) as store:
+        article = pipeline.load_seeds(settings).articles[0]
+        store.save_issue(Issue(date=yesterday, articles=(article,)), created_at=NOW)
+        store.freeze_rendering(yesterday, subject="Frozen", html="<p>Frozen</p>", text="Frozen")
+    outcomes: list[Outcome] = []
+
+    async def go() -> None:
+        with Store.open(settings.database_url) as store:
+            await set_next_run(store, settings, dt.datetime.now(dt.UTC) + dt.timedelta(hours=6))
+            scheduler = Scheduler(settings, store, on_run=outcomes.append)
+            stop = asyncio.Event()
+            running = asyncio.ensure_future(scheduler.run(stop))
+            try:
+                deadline = time.monotonic() + 20
+                while not outcomes and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                await running
+
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        asyncio.run(go())
+
+    reports = [outcome for outcome in outcomes if isinstance(outcome, pipeline.SendReport)]
+    assert [(report.date, report.sent) for report in reports] == [(yesterday, len(ADDRESSES))]
+    assert f"resuming the send of {yesterday.isoformat()}: no copy was queued" in caplog.text
+    assert outbox_count(settings) == len(ADDRESSES)
+
+
 # End to end: `digest schedule` as a process, against a real SMTP server.
 
 
