@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from digest import __version__, eventloop, pipeline
+from digest.clock import utc_now
 from digest.errors import DigestError
 from digest.ledger import Ledger
 from digest.models import Article, Issue, SubscriberStatus
@@ -386,10 +387,10 @@ def send(
         return
     click.echo(
         f"Issue of {day.isoformat()} to {where}: "
-        f"{report.sent} sent, {report.failed} failed, {report.deferred} to retry, "
+        f"{report.sent} sent, {report.failed} failed, {report.still_pending} to retry, "
         f"{report.already_sent} sent before."
     )
-    if report.failed or report.deferred:
+    if report.failed or report.still_pending:
         raise SystemExit(2)
 
 
@@ -437,7 +438,7 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
     """How the issue's sending stands: pending, claimed, sent, failed, per worker, the rate."""
     settings = app.settings()
     day = date_.date() if date_ else pipeline.today(settings)
-    now = _now()
+    now = utc_now()
     with Store.open(settings.database_url, create=False) as store:
         issue_id = store.issue_id(day)
         if issue_id is None:
@@ -617,7 +618,7 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
     except InvalidName as exc:
         raise DigestError(f"--name: {exc}") from exc
     with Store.open(app.settings().database_url) as store:
-        subscriber, added = store.add_subscriber(address, checked_name, now=_now())
+        subscriber, added = store.add_subscriber(address, checked_name, now=utc_now())
     if added:
         click.echo(f"Added {subscriber.email}.")
     else:
@@ -643,7 +644,7 @@ def subscribers_import(app: App, csv_file: Path) -> None:
     errors = [row for row in rows if row.error is not None]
     valid = [(row.email, row.name) for row in rows if row.email is not None]
     with Store.open(app.settings().database_url) as store:
-        added, known = store.import_subscribers(valid, now=_now())
+        added, known = store.import_subscribers(valid, now=utc_now())
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
     click.echo(
@@ -694,7 +695,9 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
     """Stop sending to an address; it stays on the list as unsubscribed."""
     address = _address_argument(email)
     with Store.open(app.settings().database_url) as store:
-        subscriber = store.set_subscriber_status(address, SubscriberStatus.UNSUBSCRIBED, now=_now())
+        subscriber = store.set_subscriber_status(
+            address, SubscriberStatus.UNSUBSCRIBED, now=utc_now()
+        )
     if subscriber is None:
         raise DigestError(f"{address} is not on the list")
     click.echo(f"Unsubscribed {subscriber.email}.")
@@ -718,10 +721,6 @@ def _address_argument(email: str) -> str:
         return normalise_address(email)
     except InvalidAddress as exc:
         raise DigestError(str(exc)) from exc
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _article_summary(article: Article) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import dkim
 
 from digest.boilerplate import load_boilerplate
+from digest.clock import utc_now
 from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger
 from digest.listid import current_list_id, list_id_for_send
@@ -94,7 +95,7 @@ def load_seeds(settings: Settings, paths: Sequence[str | Path] | None = None) ->
 
 def today(settings: Settings, now: dt.datetime | None = None) -> dt.date:
     """Today's date in the configured time zone."""
-    return (now or dt.datetime.now(dt.UTC)).astimezone(settings.schedule.zone).date()
+    return (now or utc_now()).astimezone(settings.schedule.zone).date()
 
 
 def build_issue(
@@ -122,7 +123,7 @@ def build_issue(
     )
     if issue.is_empty or not freeze:
         return IssueBuild(issue=issue, created=False, stored=False, failures=loaded.failures)
-    stored, created = store.save_issue(issue, created_at=now or dt.datetime.now(dt.UTC))
+    stored, created = store.save_issue(issue, created_at=now or utc_now())
     return IssueBuild(issue=stored, created=created, stored=True, failures=loaded.failures)
 
 
@@ -168,7 +169,7 @@ def preview(
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
     ident = current_list_id(settings, store)  # read, never kept: a preview is not a send
     template = MessageTemplate.build(
-        rendered, settings, secret_key=PREVIEW_KEY, now=now or _now(), list_ident=ident
+        rendered, settings, secret_key=PREVIEW_KEY, now=now or utc_now(), list_ident=ident
     )
     eml = template.render(sample)
     html, text = personalise(rendered, template.personal(sample))
@@ -195,8 +196,9 @@ class SendReport:
     date: dt.date
     sent: int = 0
     failed: int = 0
-    # Transient failures: still pending, for the next run.
-    deferred: int = 0
+    # Copies of the issue still pending after this run (transient failures, or left by a
+    # stop), whichever run queued them: the next run sends them.
+    still_pending: int = 0
     # Deliveries recorded by an earlier run, left alone by this one.
     already_sent: int = 0
     # With --dry-run: the copies a send would make now.
@@ -235,7 +237,7 @@ async def send_issue(
     go out, nobody is added (a subscriber since then does not get an old issue), and no
     issue is made for a date that has none.
     """
-    started = now or dt.datetime.now(dt.UTC)
+    started = now or utc_now()
     if resume and store.issue_id(date) is None:
         return SendReport(date=date, nothing_new=True)
     built = build_issue(settings, store, date, now=started)
@@ -309,7 +311,7 @@ async def _send_frozen(
         date=date,
         sent=totals.sent,
         failed=totals.failed,
-        deferred=ledger.counts().pending,
+        still_pending=ledger.counts().pending,
         already_sent=before.sent,
         failures=built.failures,
     )
@@ -328,7 +330,7 @@ class SendHalted(DigestError):
     def __init__(self, report: SendReport, reason: str) -> None:
         super().__init__(
             f"stopped: {reason}; {report.sent} sent, {report.failed} failed, "
-            f"{report.deferred} left for the next run"
+            f"{report.still_pending} left for the next run"
         )
         self.report = report
 
@@ -339,7 +341,7 @@ class SendInterrupted(DigestError):
     def __init__(self, report: SendReport) -> None:
         super().__init__(
             f"interrupted: {report.sent} sent, {report.failed} failed, "
-            f"{report.deferred} left for the next run"
+            f"{report.still_pending} left for the next run"
         )
         self.report = report
 
@@ -350,7 +352,8 @@ class SendStopped(DigestError):
     def __init__(self, report: SendReport, threshold: int) -> None:
         super().__init__(
             f"stopped after {threshold} failures in a row (is the relay down?): "
-            f"{report.sent} sent, {report.failed} failed, {report.deferred} left for the next run"
+            f"{report.sent} sent, {report.failed} failed, "
+            f"{report.still_pending} left for the next run"
         )
         self.report = report
 
@@ -370,7 +373,7 @@ async def send_test_copies(
 
     Once ``stop`` is set no further copy starts, and a :class:`DigestError` says so.
     """
-    started = now or dt.datetime.now(dt.UTC)
+    started = now or utc_now()
     built = build_issue(settings, store, date, freeze=False)
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
@@ -489,11 +492,11 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
     rendered = _rendering(settings, store, built.issue)
     ident = current_list_id(settings, store)  # read, never kept: a dry run stores nothing
     template = MessageTemplate.build(
-        rendered, settings, secret_key=PREVIEW_KEY, now=_now(), list_ident=ident
+        rendered, settings, secret_key=PREVIEW_KEY, now=utc_now(), list_ident=ident
     )
     issue_id = store.issue_id(date)
     counts = Ledger(store, issue_id).counts() if issue_id is not None else None
-    done = store.delivered_subscriber_ids(issue_id) if issue_id is not None else set()
+    done = store.finished_subscriber_ids(issue_id) if issue_id is not None else set()
     would_send = 0
     for subscriber in store.iter_subscribers(status=SubscriberStatus.ACTIVE):
         if subscriber.id not in done:
@@ -578,7 +581,3 @@ def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> Rendere
         store.freeze_rendering(issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text)
         frozen = store.rendering(issue.date)
     return _as_rendered(issue, frozen)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

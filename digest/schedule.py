@@ -35,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from digest import pipeline
+from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.errors import DigestError
 from digest.ledger import unfinished_issues
@@ -213,13 +214,13 @@ async def _send_logged(
             pipeline.destination(settings),
             report.sent,
             report.failed,
-            report.deferred,
+            report.still_pending,
             report.already_sent,
         )
-    if report.deferred:
+    if report.still_pending:
         log.warning(
             "%d copies of %s are still pending after transient failures: %s",
-            report.deferred,
+            report.still_pending,
             day.isoformat(),
             _left_for(settings, day),
         )
@@ -239,7 +240,7 @@ def _retry_later(running: _Running, day: dt.date, attempt: int) -> None:
             _left_for(running.settings, day),
         )
         return
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     at = now + dt.timedelta(minutes=schedule.retry_minutes)
     if at.astimezone(schedule.zone).date() != now.astimezone(schedule.zone).date():
         log.warning(

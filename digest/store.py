@@ -389,7 +389,7 @@ class Store:
         with self.reading() as connection:
             return int(connection.scalar(query) or 0)
 
-    def delivered_subscriber_ids(self, issue_id: int) -> set[int]:
+    def finished_subscriber_ids(self, issue_id: int) -> set[int]:
         """Subscribers whose address has a delivery of the issue sent or failed for good."""
         query = (
             select(subscribers.c.id)

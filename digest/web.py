@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from digest.clock import utc_now
 from digest.errors import ConfigError, DigestError
 from digest.listid import accepted_list_ids
 from digest.render import Personal, personalise_html, template_loader
@@ -172,7 +173,7 @@ class _Pages:
         subscriber = self.store.subscriber_by_id(token.subscriber_id)
         if subscriber is None or not token.is_for(self.secret_key, subscriber.email):
             return False
-        return self.store.unsubscribe(subscriber.id, now=dt.datetime.now(dt.UTC))
+        return self.store.unsubscribe(subscriber.id, now=utc_now())
 
     async def _token(self, request: Request) -> UnsubscribeToken:
         found = read_unsubscribe_token(self.secret_key, request.path_params["token"])

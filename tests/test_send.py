@@ -126,7 +126,7 @@ def test_permanent_refusals_fail_at_once_transient_ones_are_retried(subscribed: 
 
     assert transport.attempts.count("ann@example.org") == 1
     assert transport.attempts.count("bo@example.org") == 2
-    assert (report.sent, report.failed, report.deferred) == (1, 1, 0)
+    assert (report.sent, report.failed, report.still_pending) == (1, 1, 0)
     with Store.open(subscribed.database_url) as store:
         issue_id = store.issue_id(DAY)
         assert issue_id is not None
@@ -164,9 +164,9 @@ def test_a_relay_that_keeps_failing_stops_the_run_and_the_next_one_resumes(
         send(subscribed, RecordingTransport(refuse=down))
 
     report = caught.value.report
-    assert (report.sent, report.failed, report.deferred) == (0, 0, 22)
+    assert (report.sent, report.failed, report.still_pending) == (0, 0, 22)
     resumed = send(subscribed, RecordingTransport())
-    assert (resumed.sent, resumed.deferred) == (22, 0)
+    assert (resumed.sent, resumed.still_pending) == (22, 0)
 
 
 def test_the_issue_is_frozen_at_the_first_send(subscribed: Settings, project: Path) -> None:
@@ -306,7 +306,7 @@ def test_an_unsubscribe_after_enqueue_leaves_nothing_to_retry(subscribed: Settin
 
     report = send(subscribed, RecordingTransport())
 
-    assert (report.sent, report.deferred) == (0, 0)
+    assert (report.sent, report.still_pending) == (0, 0)
 
 
 def test_a_subscriber_removed_and_added_again_is_not_sent_the_issue_twice(
@@ -463,7 +463,7 @@ def test_an_unexpected_error_stops_the_send_instead_of_hanging_it(
     assert "bo@example.org: unexpected ValueError: a bug" in str(caught.value)
     report = caught.value.report
     assert report.sent == len(transport.sent) >= 1
-    assert report.deferred == 42 - report.sent  # the rest waits for the next run
+    assert report.still_pending == 42 - report.sent  # the rest waits for the next run
 
 
 def test_a_copy_that_cannot_be_built_fails_alone(project: Path, database_url: str) -> None:

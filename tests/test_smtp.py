@@ -218,7 +218,7 @@ def test_a_451_is_retried(project: Path, smtp_server: tuple[Recorder, int]) -> N
 
     report = send(settings)
 
-    assert (report.sent, report.failed, report.deferred) == (2, 0, 0)
+    assert (report.sent, report.failed, report.still_pending) == (2, 0, 0)
     assert len(handler.messages) == 2
 
 
@@ -251,7 +251,7 @@ def test_a_421_is_retried_on_a_new_connection(
 
     report = send(settings)
 
-    assert (report.sent, report.failed, report.deferred) == (2, 0, 0)
+    assert (report.sent, report.failed, report.still_pending) == (2, 0, 0)
     assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == ["a@example.org", "b@example.org"]
     assert handler.sessions == 2
 
@@ -434,7 +434,11 @@ def test_a_refused_sender_stops_the_send_and_blames_no_subscriber(
     with pytest.raises(pipeline.SendHalted, match="refused the message: 553") as caught:
         send(settings)
 
-    assert (caught.value.report.sent, caught.value.report.failed, caught.value.report.deferred) == (
+    assert (
+        caught.value.report.sent,
+        caught.value.report.failed,
+        caught.value.report.still_pending,
+    ) == (
         0,
         0,
         5,
@@ -518,7 +522,7 @@ def test_with_two_relays_everything_goes_through_the_one_that_works(
     delivered = [rcpt[0] for _, rcpt, _ in good.messages] + [
         rcpt[0] for _, rcpt, _ in (bad.messages if bad else [])
     ]
-    assert (report.sent, report.failed, report.deferred) == (30, 0, 0)
+    assert (report.sent, report.failed, report.still_pending) == (30, 0, 0)
     assert sorted(delivered) == sorted(emails)  # each once
     assert len(good.messages) >= 29
 

@@ -264,4 +264,4 @@ def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_
         again, added = store.add_subscriber("reader1@example.org", None, now=NOW)
         assert added
         assert store.count_to_send(1) == 0
-        assert store.delivered_subscriber_ids(1) == {again.id, 2}
+        assert store.finished_subscriber_ids(1) == {again.id, 2}
