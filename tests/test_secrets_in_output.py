@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from digest import pipeline
-from digest.cli import _web_server
+from digest.cli.service import web_server
 from digest.errors import StoreError
 from digest.settings import Settings, load_settings
 from digest.store import Store
@@ -63,7 +63,7 @@ def test_the_access_log_of_digest_serve_shows_no_token(
     listening = socket.create_server(("127.0.0.1", 0))  # ours, so no race for a port
     port = listening.getsockname()[1]
     with Store.open(settings.database_url) as store:
-        server = _web_server(settings, store, "127.0.0.1", port)
+        server = web_server(settings, store, "127.0.0.1", port)
         thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listening])))
         thread.start()
         try:

@@ -1,0 +1,9 @@
+"""The ``digest`` command line: thin commands over :mod:`digest.pipeline`, one module a group.
+
+Importing the command modules registers their commands on :data:`cli`.
+"""
+
+from digest.cli import content, send, service, subscribers
+from digest.cli.root import cli, main
+
+__all__ = ["cli", "content", "main", "send", "service", "subscribers"]

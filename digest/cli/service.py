@@ -1,0 +1,125 @@
+"""The long-running commands: ``digest serve`` and ``digest schedule``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import click
+
+from digest import eventloop, pipeline
+from digest.cli.root import App, cli
+from digest.settings import Settings
+from digest.store import Store
+
+__all__ = ["schedule", "serve", "web_server"]
+
+log = logging.getLogger(__name__)
+
+
+HOST_OPTION = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+PORT_OPTION = click.option(
+    "--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port."
+)
+
+
+@cli.command()
+@HOST_OPTION
+@PORT_OPTION
+@click.pass_obj
+def serve(app: App, host: str, port: int) -> None:
+    """Serve one-click unsubscribe, the web archive and /healthz (behind your proxy).
+
+    POST /unsubscribe/TOKEN unsubscribes at once (RFC 8058); GET shows a page with a
+    button. /issues lists the issues sent, /issues/YYYY-MM-DD shows one as sent.
+    """
+    settings = app.settings()
+    _log_for_service(app)
+    with Store.open(settings.database_url) as store:
+        server = web_server(settings, store, host, port)
+        eventloop.run(server.serve())
+
+
+@cli.command()
+@click.option("--serve", "with_server", is_flag=True, help="Also run `digest serve` here.")
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Send as one of several workers sharing each issue (PostgreSQL).",
+)
+@HOST_OPTION
+@PORT_OPTION
+@click.pass_obj
+def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) -> None:
+    """Send the digest every day at schedule.cron in schedule.timezone, in the foreground.
+
+    The schedule's state is kept in the database: a send missed while this was not
+    running is made on restart if within schedule.misfire_grace_seconds, else skipped
+    (the log says so). At start and before each run, the sends of the last
+    schedule.catch_up_days days left unfinished (killed, or stopped) are finished first;
+    a send that stops is tried again schedule.retry_minutes later, the same day. SIGINT
+    or SIGTERM: no new runs; a send under way finishes and is recorded (up to
+    schedule.stop_timeout_seconds), then it exits.
+    """
+    settings = app.settings()
+    if settings.smtp.relays:
+        pipeline.check_ready_for_relay(settings)
+    _log_for_service(app)
+    # Imported here: the other commands need no scheduler.
+    from digest.schedule import Scheduler
+
+    async def run(store: Store) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            server = web_server(settings, store, host, port) if with_server else None
+            scheduler = Scheduler(settings, store, worker=worker)
+            await scheduler.run(
+                stop,
+                also=server.serve() if server else None,
+                stop_also=(lambda: setattr(server, "should_exit", True)) if server else None,
+            )
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    with Store.open(settings.database_url) as store:
+        eventloop.run(run(store))
+    log.info("stopped")
+
+
+def web_server(settings: Settings, store: Store, host: str, port: int) -> Any:
+    import uvicorn
+
+    from digest.web import HideTokens, create_app
+
+    config = uvicorn.Config(
+        create_app(settings, store),
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="info",
+        # The proxy in front is trusted for the client's address, nothing else.
+        proxy_headers=True,
+        server_header=False,
+    )
+    # uvicorn's access log writes each request's path, and an unsubscribe link's path is
+    # its token: added after the Config, which (re)configures uvicorn's loggers.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, HideTokens) for existing in logger.filters):
+            logger.addFilter(HideTokens())
+    return uvicorn.Server(config)
+
+
+def _log_for_service(app: App) -> None:
+    """Long-running commands: their log is their output, with times."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("digest").setLevel(logging.DEBUG if app.verbose else logging.INFO)

@@ -1,0 +1,137 @@
+"""The subscriber list: ``digest subscribers add/import/list/unsubscribe/remove``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from digest.cli.output import address_argument, plural
+from digest.cli.root import App, cli
+from digest.clock import utc_now
+from digest.errors import DigestError
+from digest.models import SubscriberStatus
+from digest.store import Store
+from digest.subscribers import (
+    InvalidName,
+    normalise_name,
+    read_csv,
+)
+
+__all__ = ["subscribers_group"]
+
+
+@cli.group("subscribers")
+def subscribers_group() -> None:
+    """Manage the subscriber list: add, import, list, unsubscribe, remove."""
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--name", help="The subscriber's name, used in the To header.")
+@click.pass_obj
+def subscribers_add(app: App, email: str, name: str | None) -> None:
+    """Add one address to the list (syntax checked; no DNS look-up)."""
+    address = address_argument(email)
+    try:
+        checked_name = normalise_name(name)
+    except InvalidName as exc:
+        raise DigestError(f"--name: {exc}") from exc
+    with Store.open(app.settings().database_url) as store:
+        subscriber, added = store.add_subscriber(address, checked_name, now=utc_now())
+    if added:
+        click.echo(f"Added {subscriber.email}.")
+    else:
+        click.echo(
+            f"{subscriber.email} is already on the list ({subscriber.status}); left as it is."
+        )
+
+
+@subscribers_group.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def subscribers_import(app: App, csv_file: Path) -> None:
+    """Import a CSV file with the columns email,name; importing it again changes nothing.
+
+    Rows that cannot be imported are listed with their line numbers, the others are
+    imported; the exit status is then 1.
+    """
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DigestError(f"{csv_file}: cannot read it as UTF-8 text: {exc}") from exc
+    rows = read_csv(text)
+    errors = [row for row in rows if row.error is not None]
+    valid = [(row.email, row.name) for row in rows if row.email is not None]
+    with Store.open(app.settings().database_url) as store:
+        added, known = store.import_subscribers(valid, now=utc_now())
+    for row in errors:
+        click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
+    click.echo(
+        f"{plural(added, 'subscriber')} added, {known} already on the list, "
+        f"{plural(len(errors), 'row')} refused."
+    )
+    if errors:
+        raise SystemExit(1)
+
+
+@subscribers_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="A JSON array of objects with email, name, status."
+)
+@click.pass_obj
+def subscribers_list(app: App, status: str | None, as_json: bool) -> None:
+    """List subscribers, oldest first."""
+    wanted = SubscriberStatus(status) if status else None
+    with Store.open(app.settings().database_url, create=False) as store:
+        found = store.iter_subscribers(status=wanted)
+        if as_json:
+            # Written as it is read, so a long list is never held in memory whole.
+            click.echo("[", nl=False)
+            for index, subscriber in enumerate(found):
+                item = {
+                    "email": subscriber.email,
+                    "name": subscriber.name,
+                    "status": subscriber.status.value,
+                }
+                click.echo(
+                    ("," if index else "") + "\n  " + json.dumps(item, ensure_ascii=False), nl=False
+                )
+            click.echo("\n]")
+            return
+        for subscriber in found:
+            click.echo(f"{subscriber.email}\t{subscriber.name or ''}\t{subscriber.status}")
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("email")
+@click.pass_obj
+def subscribers_unsubscribe(app: App, email: str) -> None:
+    """Stop sending to an address; it stays on the list as unsubscribed."""
+    address = address_argument(email)
+    with Store.open(app.settings().database_url) as store:
+        subscriber = store.set_subscriber_status(
+            address, SubscriberStatus.UNSUBSCRIBED, now=utc_now()
+        )
+    if subscriber is None:
+        raise DigestError(f"{address} is not on the list")
+    click.echo(f"Unsubscribed {subscriber.email}.")
+
+
+@subscribers_group.command("remove")
+@click.argument("email")
+@click.pass_obj
+def subscribers_remove(app: App, email: str) -> None:
+    """Delete an address from the list altogether."""
+    address = address_argument(email)
+    with Store.open(app.settings().database_url) as store:
+        removed = store.remove_subscriber(address)
+    if not removed:
+        raise DigestError(f"{address} is not on the list")
+    click.echo(f"Removed {address}.")
