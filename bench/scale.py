@@ -75,7 +75,7 @@ def main() -> None:
             os.chdir(work)
             settings = load_settings(database_url=database)
             with Store.open(database) as store:
-                store.import_subscribers(
+                store.subscribers.import_rows(
                     ((f"reader{n}@example.org", None) for n in range(args.subscribers)), now=now
                 )
                 pipeline.build_issue(settings, store, day, now=now)

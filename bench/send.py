@@ -115,7 +115,7 @@ def main() -> None:
         database = f"sqlite:///{work / 'digest.db'}"
         now = dt.datetime.now(dt.UTC)
         with Store.open(database) as store:
-            store.import_subscribers(
+            store.subscribers.import_rows(
                 (
                     (f"reader{n}@example.org", f"Reader {n}" if n % 2 else None)
                     for n in range(args.subscribers)

@@ -27,13 +27,13 @@ __all__ = [
 
 
 class ListIdStore(Protocol):
-    """What this module needs of the store: the ids sent under, and keeping a new one."""
+    """What this module needs of the store's list ids (``store.list_ids``)."""
 
-    def known_list_ids(self) -> tuple[str, ...]:
+    def known(self) -> tuple[str, ...]:
         """Every list id copies went out under, the first first."""
         ...
 
-    def remember_list_id(self, list_id: str, *, now: dt.datetime) -> bool:
+    def remember(self, list_id: str, *, now: dt.datetime) -> bool:
         """Keep ``list_id`` as sent under; False if it was kept before."""
         ...
 
@@ -41,7 +41,7 @@ class ListIdStore(Protocol):
 def effective_list_id(settings: Settings, known: Sequence[str]) -> str:
     """The id new copies carry: the ``list_id`` setting, else the first kept, else derived.
 
-    ``known`` is every id sent under, the first first (:meth:`ListIdStore.known_list_ids`).
+    ``known`` is every id sent under, the first first (:meth:`ListIdStore.known`).
     """
     if settings.list_id:
         return settings.list_id
@@ -50,22 +50,22 @@ def effective_list_id(settings: Settings, known: Sequence[str]) -> str:
     return list_id(settings)
 
 
-def current_list_id(settings: Settings, store: ListIdStore) -> str:
+def current_list_id(settings: Settings, records: ListIdStore) -> str:
     """The id for copies that are not a send (preview, dry run, test copies); keeps nothing."""
-    return effective_list_id(settings, store.known_list_ids())
+    return effective_list_id(settings, records.known())
 
 
-def list_id_for_send(settings: Settings, store: ListIdStore, *, now: dt.datetime) -> str:
+def list_id_for_send(settings: Settings, records: ListIdStore, *, now: dt.datetime) -> str:
     """The id for a real send, kept in the store first if it is new there."""
-    known = store.known_list_ids()
+    known = records.known()
     ident = effective_list_id(settings, known)
     if ident not in known:
         # Kept before any copy carries it, so digest serve honours every link sent.
-        store.remember_list_id(ident, now=now)
+        records.remember(ident, now=now)
     return ident
 
 
-def accepted_list_ids(settings: Settings, store: ListIdStore) -> frozenset[str]:
+def accepted_list_ids(settings: Settings, records: ListIdStore) -> frozenset[str]:
     """Every id an unsubscribe token may name: each one sent under, and the current one."""
-    known = store.known_list_ids()
+    known = records.known()
     return frozenset((*known, effective_list_id(settings, known)))

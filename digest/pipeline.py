@@ -111,19 +111,19 @@ def build_issue(
     With ``freeze`` a non-empty new pick is stored, so every later call for the date gets
     the same articles; without it nothing is written.
     """
-    existing = store.get_issue(date)
+    existing = store.issues.get(date)
     if existing is not None:
         return IssueBuild(issue=existing, created=False, stored=True)
     loaded = load_seeds(settings)
     issue = pick(
         loaded.articles,
         today=date,
-        already_featured=store.featured_article_ids(excluding=date),
+        already_featured=store.issues.featured_article_ids(excluding=date),
         limits=settings.pick_limits,
     )
     if issue.is_empty or not freeze:
         return IssueBuild(issue=issue, created=False, stored=False, failures=loaded.failures)
-    stored, created = store.save_issue(issue, created_at=now or utc_now())
+    stored, created = store.issues.save(issue, created_at=now or utc_now())
     return IssueBuild(issue=stored, created=created, stored=True, failures=loaded.failures)
 
 
@@ -157,17 +157,17 @@ def preview(
     built = build_issue(settings, store, date, freeze=False)
     issue, instead_of = built.issue, None
     if issue.is_empty:
-        earlier = store.latest_issue_date(before=date)
+        earlier = store.issues.latest_date(before=date)
         if earlier is None:
             raise DigestError(
                 f"nothing to preview for {date.isoformat()}: no new article in "
                 f"{settings.seeds_dir} and no earlier issue"
             )
-        issue = store.get_issue(earlier) or issue
+        issue = store.issues.get(earlier) or issue
         instead_of = date
     rendered = _rendering(settings, store, issue)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
-    ident = current_list_id(settings, store)  # read, never kept: a preview is not a send
+    ident = current_list_id(settings, store.list_ids)  # read, never kept: a preview is not a send
     template = MessageTemplate.build(
         rendered, settings, secret_key=PREVIEW_KEY, now=now or utc_now(), list_ident=ident
     )
@@ -238,12 +238,12 @@ async def send_issue(
     issue is made for a date that has none.
     """
     started = now or utc_now()
-    if resume and store.issue_id(date) is None:
+    if resume and store.issues.id_of(date) is None:
         return SendReport(date=date, nothing_new=True)
     built = build_issue(settings, store, date, now=started)
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
-    issue_id = store.issue_id(date)
+    issue_id = store.issues.id_of(date)
     assert issue_id is not None
     shared = worker and store.engine.dialect.name == "postgresql"
     with store.send_lock(issue_id, shared=shared):
@@ -286,7 +286,7 @@ async def _send_frozen(
     if enqueue:
         ledger.enqueue(now=started)
     before = ledger.counts()
-    ident = list_id_for_send(settings, store, now=started)  # kept at the first send
+    ident = list_id_for_send(settings, store.list_ids, now=started)  # kept at the first send
     template = MessageTemplate.build(
         rendered,
         settings,
@@ -378,7 +378,7 @@ async def send_test_copies(
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = _rendering(settings, store, built.issue)
-    ident = current_list_id(settings, store)  # read, never kept: test copies are no send
+    ident = current_list_id(settings, store.list_ids)  # read, never kept: test copies are no send
     template = MessageTemplate.build(
         rendered, settings, secret_key=secret_key, now=started, test=True, list_ident=ident
     )
@@ -490,15 +490,15 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = _rendering(settings, store, built.issue)
-    ident = current_list_id(settings, store)  # read, never kept: a dry run stores nothing
+    ident = current_list_id(settings, store.list_ids)  # read, never kept: a dry run stores nothing
     template = MessageTemplate.build(
         rendered, settings, secret_key=PREVIEW_KEY, now=utc_now(), list_ident=ident
     )
-    issue_id = store.issue_id(date)
+    issue_id = store.issues.id_of(date)
     counts = Ledger(store, issue_id).counts() if issue_id is not None else None
-    done = store.finished_subscriber_ids(issue_id) if issue_id is not None else set()
+    done = store.deliveries.finished_subscriber_ids(issue_id) if issue_id is not None else set()
     would_send = 0
-    for subscriber in store.iter_subscribers(status=SubscriberStatus.ACTIVE):
+    for subscriber in store.subscribers.iterate(status=SubscriberStatus.ACTIVE):
         if subscriber.id not in done:
             template.render(subscriber)
             would_send += 1
@@ -512,7 +512,7 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
 
 def _rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
     """The frozen rendering if the issue has one, else a fresh one (not stored)."""
-    frozen = store.rendering(issue.date)
+    frozen = store.issues.rendering(issue.date)
     fresh = Renderer(settings.templates_dir).render(issue, settings) if frozen is None else None
     return fresh or _as_rendered(issue, frozen)
 
@@ -575,9 +575,11 @@ _DKIM_PROBE = b"From: digest@example.org\r\nSubject: key check\r\n\r\nkey check\
 
 def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
     """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
-    frozen = store.rendering(issue.date)
+    frozen = store.issues.rendering(issue.date)
     if frozen is None:
         fresh = Renderer(settings.templates_dir).render(issue, settings)
-        store.freeze_rendering(issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text)
-        frozen = store.rendering(issue.date)
+        store.issues.freeze_rendering(
+            issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text
+        )
+        frozen = store.issues.rendering(issue.date)
     return _as_rendered(issue, frozen)

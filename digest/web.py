@@ -131,7 +131,7 @@ class _Pages:
         return self._message("Unsubscribed", [f"You will get no more issues of {name}."])
 
     async def archive(self, request: Request) -> Response:
-        issues = await run_in_threadpool(self.store.sent_issues)
+        issues = await run_in_threadpool(self.store.issues.sent)
         return self._page("web/archive.html.j2", issues=issues)
 
     async def issue(self, request: Request) -> Response:
@@ -140,7 +140,7 @@ class _Pages:
             date = dt.date.fromisoformat(text)
         except ValueError:
             raise HTTPException(HTTPStatus.NOT_FOUND, "No issue has that date.") from None
-        frozen = await run_in_threadpool(self.store.rendering, date)
+        frozen = await run_in_threadpool(self.store.issues.rendering, date)
         if frozen is None:
             raise HTTPException(HTTPStatus.NOT_FOUND, f"No issue went out on {date.isoformat()}.")
         _, html, _ = frozen
@@ -170,17 +170,17 @@ class _Pages:
 
     def _unsubscribe(self, token: UnsubscribeToken) -> bool:
         """Unsubscribe whom the token names; False if nobody on the list matches it."""
-        subscriber = self.store.subscriber_by_id(token.subscriber_id)
+        subscriber = self.store.subscribers.by_id(token.subscriber_id)
         if subscriber is None or not token.is_for(self.secret_key, subscriber.email):
             return False
-        return self.store.unsubscribe(subscriber.id, now=utc_now())
+        return self.store.subscribers.unsubscribe(subscriber.id, now=utc_now())
 
     async def _token(self, request: Request) -> UnsubscribeToken:
         found = read_unsubscribe_token(self.secret_key, request.path_params["token"])
         # Any id the list was ever sent under: links in old issues keep working after a
         # rename (see digest.listid). Read each time, since a send may keep a new one.
         if found is None or found.list_id not in await run_in_threadpool(
-            accepted_list_ids, self.settings, self.store
+            accepted_list_ids, self.settings, self.store.list_ids
         ):
             raise HTTPException(
                 HTTPStatus.BAD_REQUEST,

@@ -34,7 +34,7 @@ def garbage_key(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def issue_frozen() -> bool:
     with Store.open(load_settings().database_url, create=False) as store:
-        return store.issue_id(DAY) is not None
+        return store.issues.id_of(DAY) is not None
 
 
 def test_a_garbage_key_fails_the_dry_run_in_one_line(garbage_key: Path) -> None:

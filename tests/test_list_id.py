@@ -61,7 +61,7 @@ def send(settings: Settings, *addresses: str) -> dict[str, EmailMessage]:
     """Add ``addresses`` to the list and send them the day's issue; their copies."""
     transport = RecordingTransport()
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([(address, None) for address in addresses], now=NOW)
+        store.subscribers.import_rows([(address, None) for address in addresses], now=NOW)
         asyncio.run(pipeline.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW))
     assert sorted(transport.sent) == sorted(addresses)
     return transport.sent
@@ -90,7 +90,7 @@ def stored_ids(database_url: str) -> list[str]:
 
 def status_of(settings: Settings, address: str) -> SubscriberStatus:
     with Store.open(settings.database_url) as store:
-        subscriber = store.find_subscriber(address)
+        subscriber = store.subscribers.find(address)
     assert subscriber is not None
     return subscriber.status
 
@@ -146,7 +146,7 @@ def test_a_token_for_a_list_id_never_used_is_still_refused(
 
     send(settings_for(database_url), "ann@example.org")
     with Store.open(database_url) as store:
-        ann = store.find_subscriber("ann@example.org")
+        ann = store.subscribers.find("ann@example.org")
     assert ann is not None
     other = unsubscribe_token(
         KEY, subscriber_id=ann.id, list_id="other.example.org", email=ann.email
@@ -161,7 +161,7 @@ def test_preview_dry_run_and_test_copies_store_no_list_id(
 ) -> None:
     settings = settings_for(database_url)
     with Store.open(database_url) as store:
-        store.add_subscriber("ann@example.org", None, now=NOW)
+        store.subscribers.add("ann@example.org", None, now=NOW)
         pipeline.preview(settings, store, DAY, out_dir=tmp_path / "preview", now=NOW)
         pipeline.plan_send(settings, store, DAY)
         asyncio.run(
@@ -214,9 +214,9 @@ def test_which_list_id(
 def test_the_store_keeps_each_list_id_once_oldest_first(database_url: str) -> None:
     later = NOW + dt.timedelta(days=3)
     with Store.open(database_url) as store:
-        assert store.known_list_ids() == ()
-        assert store.remember_list_id("b.example.org", now=NOW)
-        assert not store.remember_list_id("b.example.org", now=later)
-        assert store.remember_list_id("a.example.org", now=later)
+        assert store.list_ids.known() == ()
+        assert store.list_ids.remember("b.example.org", now=NOW)
+        assert not store.list_ids.remember("b.example.org", now=later)
+        assert store.list_ids.remember("a.example.org", now=later)
 
-        assert store.known_list_ids() == ("b.example.org", "a.example.org")
+        assert store.list_ids.known() == ("b.example.org", "a.example.org")

@@ -167,7 +167,7 @@ def settings(project: Path, database_url: str) -> Settings:
         schedule=ScheduleSettings(misfire_grace_seconds=3600),
     )
     with Store.open(database_url) as store:
-        store.import_subscribers([(address, None) for address in ADDRESSES], now=NOW)
+        store.subscribers.import_rows([(address, None) for address in ADDRESSES], now=NOW)
     return settings
 
 
@@ -433,15 +433,15 @@ def test_retries_stop_at_retry_limit(settings: Settings, caplog: pytest.LogCaptu
 def enqueue_issue(settings: Settings, store: Store, day: dt.date) -> None:
     """An issue for ``day`` whose send was started and left: every copy still pending."""
     article = pipeline.load_seeds(settings).articles[0]
-    store.save_issue(Issue(date=day, articles=(article,)), created_at=NOW)
-    issue_id = store.issue_id(day)
+    store.issues.save(Issue(date=day, articles=(article,)), created_at=NOW)
+    issue_id = store.issues.id_of(day)
     assert issue_id is not None
     Ledger(store, issue_id).enqueue(now=NOW)
 
 
 def pending_copies(settings: Settings, day: dt.date) -> int:
     with Store.open(settings.database_url) as store:
-        issue_id = store.issue_id(day)
+        issue_id = store.issues.id_of(day)
         assert issue_id is not None
         return Ledger(store, issue_id).counts().pending
 
@@ -500,8 +500,10 @@ def test_a_send_killed_before_its_copies_were_queued_is_finished_at_start(
     yesterday = pipeline.today(settings) - dt.timedelta(days=1)
     with Store.open(settings.database_url) as store:
         article = pipeline.load_seeds(settings).articles[0]
-        store.save_issue(Issue(date=yesterday, articles=(article,)), created_at=NOW)
-        store.freeze_rendering(yesterday, subject="Frozen", html="<p>Frozen</p>", text="Frozen")
+        store.issues.save(Issue(date=yesterday, articles=(article,)), created_at=NOW)
+        store.issues.freeze_rendering(
+            yesterday, subject="Frozen", html="<p>Frozen</p>", text="Frozen"
+        )
     outcomes: list[Outcome] = []
 
     async def go() -> None:
@@ -623,7 +625,7 @@ def subscribe_more(settings: Settings, count: int) -> list[str]:
     """``count`` more subscribers; every address subscribed now."""
     more = [f"more{n}@example.org" for n in range(count)]
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([(address, None) for address in more], now=NOW)
+        store.subscribers.import_rows([(address, None) for address in more], now=NOW)
     return ADDRESSES + more
 
 
@@ -718,7 +720,7 @@ def test_a_scheduler_killed_in_the_middle_of_a_send_finishes_the_day_on_restart(
     # At most one copy per connection the killed process had open went out twice.
     assert sum(received.values()) - len(everyone) <= 2
     with Store.open(settings.database_url) as store:
-        issue_id = store.issue_id(pipeline.today(settings))
+        issue_id = store.issues.id_of(pipeline.today(settings))
         assert issue_id is not None
         assert Ledger(store, issue_id).counts().sent == len(everyone)
 
@@ -767,7 +769,7 @@ def test_sigterm_during_a_scheduled_send_lets_it_finish_recording(
     settings: Settings, project: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([(f"more{n}@example.org", None) for n in range(40)], now=NOW)
+        store.subscribers.import_rows([(f"more{n}@example.org", None) for n in range(40)], now=NOW)
     handler, port = smtp_server
     due_in(settings, 2)
     process = schedule_process(project, port, settings.database_url)
@@ -780,6 +782,6 @@ def test_sigterm_during_a_scheduled_send_lets_it_finish_recording(
     assert "stopped early: interrupted" in log
     # Everything the server accepted is recorded: a rerun sends none of it again.
     with Store.open(settings.database_url) as store:
-        issue_id = store.issue_id(pipeline.today(settings))
+        issue_id = store.issues.id_of(pipeline.today(settings))
         assert issue_id is not None
         assert Ledger(store, issue_id).counts().sent == len(handler.messages) < 45

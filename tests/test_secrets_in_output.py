@@ -20,7 +20,7 @@ from digest import pipeline
 from digest.cli.service import web_server
 from digest.errors import StoreError
 from digest.settings import Settings, load_settings
-from digest.store import Store
+from digest.store import Store, SubscriberRecords
 from digest.web import create_app, hide_tokens
 
 DAY = dt.date(2026, 11, 23)
@@ -42,7 +42,9 @@ def settings(project: Path) -> Settings:
 def links(settings: Settings) -> list[str]:
     """Each subscriber's unsubscribe path, as their copy has it."""
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([("ann@example.org", None), ("bo@example.org", None)], now=NOW)
+        store.subscribers.import_rows(
+            [("ann@example.org", None), ("bo@example.org", None)], now=NOW
+        )
         asyncio.run(pipeline.send_day(settings, store, DAY))
     found = []
     for path in (settings.outbox_dir / "new").iterdir():
@@ -93,10 +95,10 @@ def test_a_crash_is_logged_without_the_token(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken(self: Store, subscriber_id: int, *, now: dt.datetime) -> bool:
+    def broken(self: SubscriberRecords, subscriber_id: int, *, now: dt.datetime) -> bool:
         raise RuntimeError("the disk is on fire")
 
-    monkeypatch.setattr(Store, "unsubscribe", broken)
+    monkeypatch.setattr(SubscriberRecords, "unsubscribe", broken)
     with (
         Store.open(settings.database_url) as store,
         TestClient(create_app(settings, store), raise_server_exceptions=False) as client,

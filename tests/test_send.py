@@ -70,11 +70,11 @@ def send(settings: Settings, transport: Transport) -> pipeline.SendReport:
 def subscribed(project: Path, database_url: str) -> Settings:
     settings = settings_for(database_url)
     with Store.open(database_url) as store:
-        store.import_subscribers(
+        store.subscribers.import_rows(
             [("ann@example.org", "Ann"), ("bo@example.org", None), ("cy@example.org", "Cy")],
             now=NOW,
         )
-        store.set_subscriber_status("cy@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW)
+        store.subscribers.set_status("cy@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW)
     return settings
 
 
@@ -98,7 +98,7 @@ def test_each_copy_is_the_subscribers_own(subscribed: Settings) -> None:
     send(subscribed, transport)
 
     with Store.open(subscribed.database_url) as store:
-        ids = {s.email: s.id for s in store.iter_subscribers()}
+        ids = {s.email: s.id for s in store.subscribers.iterate()}
     for recipient, data in transport.sent:
         message = BytesParser(policy=policy.default).parsebytes(data)
         assert message.defects == []
@@ -128,11 +128,11 @@ def test_permanent_refusals_fail_at_once_transient_ones_are_retried(subscribed: 
     assert transport.attempts.count("bo@example.org") == 2
     assert (report.sent, report.failed, report.still_pending) == (1, 1, 0)
     with Store.open(subscribed.database_url) as store:
-        issue_id = store.issue_id(DAY)
+        issue_id = store.issues.id_of(DAY)
         assert issue_id is not None
         counts = Ledger(store, issue_id).counts()
         assert (counts.sent, counts.failed, counts.pending) == (1, 1, 0)
-        ann = store.find_subscriber("ann@example.org")
+        ann = store.subscribers.find("ann@example.org")
         assert ann is not None
         assert ann.status is SubscriberStatus.ACTIVE  # refused by policy, not a missing user
     assert send(subscribed, RecordingTransport()).sent == 0  # failed for good: not tried again
@@ -147,7 +147,7 @@ def test_no_such_user_bounces_the_subscriber(subscribed: Settings) -> None:
     )
 
     with Store.open(subscribed.database_url) as store:
-        ann = store.find_subscriber("ann@example.org")
+        ann = store.subscribers.find("ann@example.org")
     assert ann is not None
     assert ann.status is SubscriberStatus.BOUNCED
 
@@ -156,7 +156,7 @@ def test_a_relay_that_keeps_failing_stops_the_run_and_the_next_one_resumes(
     subscribed: Settings,
 ) -> None:
     with Store.open(subscribed.database_url) as store:
-        store.import_subscribers([(f"r{n}@example.org", None) for n in range(20)], now=NOW)
+        store.subscribers.import_rows([(f"r{n}@example.org", None) for n in range(20)], now=NOW)
     down = {f"r{n}@example.org": (421, "4.3.2 service not available") for n in range(20)}
     down |= {"ann@example.org": (421, "down"), "bo@example.org": (421, "down")}
 
@@ -174,7 +174,7 @@ def test_the_issue_is_frozen_at_the_first_send(subscribed: Settings, project: Pa
     (project / "templates").mkdir()
     (project / "templates" / "digest.txt.j2").write_text("changed\n", encoding="utf-8")
     with Store.open(subscribed.database_url) as store:
-        store.add_subscriber("late@example.org", None, now=NOW)
+        store.subscribers.add("late@example.org", None, now=NOW)
 
     transport = RecordingTransport()
     send(subscribed.model_copy(update={"templates_dir": project / "templates"}), transport)
@@ -302,7 +302,7 @@ def test_dkim_half_configured_is_an_error(project: Path, monkeypatch: pytest.Mon
 def test_an_unsubscribe_after_enqueue_leaves_nothing_to_retry(subscribed: Settings) -> None:
     send(subscribed, RecordingTransport(refuse={"ann@example.org": (451, "later")}))
     with Store.open(subscribed.database_url) as store:
-        store.set_subscriber_status("ann@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW)
+        store.subscribers.set_status("ann@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW)
 
     report = send(subscribed, RecordingTransport())
 
@@ -315,8 +315,8 @@ def test_a_subscriber_removed_and_added_again_is_not_sent_the_issue_twice(
     first = RecordingTransport()
     send(subscribed, first)
     with Store.open(subscribed.database_url) as store:
-        assert store.remove_subscriber("ann@example.org")
-        store.add_subscriber("Ann@Example.org", "Ann", now=NOW)
+        assert store.subscribers.remove("ann@example.org")
+        store.subscribers.add("Ann@Example.org", "Ann", now=NOW)
 
     again = RecordingTransport()
     report = send(subscribed, again)
@@ -326,7 +326,7 @@ def test_a_subscriber_removed_and_added_again_is_not_sent_the_issue_twice(
     assert (report.sent, report.already_sent) == (0, 2)
     with Store.open(subscribed.database_url) as store:
         assert pipeline.plan_send(subscribed, store, DAY).would_send == 0
-        assert store.count_to_send(store.issue_id(DAY)) == 0
+        assert store.deliveries.count_to_send(store.issues.id_of(DAY)) == 0
 
 
 def test_a_subscriber_removed_before_their_copy_went_gets_it_once_added_again(
@@ -334,8 +334,8 @@ def test_a_subscriber_removed_before_their_copy_went_gets_it_once_added_again(
 ) -> None:
     send(subscribed, RecordingTransport(refuse={"ann@example.org": (451, "later")}))
     with Store.open(subscribed.database_url) as store:
-        assert store.remove_subscriber("ann@example.org")
-        store.add_subscriber("ann@example.org", "Ann", now=NOW)
+        assert store.subscribers.remove("ann@example.org")
+        store.subscribers.add("ann@example.org", "Ann", now=NOW)
 
     transport = RecordingTransport()
     report = send(subscribed, transport)
@@ -375,7 +375,9 @@ def test_no_more_copies_go_unrecorded_than_there_are_connections(
 ) -> None:
     settings = settings_for(database_url)
     with Store.open(database_url) as store:
-        store.import_subscribers([(f"reader{n}@example.org", None) for n in range(120)], now=NOW)
+        store.subscribers.import_rows(
+            [(f"reader{n}@example.org", None) for n in range(120)], now=NOW
+        )
     transport = CountingTransport(database_url)
 
     with Store.open(settings.database_url) as store:
@@ -443,7 +445,7 @@ def test_an_unexpected_error_stops_the_send_instead_of_hanging_it(
 ) -> None:
     settings = settings_for(database_url)
     with Store.open(database_url) as store:
-        store.import_subscribers(
+        store.subscribers.import_rows(
             [("ann@example.org", None), ("bo@example.org", None)]
             + [(f"reader{n}@example.org", None) for n in range(40)],
             now=NOW,
@@ -469,7 +471,7 @@ def test_an_unexpected_error_stops_the_send_instead_of_hanging_it(
 def test_a_copy_that_cannot_be_built_fails_alone(project: Path, database_url: str) -> None:
     settings = settings_for(database_url)
     with Store.open(database_url) as store:
-        store.import_subscribers(
+        store.subscribers.import_rows(
             [("ann@example.org", "Ann\r\nBcc: everyone@example.org"), ("bo@example.org", None)],
             now=NOW,
         )

@@ -142,7 +142,7 @@ def settings_for(project: Path, port: int, **smtp: object) -> Settings:
 
 def subscribe(settings: Settings, *emails: str) -> None:
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([(email, None) for email in emails], now=NOW)
+        store.subscribers.import_rows([(email, None) for email in emails], now=NOW)
 
 
 def send(settings: Settings) -> pipeline.SendReport:
@@ -205,7 +205,7 @@ def test_a_550_fails_at_once_and_bounces_the_subscriber(
     assert (report.sent, report.failed) == (1, 1)
     assert [rcpt for _, rcpt, _ in handler.messages] == [["here@example.org"]]
     with Store.open(settings.database_url) as store:
-        gone = store.find_subscriber("gone@example.org")
+        gone = store.subscribers.find("gone@example.org")
     assert gone is not None
     assert gone.status is SubscriberStatus.BOUNCED
 
@@ -444,7 +444,7 @@ def test_a_refused_sender_stops_the_send_and_blames_no_subscriber(
         5,
     )
     with Store.open(settings.database_url) as store:
-        assert {s.status for s in store.iter_subscribers()} == {SubscriberStatus.ACTIVE}
+        assert {s.status for s in store.subscribers.iterate()} == {SubscriberStatus.ACTIVE}
 
 
 class Slower(Slow):

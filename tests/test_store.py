@@ -65,7 +65,7 @@ def test_migrations_create_exactly_the_declared_tables(database_url: str) -> Non
 def test_opening_twice_migrates_once(database_url: str) -> None:
     Store.open(database_url).close()
     with Store.open(database_url) as store:
-        assert store.get_issue(DAY) is None
+        assert store.issues.get(DAY) is None
 
 
 def test_a_saved_issue_comes_back_as_it_went_in(database_url: str) -> None:
@@ -75,12 +75,12 @@ def test_a_saved_issue_comes_back_as_it_went_in(database_url: str) -> None:
     )
 
     with Store.open(database_url) as store:
-        stored, created = store.save_issue(issue, created_at=NOW)
+        stored, created = store.issues.save(issue, created_at=NOW)
         assert created
         assert stored == issue
     with Store.open(database_url) as store:
-        assert store.get_issue(DAY) == issue
-        assert store.get_issue(DAY + dt.timedelta(days=1)) is None
+        assert store.issues.get(DAY) == issue
+        assert store.issues.get(DAY + dt.timedelta(days=1)) is None
 
 
 def test_an_issue_is_frozen_the_first_save_wins(database_url: str) -> None:
@@ -88,12 +88,12 @@ def test_an_issue_is_frozen_the_first_save_wins(database_url: str) -> None:
     second = Issue(date=DAY, articles=(make_article("Second"),))
 
     with Store.open(database_url) as store:
-        store.save_issue(first, created_at=NOW)
-        stored, created = store.save_issue(second, created_at=NOW)
+        store.issues.save(first, created_at=NOW)
+        stored, created = store.issues.save(second, created_at=NOW)
 
         assert not created
         assert stored == first
-        assert store.get_issue(DAY) == first
+        assert store.issues.get(DAY) == first
 
 
 def test_concurrent_saves_of_one_date_agree(database_url: str) -> None:
@@ -102,7 +102,7 @@ def test_concurrent_saves_of_one_date_agree(database_url: str) -> None:
     with Store.open(database_url) as store:
         threads = [
             threading.Thread(
-                target=lambda i=issue: results.append(store.save_issue(i, created_at=NOW))
+                target=lambda i=issue: results.append(store.issues.save(i, created_at=NOW))
             )
             for issue in issues
         ]
@@ -114,20 +114,20 @@ def test_concurrent_saves_of_one_date_agree(database_url: str) -> None:
         winners = [issue for issue, created in results if created]
         assert len(winners) == 1
         assert {issue for issue, _ in results} == {winners[0]}
-        assert store.get_issue(DAY) == winners[0]
+        assert store.issues.get(DAY) == winners[0]
 
 
 def test_featured_article_ids(database_url: str) -> None:
     with Store.open(database_url) as store:
-        store.save_issue(
+        store.issues.save(
             Issue(date=DAY, articles=(make_article("A"), make_article("B"))), created_at=NOW
         )
-        store.save_issue(
+        store.issues.save(
             Issue(date=DAY - dt.timedelta(days=1), articles=(make_article("C"),)), created_at=NOW
         )
 
-        assert store.featured_article_ids() == {"a", "b", "c"}
-        assert store.featured_article_ids(excluding=DAY) == {"c"}
+        assert store.issues.featured_article_ids() == {"a", "b", "c"}
+        assert store.issues.featured_article_ids(excluding=DAY) == {"c"}
 
 
 def test_an_unreachable_database_is_a_store_error() -> None:
@@ -177,13 +177,13 @@ def test_a_reader_does_not_create_a_missing_sqlite_file(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
 
     with Store.open(url, create=False) as store:
-        assert store.latest_issue_date(before=dt.date(2026, 11, 23)) is None
+        assert store.issues.latest_date(before=dt.date(2026, 11, 23)) is None
     assert not path.parent.exists()
 
     with Store.open(url) as store:
-        store.add_subscriber("ann@example.org", None, now=NOW)
+        store.subscribers.add("ann@example.org", None, now=NOW)
     with Store.open(url, create=False) as store:
-        assert [s.email for s in store.iter_subscribers()] == ["ann@example.org"]
+        assert [s.email for s in store.subscribers.iterate()] == ["ann@example.org"]
 
 
 def migrate_to(database_url: str, revision: str) -> None:
@@ -250,7 +250,7 @@ def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_
     engine.dispose()
 
     with Store.open(database_url) as store:
-        assert store.remove_subscriber("reader1@example.org")
+        assert store.subscribers.remove("reader1@example.org")
         with store.reading() as connection:
             rows = connection.execute(
                 select(
@@ -261,7 +261,7 @@ def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_
             (None, "reader1@example.org", "sent"),
             (2, "reader2@example.org", "sent"),
         ]
-        again, added = store.add_subscriber("reader1@example.org", None, now=NOW)
+        again, added = store.subscribers.add("reader1@example.org", None, now=NOW)
         assert added
-        assert store.count_to_send(1) == 0
-        assert store.finished_subscriber_ids(1) == {again.id, 2}
+        assert store.deliveries.count_to_send(1) == 0
+        assert store.deliveries.finished_subscriber_ids(1) == {again.id, 2}

@@ -91,8 +91,8 @@ def test_read_csv_needs_a_header() -> None:
 
 def test_add_find_and_case(database_url: str) -> None:
     with Store.open(database_url) as store:
-        ann, added = store.add_subscriber("Ann@example.org", "Ann", now=NOW)
-        again, added_again = store.add_subscriber("ann@example.org", "Other", now=NOW)
+        ann, added = store.subscribers.add("Ann@example.org", "Ann", now=NOW)
+        again, added_again = store.subscribers.add("ann@example.org", "Other", now=NOW)
 
         assert added
         assert not added_again
@@ -102,43 +102,43 @@ def test_add_find_and_case(database_url: str) -> None:
             "Ann",
             SubscriberStatus.ACTIVE,
         )
-        assert store.find_subscriber("ANN@EXAMPLE.ORG") == ann
+        assert store.subscribers.find("ANN@EXAMPLE.ORG") == ann
 
 
 def test_import_is_harmless_to_repeat(database_url: str) -> None:
     rows = [(f"reader{n}@example.org", f"Reader {n}") for n in range(2500)]
     with Store.open(database_url) as store:
-        assert store.import_subscribers(rows, now=NOW) == (2500, 0)
-        assert store.import_subscribers(
+        assert store.subscribers.import_rows(rows, now=NOW) == (2500, 0)
+        assert store.subscribers.import_rows(
             [*rows, ("READER1@example.org", None), ("new@example.org", None)], now=NOW
         ) == (1, 2500)
-        assert sum(1 for _ in store.iter_subscribers()) == 2501
+        assert sum(1 for _ in store.subscribers.iterate()) == 2501
 
 
 def test_status_changes_and_listing_by_status(database_url: str) -> None:
     with Store.open(database_url) as store:
-        store.import_subscribers(
+        store.subscribers.import_rows(
             [("a@example.org", None), ("b@example.org", None), ("c@example.org", None)], now=NOW
         )
-        changed = store.set_subscriber_status(
+        changed = store.subscribers.set_status(
             "b@example.org", SubscriberStatus.UNSUBSCRIBED, now=NOW
         )
 
         assert changed is not None
         assert changed.status is SubscriberStatus.UNSUBSCRIBED
         assert [
-            s.email for s in store.iter_subscribers(status=SubscriberStatus.ACTIVE, batch_size=1)
+            s.email for s in store.subscribers.iterate(status=SubscriberStatus.ACTIVE, batch_size=1)
         ] == [
             "a@example.org",
             "c@example.org",
         ]
         assert (
-            store.set_subscriber_status("nobody@example.org", SubscriberStatus.BOUNCED, now=NOW)
+            store.subscribers.set_status("nobody@example.org", SubscriberStatus.BOUNCED, now=NOW)
             is None
         )
-        assert store.remove_subscriber("a@example.org")
-        assert not store.remove_subscriber("a@example.org")
-        assert [s.email for s in store.iter_subscribers()] == ["b@example.org", "c@example.org"]
+        assert store.subscribers.remove("a@example.org")
+        assert not store.subscribers.remove("a@example.org")
+        assert [s.email for s in store.subscribers.iterate()] == ["b@example.org", "c@example.org"]
 
 
 def test_walking_the_list_keeps_memory_flat(tmp_path: Path) -> None:
@@ -146,11 +146,11 @@ def test_walking_the_list_keeps_memory_flat(tmp_path: Path) -> None:
 
     def peak_while_walking(count: int) -> int:
         with Store.open(url) as store:
-            store.import_subscribers(
+            store.subscribers.import_rows(
                 ((f"r{n}-{count}@example.org", None) for n in range(count)), now=NOW
             )
             tracemalloc.start()
-            walked = sum(1 for _ in store.iter_subscribers(batch_size=500))
+            walked = sum(1 for _ in store.subscribers.iterate(batch_size=500))
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             assert walked >= count

@@ -43,7 +43,7 @@ def settings(project: Path, database_url: str) -> Settings:
 def links(settings: Settings) -> dict[str, str]:
     """Each subscriber's unsubscribe path, read off the copy they were sent."""
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([(address, None) for address in ADDRESSES], now=NOW)
+        store.subscribers.import_rows([(address, None) for address in ADDRESSES], now=NOW)
         asyncio.run(pipeline.send_day(settings, store, DAY))
     found = {}
     for path in (settings.outbox_dir / "new").iterdir():
@@ -61,7 +61,7 @@ def client(settings: Settings, links: dict[str, str]) -> Iterator[TestClient]:
 
 def status_of(settings: Settings, address: str) -> SubscriberStatus:
     with Store.open(settings.database_url) as store:
-        subscriber = store.find_subscriber(address)
+        subscriber = store.subscribers.find(address)
     assert subscriber is not None
     return subscriber.status
 
@@ -136,7 +136,7 @@ def test_a_bad_token_is_a_400_and_changes_nothing(
 
 def test_a_token_for_another_list_is_refused(settings: Settings, client: TestClient) -> None:
     with Store.open(settings.database_url) as store:
-        ann = store.find_subscriber("ann@example.org")
+        ann = store.subscribers.find("ann@example.org")
     assert ann is not None
     token = unsubscribe_token(
         KEY, subscriber_id=ann.id, list_id="other." + list_id(settings), email=ann.email
@@ -224,10 +224,10 @@ def test_an_old_link_does_not_unsubscribe_whoever_now_has_its_id(
     settings: Settings, client: TestClient
 ) -> None:
     with Store.open(settings.database_url) as store:
-        gone = store.find_subscriber("bo@example.org")
+        gone = store.subscribers.find("bo@example.org")
         assert gone is not None
-        store.remove_subscriber("bo@example.org")
-        newcomer, _ = store.add_subscriber("cy@example.org", None, now=NOW)
+        store.subscribers.remove("bo@example.org")
+        newcomer, _ = store.subscribers.add("cy@example.org", None, now=NOW)
     # SQLite may give a removed subscriber's id to the next one; the link stays theirs.
     old_link = unsubscribe_token(
         KEY, subscriber_id=newcomer.id, list_id=list_id(settings), email=gone.email

@@ -54,7 +54,9 @@ def settings(project: Path) -> Settings:
         from_address="digest@news.example.org",
     )
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([("ann@example.org", "Ann"), ("bo@example.org", None)], now=NOW)
+        store.subscribers.import_rows(
+            [("ann@example.org", "Ann"), ("bo@example.org", None)], now=NOW
+        )
         asyncio.run(pipeline.send_day(settings, store, DAY))
     return settings
 
@@ -121,7 +123,7 @@ def link_path(settings: Settings, address: str) -> str:
 
 def status_of(settings: Settings, address: str) -> SubscriberStatus:
     with Store.open(settings.database_url) as store:
-        subscriber = store.find_subscriber(address)
+        subscriber = store.subscribers.find(address)
     assert subscriber is not None
     return subscriber.status
 
@@ -165,7 +167,7 @@ def test_the_archive_and_an_issue_in_the_browser(
 
     assert browser.current_url == f"{server}/issues/{DAY.isoformat()}"
     with Store.open(settings.database_url) as store:
-        frozen = store.rendering(DAY)
+        frozen = store.issues.rendering(DAY)
     assert frozen is not None
     assert browser.title == frozen[0]
     headings = [element.text for element in browser.find_elements(By.TAG_NAME, "h1")]

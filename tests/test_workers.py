@@ -77,7 +77,7 @@ ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 def subscribe(settings: Settings, count: int) -> list[str]:
     emails = [f"reader{n}@example.org" for n in range(count)]
     with Store.open(settings.database_url) as store:
-        store.import_subscribers([(email, None) for email in emails], now=NOW)
+        store.subscribers.import_rows([(email, None) for email in emails], now=NOW)
     return emails
 
 
@@ -111,7 +111,7 @@ def freeze_issue(settings: Settings) -> None:
 
 def sent_count(settings: Settings) -> int:
     with Store.open(settings.database_url) as store:
-        issue_id = store.issue_id(DAY)
+        issue_id = store.issues.id_of(DAY)
         return Ledger(store, issue_id).counts().sent if issue_id is not None else 0
 
 
@@ -212,7 +212,7 @@ def test_a_plain_send_refuses_to_start_beside_workers(settings: Settings, projec
     freeze_issue(settings)
 
     with Store.open(settings.database_url) as store:
-        issue_id = store.issue_id(DAY)
+        issue_id = store.issues.id_of(DAY)
         assert issue_id is not None
         with store.send_lock(issue_id, shared=True), store.send_lock(issue_id, shared=True):
             # Workers share the issue; a plain send must not run beside them.
@@ -238,10 +238,10 @@ def test_on_sqlite_a_worker_sends_alone_and_says_so(project: Path) -> None:
 
 def claims_setup(database_url: str, count: int) -> tuple[Store, int]:
     store = Store.open(database_url)
-    store.import_subscribers([(f"reader{n}@example.org", None) for n in range(count)], now=NOW)
+    store.subscribers.import_rows([(f"reader{n}@example.org", None) for n in range(count)], now=NOW)
     settings = load_settings(database_url=database_url)
     pipeline.build_issue(settings, store, DAY, now=NOW)
-    issue_id = store.issue_id(DAY)
+    issue_id = store.issues.id_of(DAY)
     assert issue_id is not None
     Ledger(store, issue_id).enqueue(now=NOW)
     return store, issue_id
@@ -378,7 +378,7 @@ def send_loop(
 ) -> SendLoop:
     """A worker's send loop over the issue of ``DAY``, one connection, no take-over."""
     settings = load_settings(database_url=store.engine.url.render_as_string(False))
-    issue = store.get_issue(DAY)
+    issue = store.issues.get(DAY)
     assert issue is not None
     rendered = Renderer(settings.templates_dir).render(issue, settings)
     return SendLoop(

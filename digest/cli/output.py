@@ -51,7 +51,7 @@ class _RateColumn(ProgressColumn):
 @contextmanager
 def progress(store: Store, day: dt.date) -> Iterator[Callable[[], None]]:
     """A progress bar with rate and time left on a terminal; a log line a thousand otherwise."""
-    to_send = store.count_to_send(store.issue_id(day))
+    to_send = store.deliveries.count_to_send(store.issues.id_of(day))
     if sys.stderr.isatty():
         with Progress(
             TextColumn("sending"),

@@ -142,7 +142,7 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
     day = date_.date() if date_ else pipeline.today(settings)
     now = utc_now()
     with Store.open(settings.database_url, create=False) as store:
-        issue_id = store.issue_id(day)
+        issue_id = store.issues.id_of(day)
         if issue_id is None:
             raise DigestError(f"no issue for {day.isoformat()} yet")
         ledger = Ledger(store, issue_id)

@@ -39,7 +39,7 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
     except InvalidName as exc:
         raise DigestError(f"--name: {exc}") from exc
     with Store.open(app.settings().database_url) as store:
-        subscriber, added = store.add_subscriber(address, checked_name, now=utc_now())
+        subscriber, added = store.subscribers.add(address, checked_name, now=utc_now())
     if added:
         click.echo(f"Added {subscriber.email}.")
     else:
@@ -65,7 +65,7 @@ def subscribers_import(app: App, csv_file: Path) -> None:
     errors = [row for row in rows if row.error is not None]
     valid = [(row.email, row.name) for row in rows if row.email is not None]
     with Store.open(app.settings().database_url) as store:
-        added, known = store.import_subscribers(valid, now=utc_now())
+        added, known = store.subscribers.import_rows(valid, now=utc_now())
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
     click.echo(
@@ -90,7 +90,7 @@ def subscribers_list(app: App, status: str | None, as_json: bool) -> None:
     """List subscribers, oldest first."""
     wanted = SubscriberStatus(status) if status else None
     with Store.open(app.settings().database_url, create=False) as store:
-        found = store.iter_subscribers(status=wanted)
+        found = store.subscribers.iterate(status=wanted)
         if as_json:
             # Written as it is read, so a long list is never held in memory whole.
             click.echo("[", nl=False)
@@ -116,7 +116,7 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
     """Stop sending to an address; it stays on the list as unsubscribed."""
     address = address_argument(email)
     with Store.open(app.settings().database_url) as store:
-        subscriber = store.set_subscriber_status(
+        subscriber = store.subscribers.set_status(
             address, SubscriberStatus.UNSUBSCRIBED, now=utc_now()
         )
     if subscriber is None:
@@ -131,7 +131,7 @@ def subscribers_remove(app: App, email: str) -> None:
     """Delete an address from the list altogether."""
     address = address_argument(email)
     with Store.open(app.settings().database_url) as store:
-        removed = store.remove_subscriber(address)
+        removed = store.subscribers.remove(address)
     if not removed:
         raise DigestError(f"{address} is not on the list")
     click.echo(f"Removed {address}.")

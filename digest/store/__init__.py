@@ -1,0 +1,27 @@
+"""The database: one :class:`Store` per database, with a record class per concept.
+
+``store.issues``, ``store.subscribers``, ``store.deliveries`` and ``store.list_ids`` read
+and write their own tables; :mod:`digest.ledger` sends one issue's deliveries.
+"""
+
+from digest.store.database import Store
+from digest.store.deliveries import DeliveryRecords
+from digest.store.issues import IssueRecords
+from digest.store.list_ids import ListIdRecords
+from digest.store.subscribers import SubscriberRecords, subscriber_from_row
+from digest.store.tables import deliveries, issue_articles, issues, list_ids, metadata, subscribers
+
+__all__ = [
+    "DeliveryRecords",
+    "IssueRecords",
+    "ListIdRecords",
+    "Store",
+    "SubscriberRecords",
+    "deliveries",
+    "issue_articles",
+    "issues",
+    "list_ids",
+    "metadata",
+    "subscriber_from_row",
+    "subscribers",
+]

@@ -1,0 +1,205 @@
+"""The database: opening and migrating it, transactions, and the locks a send holds.
+
+SQLite by default (``var/digest.db``) and PostgreSQL through ``postgresql+psycopg://``;
+the schema is versioned with Alembic and brought up to date whenever a store is opened.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from digest.errors import StoreError
+from digest.store.deliveries import DeliveryRecords
+from digest.store.issues import IssueRecords
+from digest.store.list_ids import ListIdRecords
+from digest.store.subscribers import SubscriberRecords
+
+# Any fixed numbers: they name the locks that keep two processes from migrating, or from
+# sending one issue, at once.
+_MIGRATION_LOCK = 0x6469676573
+_SEND_LOCK = 0x64696773
+# Advisory locks are per database, not per schema: the schema's name goes into the key, so
+# two installations in one database (or two test runs) do not block each other.
+_SCHEMA_LOCK = "SELECT {call}(hashtext(current_schema()) # CAST(:space AS integer), :issue)"
+
+__all__ = ["Store"]
+
+
+class Store:
+    """One database: its connections, schema, locks, and a record class per concept."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.issues = IssueRecords(self)
+        self.subscribers = SubscriberRecords(self)
+        self.deliveries = DeliveryRecords(self)
+        self.list_ids = ListIdRecords(self)
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Connect to ``url``, creating a SQLite file's folder, and migrate to the latest schema.
+
+        With ``create`` False, a SQLite file that does not exist yet is not made: an empty
+        database in memory stands in for it, so a command that only reads (a preview, a
+        dry run) leaves nothing on disk.
+        """
+        parsed = make_url(url)
+        shown = _shown_url(parsed)
+        try:
+            sqlite = parsed.get_backend_name() == "sqlite"
+            in_file = sqlite and parsed.database not in (None, "", ":memory:")
+            if in_file and not create and not Path(str(parsed.database)).exists():
+                # One connection for the whole life of the store: each new connection to
+                # "sqlite://" would be a new, empty database.
+                engine = create_engine("sqlite://", poolclass=StaticPool)
+            elif sqlite and not in_file:
+                # The same, and a send's recorder thread must see the same database.
+                engine = create_engine(parsed, poolclass=StaticPool)
+            else:
+                if in_file:
+                    Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(parsed)
+        except (SQLAlchemyError, ImportError, OSError) as exc:
+            raise StoreError(f"cannot use database {shown}: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        try:
+            store.migrate()
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(f"cannot open database {shown}: {str(reason).strip()}") from exc
+        except CommandError as exc:
+            engine.dispose()
+            raise StoreError(
+                f"database {shown} has a schema this digest does not know ({exc}); "
+                "it was written by a newer digest: upgrade digest"
+            ) from exc
+        return store
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        """Apply every migration not yet applied."""
+        config = Config()
+        config.set_main_option("script_location", str(files("digest") / "migrations"))
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def send_lock(self, issue_id: int, *, shared: bool = False) -> Iterator[None]:
+        """Held for a whole send: a second send of the same issue is refused, not doubled.
+
+        On PostgreSQL an advisory lock on its own connection. ``shared`` is for workers
+        (``digest send --worker``): any number of them hold it together, and none while a
+        plain send holds it alone. On SQLite a lock on a file beside the database, always
+        exclusive (one machine, one sender, is all SQLite serves).
+        """
+        if self.engine.dialect.name == "postgresql":
+            kind = "_shared" if shared else ""
+            with self.engine.connect() as connection:
+                got = connection.scalar(
+                    text(_SCHEMA_LOCK.format(call=f"pg_try_advisory_lock{kind}")),
+                    {"space": _SEND_LOCK, "issue": issue_id},
+                )
+                # A session lock outlives the transaction: end it, so the connection does
+                # not sit idle in one for the whole send (a server may kill such sessions).
+                connection.commit()
+                if not got:
+                    raise StoreError(
+                        "a plain digest send of this issue is running: a worker cannot "
+                        "start beside it; run the worker again when it has finished"
+                        if shared
+                        else "another digest send of this issue is running"
+                    )
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        text(_SCHEMA_LOCK.format(call=f"pg_advisory_unlock{kind}")),
+                        {"space": _SEND_LOCK, "issue": issue_id},
+                    )
+                    connection.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with Path(f"{database}.send-{issue_id}.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError("another digest send of this issue is running") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; database errors become :class:`StoreError`."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the database: {_reason(exc)}") from exc
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A transaction; database errors become :class:`StoreError`."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot write to the database: {_reason(exc)}") from exc
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def _shown_url(url: URL) -> str:
+    """``url`` for messages, its password hidden: libpq takes one in the query too."""
+    hidden = {key: "***" for key in url.query if "password" in key.casefold()}
+    shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    # Write-ahead logging lets readers (a preview, digest serve) work while a send writes,
+    # and with synchronous=NORMAL a commit survives the process being killed without an
+    # fsync each: a send records every delivery as it completes.
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    # Wait for a writer instead of failing at once when another process holds the lock.
+    cursor.execute("PRAGMA busy_timeout = 10000")
+    cursor.close()

@@ -1,0 +1,133 @@
+"""Issue records: the frozen pick of each day, its rendering, and what earlier issues featured."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from digest.errors import StoreError
+from digest.models import Article, Issue
+from digest.store.tables import issue_articles, issues
+
+if TYPE_CHECKING:
+    from digest.store.database import Store
+
+__all__ = ["IssueRecords"]
+
+
+class IssueRecords:
+    """The issues of one database."""
+
+    def __init__(self, database: Store) -> None:
+        self._db = database
+
+    def get(self, date: dt.date) -> Issue | None:
+        """The frozen issue for ``date``, or None if none was created."""
+        with self._db.reading() as connection:
+            issue_id = connection.scalar(select(issues.c.id).where(issues.c.date == date))
+            if issue_id is None:
+                return None
+            rows = connection.execute(
+                select(issue_articles.c.content, issue_articles.c.published)
+                .where(issue_articles.c.issue_id == issue_id)
+                .order_by(issue_articles.c.position)
+            )
+            articles = tuple(
+                Article.from_dict(row.content, published=row.published) for row in rows
+            )
+        return Issue(date=date, articles=articles)
+
+    def latest_date(self, *, before: dt.date) -> dt.date | None:
+        """The date of the newest stored issue before ``before``, if any."""
+        query = select(func.max(issues.c.date)).where(issues.c.date < before)
+        with self._db.reading() as connection:
+            latest: dt.date | None = connection.scalar(query)
+        return latest
+
+    def featured_article_ids(self, *, excluding: dt.date | None = None) -> set[str]:
+        """Ids of the articles every stored issue (but the one for ``excluding``) featured."""
+        query = select(issue_articles.c.article_id).join(
+            issues, issues.c.id == issue_articles.c.issue_id
+        )
+        if excluding is not None:
+            query = query.where(issues.c.date != excluding)
+        with self._db.reading() as connection:
+            return set(connection.scalars(query.distinct()))
+
+    def save(self, issue: Issue, *, created_at: dt.datetime) -> tuple[Issue, bool]:
+        """Freeze ``issue``; if one for its date exists already, keep that one instead.
+
+        Returns the stored issue and whether this call created it. The unique date settles
+        a race between two processes: the loser reads the winner's issue.
+        """
+        try:
+            with self._db.writing() as connection:
+                issue_id = connection.execute(
+                    issues.insert()
+                    .values(date=issue.date, created_at=created_at)
+                    .returning(issues.c.id)
+                ).scalar_one()
+                rows = [
+                    _article_row(issue_id, position, article)
+                    for position, article in enumerate(issue.articles)
+                ]
+                if rows:
+                    connection.execute(issue_articles.insert(), rows)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+            existing = self.get(issue.date)
+            if existing is None:
+                raise
+            return existing, False
+        return issue, True
+
+    def id_of(self, date: dt.date) -> int | None:
+        """The stored issue's row id, or None."""
+        with self._db.reading() as connection:
+            found: int | None = connection.scalar(select(issues.c.id).where(issues.c.date == date))
+        return found
+
+    def rendering(self, date: dt.date) -> tuple[str, str, str] | None:
+        """The subject, HTML and text frozen with the issue at its first send, if any."""
+        query = select(issues.c.subject, issues.c.html, issues.c.text).where(issues.c.date == date)
+        with self._db.reading() as connection:
+            row = connection.execute(query).first()
+        if row is None or row.html is None:
+            return None
+        return row.subject, row.html, row.text
+
+    def sent(self) -> list[tuple[dt.date, str]]:
+        """Date and subject of each issue that went out (its rendering is frozen), newest first."""
+        query = (
+            select(issues.c.date, issues.c.subject)
+            .where(issues.c.html.is_not(None))
+            .order_by(issues.c.date.desc())
+        )
+        with self._db.reading() as connection:
+            return [(row.date, row.subject) for row in connection.execute(query)]
+
+    def freeze_rendering(self, date: dt.date, *, subject: str, html: str, text: str) -> None:
+        """Keep the issue's rendering; one frozen before (by another sender) stays."""
+        statement = (
+            issues.update()
+            .where(issues.c.date == date, issues.c.html.is_(None))
+            .values(subject=subject, html=html, text=text)
+        )
+        with self._db.writing() as connection:
+            connection.execute(statement)
+
+
+def _article_row(issue_id: int, position: int, article: Article) -> dict[str, Any]:
+    return {
+        "issue_id": issue_id,
+        "position": position,
+        "article_id": article.id,
+        "source": article.source,
+        "title": article.title,
+        "published": article.published,
+        "content": article.to_dict(),
+    }

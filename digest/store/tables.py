@@ -1,0 +1,107 @@
+"""The tables, as SQLAlchemy Core sees them; the migrations in digest/migrations/ make them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["deliveries", "issue_articles", "issues", "list_ids", "metadata", "subscribers"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("date", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # The rendering frozen at the first send, so every copy of the issue is the same.
+    Column("subject", Text, nullable=True),
+    Column("html", Text, nullable=True),
+    Column("text", Text, nullable=True),
+    UniqueConstraint("date"),
+)
+
+issue_articles = Table(
+    "issue_articles",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("article_id", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("published", Date, nullable=True),
+    # The article exactly as it went into the issue, related stories trimmed.
+    Column("content", JSON, nullable=False),
+    UniqueConstraint("issue_id", "article_id"),
+    Index(None, "article_id"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    # The address case-folded: Ann@example.org and ann@example.org are one subscriber.
+    Column("email_key", String(320), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("email_key"),
+    Index("ix_subscribers_status", "status", "id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # Kept when the subscriber is removed (set to null): the row still says the issue went
+    # to the address, which is what a re-added subscriber is recognised by.
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True
+    ),
+    # The address, case-folded as subscribers.email_key: the ledger's key for a reader.
+    Column("email_key", String(320), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("message_id", Text, nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The worker that claimed it, kept after the send; and until when the claim holds.
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("issue_id", "subscriber_id"),
+    UniqueConstraint("issue_id", "email_key"),
+    Index("ix_deliveries_pending", "issue_id", "status", "id"),
+)
+
+# Every list identifier copies went out under, oldest first (see digest.listid).
+list_ids = Table(
+    "list_ids",
+    metadata,
+    Column("list_id", String(255), primary_key=True),
+    Column("first_used_at", DateTime(timezone=True), nullable=False),
+)
