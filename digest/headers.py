@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from digest.errors import MessageError
 
-__all__ = ["CRLF", "header_line", "mailbox", "one_line", "phrase", "unstructured"]
+__all__ = ["CRLF", "LINE_BREAKS", "header_line", "mailbox", "one_line", "phrase", "unstructured"]
 
 CRLF = "\r\n"
 # RFC 5322: header lines of 78 characters at most where a fold can do it, never over 998.
@@ -32,7 +32,7 @@ _SHORT_WORD = _FOLD_AT - len("Subject: ") - 1
 # phrase); this keeps the line it is on under 998.
 _LONG_WORD = 900
 # Line breaks as str.splitlines sees them; any of them would end a header early.
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def mailbox(name: str | None, address: str, what: str) -> list[str]:
@@ -146,7 +146,7 @@ def one_line(value: str, what: str) -> str:
     # A line break in a header value would end the header and start one of the data's;
     # other controls (NUL, tab, escape) and lone surrogates are not text. Format
     # characters (the joiner in an emoji sequence, a soft hyphen) are: they are encoded.
-    if any(char in _LINE_BREAKS or unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if any(char in LINE_BREAKS or unicodedata.category(char) in ("Cc", "Cs") for char in value):
         raise MessageError(
             f"{what} {value!r} contains a line break or control character; it cannot go in a header"
         )

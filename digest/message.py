@@ -266,21 +266,34 @@ def _part_head(boundary: str, subtype: str) -> str:
 
 
 def _qp(text: str) -> str:
-    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return encoded.decode("ascii").replace("\n", CRLF)
+    """``text`` quoted-printable, every line within RFC 2045's 76 characters."""
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
+    # b2a_qp lets a line that ends in white space (written "=20") reach 77 or 78.
+    return CRLF.join(_within(line, 76) for line in encoded.split("\n"))
 
 
 def _qp_open(text: str) -> str:
     """``text`` quoted-printable and ended by a soft line break, for text that more follows.
 
-    b2a_qp fills a line to 76 characters, and the "=" of the soft break would make it
-    77: such a last line is broken once more, before 75 and never inside an "=XX".
+    The "=" of the soft break goes on the last line, so that line may hold 75 at most.
     """
     done, crlf, last = _qp(text).rpartition(CRLF)
-    if len(last) > 75:
-        cut = 75 - (1 if last[74] == "=" else 2 if last[73] == "=" else 0)
-        last = last[:cut] + _SOFT_BREAK + last[cut:]
-    return done + crlf + last + _SOFT_BREAK
+    return done + crlf + _within(last, 75) + _SOFT_BREAK
+
+
+def _within(line: str, width: int) -> str:
+    """A quoted-printable ``line`` broken with soft breaks into lines of ``width`` at most.
+
+    Each break leaves room for its "=" and never falls inside an "=XX".
+    """
+    pieces = []
+    while len(line) > width:
+        cut = width - 1
+        cut -= 1 if line[cut - 1] == "=" else 2 if line[cut - 2] == "=" else 0
+        pieces.append(line[:cut] + "=")
+        line = line[cut:]
+    pieces.append(line)
+    return CRLF.join(pieces)
 
 
 def recipient(subscriber: Subscriber) -> str:

@@ -34,9 +34,9 @@ from digest.models import (
 from digest.picker import pick
 from digest.render import Renderer, personalise
 from digest.sender import SendLoop, with_retries
-from digest.settings import MIN_SECRET_KEY_LENGTH, Settings
+from digest.settings import Settings
 from digest.store import Store
-from digest.tokens import PREVIEW_KEY
+from digest.tokens import PREVIEW_KEY, required_key
 
 log = logging.getLogger(__name__)
 
@@ -403,16 +403,7 @@ async def send_test_copies(
 
 def check_ready_for_relay(settings: Settings) -> None:
     """Refuse a send through a real relay without what its links need."""
-    if settings.secret_key is None:
-        raise ConfigError(
-            "DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links"
-        )
-    # Settings refuse a short key when they are read; this holds for settings made otherwise.
-    if len(settings.secret_key.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError(
-            f"DIGEST_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: a real "
-            "send refuses it, since links signed with it could be forged"
-        )
+    required_key(settings.secret_key, needed_by="a real send")
     if settings.public_url is None:
         raise ConfigError(
             "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "

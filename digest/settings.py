@@ -455,8 +455,19 @@ def _describe(error: ErrorDetails, config_file: Path) -> str:
 
 
 def _hide_userinfo(value: str) -> str:
-    """``value`` with whatever stands between "user:" and "@" replaced by stars."""
-    return re.sub(r"(?<=:)[^:@/\s]*(?=@)", "***", value)
+    """``value`` with everything between the first ":" of its user part and the last "@" starred.
+
+    A password may hold any character, "@", ":" and "/" included, so nothing in it can
+    mark where it ends but the last "@"; hiding a port with it is the lesser harm.
+    """
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        scheme, rest = "", value
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
+        return value
+    return f"{scheme}{separator}{user}:***@{host}"
 
 
 def _hide_password(url: str) -> str:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.headers import LINE_BREAKS
+
 __all__ = [
     "NAME_LIMIT",
     "CsvRow",
@@ -21,10 +23,8 @@ __all__ = [
 
 # Characters, after normalisation. A longer "name" is a pasted paragraph, and 150
 # characters of any script still fit one encoded word on one header line (see
-# digest.message), which keeps every reader's idea of the name the same.
+# digest.headers), which keeps every reader's idea of the name the same.
 NAME_LIMIT = 150
-# Line breaks as str.splitlines sees them.
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 # Format characters a name keeps: the joiners of emoji sequences and of several
 # scripts (Persian, Indic), and the tags of subdivision flags. The others (soft
 # hyphen, zero-width space, byte order mark, bidi overrides) are invisible or can make
@@ -80,7 +80,7 @@ def normalise_name(raw: str | None) -> str | None:
     if raw is None:
         return None
     for char in raw:
-        if char in _LINE_BREAKS:
+        if char in LINE_BREAKS:
             raise InvalidName(f"the name {_shown(raw)} contains a line break")
         category = unicodedata.category(char)
         if category == "Cc" and char != "\t":

@@ -15,10 +15,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer
+from pydantic import SecretStr
 
+from digest.errors import ConfigError
 from digest.settings import MIN_SECRET_KEY_LENGTH
 
-__all__ = ["PREVIEW_KEY", "UnsubscribeToken", "read_unsubscribe_token", "unsubscribe_token"]
+__all__ = [
+    "PREVIEW_KEY",
+    "UnsubscribeToken",
+    "read_unsubscribe_token",
+    "required_key",
+    "unsubscribe_token",
+]
 
 # Used by `digest preview` only, which says so: real sends refuse to start without a key.
 PREVIEW_KEY = "digest-preview-key-not-secret"
@@ -42,6 +50,25 @@ class UnsubscribeToken:
         Raises ValueError for a key too short to sign with (see :func:`unsubscribe_token`).
         """
         return hmac.compare_digest(self.address_tag, _address_tag(_checked(secret_key), email))
+
+
+def required_key(secret_key: SecretStr | None, *, needed_by: str) -> str:
+    """The configured key for ``needed_by`` ("a real send", "digest serve"), or why not.
+
+    Settings refuse a short key when they are read; this holds for settings made
+    otherwise, with one message wherever a key is required.
+    """
+    if secret_key is None:
+        raise ConfigError(
+            f"DIGEST_SECRET_KEY is not set: {needed_by} needs the key that signs unsubscribe links"
+        )
+    key = secret_key.get_secret_value()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"DIGEST_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: "
+            f"{needed_by} refuses it, since links signed with it could be forged"
+        )
+    return key
 
 
 def _checked(secret_key: str) -> str:

@@ -23,12 +23,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from digest.clock import utc_now
-from digest.errors import ConfigError, DigestError
+from digest.errors import DigestError
 from digest.listid import accepted_list_ids
 from digest.render import Personal, personalise_html, template_loader
-from digest.settings import MIN_SECRET_KEY_LENGTH, Settings
+from digest.settings import Settings
 from digest.store import Store
-from digest.tokens import UnsubscribeToken, read_unsubscribe_token
+from digest.tokens import UnsubscribeToken, read_unsubscribe_token, required_key
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def create_app(settings: Settings, store: Store) -> ASGIApp:
     """The ASGI app for ``settings``; ``store`` must stay open while it serves."""
-    if settings.secret_key is None:
-        raise ConfigError(
-            "DIGEST_SECRET_KEY is not set: digest serve needs the key that signed the "
-            "unsubscribe links to check them"
-        )
-    secret_key = settings.secret_key.get_secret_value()
-    # Settings refuse a short key when they are read; this holds for settings made otherwise.
-    if len(secret_key) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError(
-            f"DIGEST_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: digest "
-            "serve refuses it, since links signed with it could be forged"
-        )
+    secret_key = required_key(settings.secret_key, needed_by="digest serve")
     pages = _Pages(settings, store, secret_key)
     app = Starlette(
         routes=[

@@ -564,3 +564,23 @@ def test_quoted_printable_lines_stay_within_76_whatever_the_personal_values(
         assert html_part is not None
         assert recipient(subscriber) in text_part.get_content()
         assert html.escape(recipient(subscriber), quote=True) in html_part.get_content()
+
+
+@pytest.mark.parametrize("ending", [" ", "  ", "\t", "é "])
+@pytest.mark.parametrize("width", [72, 73, 74, 75, 76])
+def test_a_line_ending_in_white_space_stays_within_76_when_quoted(
+    rendered: RenderedIssue, ending: str, width: int
+) -> None:
+    # Custom templates may leave white space at a line's end, which quoted-printable
+    # writes as "=20": b2a_qp alone lets such a line reach 77 or 78.
+    line = "x" * width + ending
+    issue = replace(rendered, text=f"{line}\n{line}", html=f"<p>{line}</p>\n{rendered.html}")
+    template = MessageTemplate.build(issue, settings(), secret_key=KEY, now=NOW)
+
+    data = template.render(Subscriber(id=1, email="ann@example.org"))
+
+    body = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(body_line) for body_line in body) <= 76
+    text_part = wire(data).get_body(("plain",))
+    assert text_part is not None
+    assert text_part.get_content().replace("\r\n", "\n").startswith(f"{line}\n{line}")

@@ -283,7 +283,8 @@ def test_a_real_relay_needs_a_secret_key(project: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 1
     assert (
         result.stderr
-        == "Error: DIGEST_SECRET_KEY is not set: a real send needs it to sign unsubscribe links\n"
+        == "Error: DIGEST_SECRET_KEY is not set: a real send needs the key that signs "
+        "unsubscribe links\n"
     )
 
 

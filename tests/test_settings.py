@@ -384,3 +384,25 @@ def test_a_relay_with_credentials_in_its_name_is_refused_without_showing_them(
 
     assert "hunter2" not in str(caught.value)
     assert "smtp.username and smtp.password" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ann:hun@ter2@relay.example.org",
+        "ann:hun:ter2@relay.example.org",
+        "smtp://ann:hun/ter2@relay.example.org",
+        "ann:hun ter2@relay.example.org",
+        "relay.example.org:25, ann:hunter2@relay2.example.org",
+    ],
+)
+def test_no_part_of_a_password_in_a_relay_setting_is_shown(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__HOSTS", value)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert "hun" not in str(caught.value)
+    assert "ter2" not in str(caught.value)

@@ -13,7 +13,6 @@ import click
 from digest import eventloop, pipeline
 from digest.cli.output import address_argument, progress
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
-from digest.clock import utc_now
 from digest.errors import DigestError
 from digest.ledger import Ledger
 from digest.store import Store
@@ -140,12 +139,13 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
     """How the issue's sending stands: pending, claimed, sent, failed, per worker, the rate."""
     settings = app.settings()
     day = date_.date() if date_ else pipeline.today(settings)
-    now = utc_now()
     with Store.open(settings.database_url, create=False) as store:
         issue_id = store.issues.id_of(day)
         if issue_id is None:
             raise DigestError(f"no issue for {day.isoformat()} yet")
         ledger = Ledger(store, issue_id)
+        # Claims and sending times were written by the database's clock: read by it too.
+        now = ledger.clock()
         counts = ledger.counts(now=now)
         workers = ledger.by_worker(now=now)
         rate = ledger.sent_since(now - RATE_WINDOW) / RATE_WINDOW.total_seconds()
