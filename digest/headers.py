@@ -146,7 +146,11 @@ def one_line(value: str, what: str) -> str:
     # A line break in a header value would end the header and start one of the data's;
     # other controls (NUL, tab, escape) and lone surrogates are not text. Format
     # characters (the joiner in an emoji sequence, a soft hyphen) are: they are encoded.
-    if any(char in LINE_BREAKS or unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    # isprintable() is False for every line break, control and surrogate: when it holds,
+    # the per-character look (a copy's To is checked for every copy) is not needed.
+    if not value.isprintable() and any(
+        char in LINE_BREAKS or unicodedata.category(char) in ("Cc", "Cs") for char in value
+    ):
         raise MessageError(
             f"{what} {value!r} contains a line break or control character; it cannot go in a header"
         )

@@ -268,6 +268,9 @@ def _part_head(boundary: str, subtype: str) -> str:
 def _qp(text: str) -> str:
     """``text`` quoted-printable, every line within RFC 2045's 76 characters."""
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
+    if len(encoded) <= 76:
+        # The common case, a short personal value: no line can be too long.
+        return encoded.replace("\n", CRLF)
     # b2a_qp lets a line that ends in white space (written "=20") reach 77 or 78.
     return CRLF.join(_within(line, 76) for line in encoded.split("\n"))
 
