@@ -280,7 +280,10 @@ def _qp_open(text: str) -> str:
 
     The "=" of the soft break goes on the last line, so that line may hold 75 at most.
     """
-    done, crlf, last = _qp(text).rpartition(CRLF)
+    encoded = _qp(text)
+    if len(encoded) <= 75:
+        return encoded + _SOFT_BREAK
+    done, crlf, last = encoded.rpartition(CRLF)
     return done + crlf + _within(last, 75) + _SOFT_BREAK
 
 
