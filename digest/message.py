@@ -35,21 +35,15 @@ __all__ = [
     "build_message",
     "list_id",
     "recipient",
-    "sending_domain",
     "unsubscribe_links",
 ]
 
 _SOFT_BREAK = "=\r\n"
 
 
-def sending_domain(settings: Settings) -> str:
-    """The domain of the From address: Message-IDs and the List-Id live under it."""
-    return settings.from_address.rpartition("@")[2]
-
-
 def list_id(settings: Settings) -> str:
     """The RFC 2919 list identifier, e.g. ``the-digest.news.example.org``."""
-    return f"{slug(settings.newsletter_name) or 'digest'}.{sending_domain(settings)}"
+    return f"{slug(settings.newsletter_name) or 'digest'}.{settings.sending_domain}"
 
 
 def unsubscribe_links(
@@ -197,7 +191,7 @@ class MessageTemplate:
         return cls(
             settings=settings,
             secret_key=secret_key,
-            domain=sending_domain(settings),
+            domain=settings.sending_domain,
             list_ident=ident,
             head=head,
             text_head=_part_head(boundary, "plain"),

@@ -355,6 +355,11 @@ class Settings(BaseSettings):
         return cleaned
 
     @property
+    def sending_domain(self) -> str:
+        """The domain of the From address: Message-IDs, the List-Id and DKIM live under it."""
+        return self.from_address.rpartition("@")[2]
+
+    @property
     def pick_limits(self) -> PickLimits:
         """The picker's limits, from ``max_articles`` and ``max_related``."""
         return PickLimits(max_articles=self.max_articles, max_related=self.max_related)
