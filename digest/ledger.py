@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     DateTime,
     Float,
+    Update,
     and_,
     bindparam,
     case,
     exists,
     func,
-    insert,
     literal,
     select,
     update,
@@ -46,6 +46,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from digest.errors import StoreError
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, issues, subscriber_from_row, subscribers
+from digest.store.tables import FAILED, PENDING, SENT
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ __all__ = [
     "unfinished_issues",
 ]
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
 # Not a stored status: a pending delivery under a live claim, as counted.
 CLAIMED = "claimed"
 # SQLSTATEs of a transaction the database rolled back so that another could go on
@@ -249,14 +249,9 @@ class Ledger:
         assert now is not None
         return now
 
-    def enqueue(self, *, now: dt.datetime) -> int:
-        """A pending delivery for every active subscriber whose address has none; how many.
-
-        The ledger knows readers by address: a subscriber removed and added again gets
-        back the deliveries their address had, and no second one.
-        """
+    def _reattach_statement(self) -> Update:
         owner = select(subscribers.c.id).where(subscribers.c.email_key == deliveries.c.email_key)
-        adopt = (
+        return (
             update(deliveries)
             .where(
                 deliveries.c.issue_id == self.issue_id,
@@ -265,6 +260,25 @@ class Ledger:
             )
             .values(subscriber_id=owner.scalar_subquery())
         )
+
+    def reattach(self) -> int:
+        """Give back to a subscriber added again the deliveries their address had; how many.
+
+        The ledger knows readers by address: a removed subscriber's deliveries stay, with
+        nobody's id, and go to whoever has the address again. A send that only resumes
+        runs this too, so a copy still pending for them is sent.
+        """
+        statement = self._reattach_statement()
+        return self._write(lambda connection: int(connection.execute(statement).rowcount or 0))
+
+    def enqueue(self, *, now: dt.datetime) -> int:
+        """A pending delivery for every active subscriber whose address has none; how many.
+
+        A subscriber removed and added again gets back the deliveries their address had
+        (see :meth:`reattach`), and no second one. The issue is marked as queued in the
+        same transaction, even when nobody was: its send is then no longer unfinished for
+        want of copies (see :func:`unfinished_issues`).
+        """
         has_one = exists().where(
             and_(
                 deliveries.c.issue_id == self.issue_id,
@@ -295,18 +309,24 @@ class Ledger:
             "updated_at",
         ]
         # Workers arriving together may enqueue at once: a row another one just added is
-        # skipped, not an error.
-        dialect = self.store.engine.dialect.name
-        statement = (
-            postgresql.insert(deliveries).from_select(columns, rows).on_conflict_do_nothing()
-            if dialect == "postgresql"
-            else sqlite.insert(deliveries).from_select(columns, rows).on_conflict_do_nothing()
-            if dialect == "sqlite"
-            else insert(deliveries).from_select(columns, rows)
+        # skipped, not an error. SQLite and PostgreSQL are the only databases served.
+        insert = (
+            postgresql.insert(deliveries)
+            if self.store.engine.dialect.name == "postgresql"
+            else sqlite.insert(deliveries)
         )
+        statement = insert.from_select(columns, rows).on_conflict_do_nothing()
+        queued = (
+            update(issues)
+            .where(issues.c.id == self.issue_id, issues.c.queued_at.is_(None))
+            .values(queued_at=literal(now, issues.c.queued_at.type))
+        )
+        reattach = self._reattach_statement()
 
         def write(connection: Connection) -> int:
-            connection.execute(adopt)
+            # The issue's row first: workers enqueueing at once take their turns on it.
+            connection.execute(queued)
+            connection.execute(reattach)
             return int(connection.execute(statement).rowcount or 0)
 
         return self._write(write)
@@ -408,20 +428,27 @@ class Ledger:
         )
         return self._write(lambda connection: set(connection.scalars(statement)))
 
-    def still_claimed(self, delivery_id: int) -> bool:
-        """True while this worker's claim on the pending delivery is live, by the database.
+    def extend_claim(self, delivery_id: int, *, lease: dt.timedelta) -> bool:
+        """Extend this worker's claim on the pending delivery by ``lease``, if it is still its own.
 
-        Checked before each copy: a worker that stalled past its lease may find the
-        delivery taken over by another, which then sends it.
+        True when it was, and is now live for ``lease`` by the database's clock. Checked
+        and extended in one statement, before a copy that the worker's own reckoning can
+        no longer vouch for: no other worker may take the delivery between the check and
+        the send. A claim whose lease ran out but that nobody took over is still this
+        worker's (``claimed_by`` is unchanged), and is extended.
         """
-        query = select(deliveries.c.id).where(
-            deliveries.c.id == delivery_id,
-            deliveries.c.status == PENDING,
-            deliveries.c.claimed_by == self.worker,
-            deliveries.c.claimed_until > _DatabaseNow(),
+        statement = (
+            update(deliveries)
+            .where(
+                deliveries.c.id == delivery_id,
+                deliveries.c.status == PENDING,
+                deliveries.c.claimed_by == self.worker,
+                deliveries.c.claimed_until.is_not(None),
+            )
+            .values(claimed_until=_DatabaseNow(lease.total_seconds()))
+            .returning(deliveries.c.id)
         )
-        with self.store.reading() as connection:
-            return connection.execute(query).first() is not None
+        return self._write(lambda connection: connection.execute(statement).first() is not None)
 
     def held_by_others(self) -> bool:
         """True while another worker holds a live claim on a pending delivery of this issue."""
@@ -573,8 +600,9 @@ def unfinished_issues(
     """Issues dated ``first`` to ``last`` whose send began and did not finish, oldest first.
 
     Each comes with how many copies are still pending to active subscribers, or None
-    when its send was stopped after the rendering was frozen (the first step of a send)
-    and before any copy was queued.
+    when its send began (see :meth:`IssueRecords.mark_send_started`) and stopped before
+    its copies were queued. An issue sent while nobody was subscribed is finished: its
+    queueing is marked, though it queued no copy.
     """
     pending = (
         select(issues.c.date, func.count())
@@ -591,12 +619,11 @@ def unfinished_issues(
         )
         .group_by(issues.c.date)
     )
-    queued = select(deliveries.c.id).where(deliveries.c.issue_id == issues.c.id)
     never_queued = select(issues.c.date).where(
         issues.c.date >= first,
         issues.c.date <= last,
-        issues.c.html.is_not(None),
-        ~queued.exists(),
+        issues.c.send_started_at.is_not(None),
+        issues.c.queued_at.is_(None),
     )
     with store.reading() as connection:
         found: dict[dt.date, int | None] = {

@@ -15,7 +15,7 @@ import dkim
 from digest.boilerplate import load_boilerplate
 from digest.clock import utc_now
 from digest.errors import ConfigError, DigestError
-from digest.ledger import Ledger
+from digest.ledger import DeliveryCounts, Ledger
 from digest.listid import current_list_id, list_id_for_send
 from digest.loader import SeedFormat, load_paths
 from digest.mailer import DeliveryFailed, OutboxTransport, RelayPool, Transport
@@ -33,7 +33,7 @@ from digest.models import (
 )
 from digest.picker import pick
 from digest.render import Renderer, personalise
-from digest.sender import SendLoop, with_retries
+from digest.sender import SendLoop, SendTotals, with_retries
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import PREVIEW_KEY, required_key
@@ -105,11 +105,13 @@ def build_issue(
     *,
     freeze: bool = True,
     now: dt.datetime | None = None,
+    for_send: bool = False,
 ) -> IssueBuild:
     """The issue for ``date``: the frozen one if it exists, else a new pick.
 
     With ``freeze`` a non-empty new pick is stored, so every later call for the date gets
-    the same articles; without it nothing is written.
+    the same articles; without it nothing is written. With ``for_send`` a new issue is
+    stored as one whose send has begun.
     """
     existing = store.issues.get(date)
     if existing is not None:
@@ -123,7 +125,7 @@ def build_issue(
     )
     if issue.is_empty or not freeze:
         return IssueBuild(issue=issue, created=False, stored=False, failures=loaded.failures)
-    stored, created = store.issues.save(issue, created_at=now or utc_now())
+    stored, created = store.issues.save(issue, created_at=now or utc_now(), send_started=for_send)
     return IssueBuild(issue=stored, created=created, stored=True, failures=loaded.failures)
 
 
@@ -240,9 +242,13 @@ async def send_issue(
     started = now or utc_now()
     if resume and store.issues.id_of(date) is None:
         return SendReport(date=date, nothing_new=True)
-    built = build_issue(settings, store, date, now=started)
+    built = build_issue(settings, store, date, now=started, for_send=not resume)
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
+    if not resume and not built.created:
+        # Before anything else of the send is written: killed at any later step, the send
+        # is found unfinished and made again. (A new issue was saved so marked.)
+        store.issues.mark_send_started(date, at=started)
     issue_id = store.issues.id_of(date)
     assert issue_id is not None
     shared = worker and store.engine.dialect.name == "postgresql"
@@ -285,6 +291,10 @@ async def _send_frozen(
     ledger = Ledger(store, issue_id)
     if enqueue:
         ledger.enqueue(now=started)
+    else:
+        # Nobody is added, but a subscriber added again since gets back the copy their
+        # address still has pending.
+        ledger.reattach()
     before = ledger.counts()
     ident = list_id_for_send(settings, store.list_ids, now=started)  # kept at the first send
     template = MessageTemplate.build(
@@ -311,7 +321,7 @@ async def _send_frozen(
         date=date,
         sent=totals.sent,
         failed=totals.failed,
-        still_pending=ledger.counts().pending,
+        still_pending=_still_pending(ledger, before, totals),
         already_sent=before.sent,
         failures=built.failures,
     )
@@ -322,6 +332,22 @@ async def _send_frozen(
     if totals.interrupted:
         raise SendInterrupted(report)
     return report
+
+
+def _still_pending(ledger: Ledger, before: DeliveryCounts, totals: SendTotals) -> int:
+    """The copies left pending after a run, as the ledger counts them.
+
+    When the run was halted, the database may be what halted it: then what it had pending
+    less what this run finished stands in, so the reason for the halt is what is reported.
+    """
+    try:
+        return ledger.counts().pending
+    except DigestError as exc:
+        if totals.halted is None:
+            raise
+        log.warning("could not count the copies left pending: %s", exc)
+        left = before.pending + before.claimed - totals.sent - totals.failed
+        return max(0, left)
 
 
 class SendHalted(DigestError):
@@ -541,7 +567,7 @@ def dkim_key(settings: Settings) -> DkimKey | None:
         ) from exc
     if b"PRIVATE KEY" not in private_key:
         raise ConfigError(f"{configured.private_key_file}: not a PEM private key")
-    domain = configured.domain or settings.from_address.rpartition("@")[2]
+    domain = configured.domain or settings.sending_domain
     try:
         dkim.sign(
             _DKIM_PROBE,

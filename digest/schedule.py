@@ -33,6 +33,7 @@ from apscheduler.events import (
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest import pipeline
 from digest.clock import utc_now
@@ -108,11 +109,25 @@ async def scheduled_send() -> None:
 async def retry_send(day: str, attempt: int) -> None:
     """A retry job: the send of the issue of ``day`` (ISO date) that stopped, finished now.
 
-    Only the copies already pending are sent; ``attempt`` counts the retries so far.
+    Only the copies already pending are sent; ``attempt`` counts the retries so far. A
+    retry that comes due after digest was down runs only if ``day`` is still one of the
+    last ``schedule.catch_up_days`` days; an older issue is left alone, as a catch-up
+    would leave it.
     """
     running = _running
     if running is None:
         log.error("retry of the send of %s: no scheduler is running in this process", day)
+        return
+    days = running.settings.schedule.catch_up_days
+    if dt.date.fromisoformat(day) < pipeline.today(running.settings) - dt.timedelta(days=days):
+        log.warning(
+            "retry %d of the send of %s skipped: that day is past schedule.catch_up_days "
+            "(%d); `digest send --date %s` sends what is left",
+            attempt,
+            day,
+            days,
+            day,
+        )
         return
     async with _sending(running):
         if running.stop.is_set():
@@ -251,17 +266,29 @@ def _retry_later(running: _Running, day: dt.date, attempt: int) -> None:
         return
     if running.scheduler is None or running.stop.is_set():
         return
-    running.scheduler.add_job(
-        retry_send,
-        trigger=DateTrigger(run_date=at),
-        args=[day.isoformat(), attempt + 1],
-        id=f"{RETRY_JOB_PREFIX}{day.isoformat()}",
-        name=f"retry of the send of {day.isoformat()}",
-        replace_existing=True,
-        # Made whenever digest runs again: the copies are still pending.
-        misfire_grace_time=None,
-        coalesce=True,
-    )
+    try:
+        running.scheduler.add_job(
+            retry_send,
+            trigger=DateTrigger(run_date=at),
+            args=[day.isoformat(), attempt + 1],
+            id=f"{RETRY_JOB_PREFIX}{day.isoformat()}",
+            name=f"retry of the send of {day.isoformat()}",
+            replace_existing=True,
+            # Made whenever digest runs again, if still within schedule.catch_up_days
+            # (see retry_send): the copies are still pending.
+            misfire_grace_time=None,
+            coalesce=True,
+        )
+    except SQLAlchemyError as exc:
+        # The job is kept in the database, which may be what stopped the send: the
+        # scheduler goes on (a catch-up its other days), and a later run finishes this one.
+        log.error(
+            "the send of %s stopped, and its retry could not be scheduled (%s): %s",
+            day.isoformat(),
+            str(getattr(exc, "orig", None) or exc).strip().splitlines()[0],
+            _left_for(running.settings, day),
+        )
+        return
     log.warning(
         "the send of %s stopped; retry %d of %d at %s",
         day.isoformat(),

@@ -6,11 +6,14 @@ recorded. Results are written in groups: whatever finished while one group was b
 written goes into the next transaction, so the database sees a transaction per group, not
 per copy, and no connection waits for the others' slow copies.
 
-Before each copy a worker checks that its claim on it is still live: a process that
+Before each copy a worker makes sure its claim on it is still its own: a process that
 stalled past its lease leaves what it held to the worker that took it over, and a result
 it brings back late is not recorded over that worker's. The database confirms each claim
-when it is made and at each renewal; the worker asks it again only when that
-confirmation is older than the lease (it stalled), so the check costs nothing otherwise.
+when it is made and at each renewal; while that confirmation leaves at least a quarter of
+the lease, the copy goes without asking again. Otherwise the worker extends the claim in
+one statement that holds only while the delivery is still its own (``Ledger.extend_claim``):
+between that check and the send nobody else can take it, and a claim that ran out while
+nobody took it over is kept, not skipped.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SendLoop", "SendTotals", "with_retries"]
 
-# A claim this close to the end of its lease is checked with the database before a copy.
-_CHECK_MARGIN_SECONDS = 1.0
+# The share of the lease a claim must still have, by this worker's own reckoning, to be
+# sent on without extending it in the database first: a copy under way is then still
+# covered by the claim when renewals are late.
+_SAFE_SHARE_OF_LEASE = 0.25
 
 
 @dataclass(kw_only=True, slots=True)
@@ -128,11 +133,25 @@ class SendLoop:
             recorder.close()
             await asyncio.shield(recording)
             if self._unsent:
-                # Claimed but never tried: free now for the next run, not after the lease.
-                await asyncio.to_thread(self.ledger.release, self._unsent)
+                await self._release_unsent()
         totals = self.totals
         totals.interrupted = self.stop is not None and self.stop.is_set()
         return totals
+
+    async def _release_unsent(self) -> None:
+        """Claimed but never tried: free now for the next run, not after the lease.
+
+        Best effort: when the database is what stopped the run, this fails too, and the
+        run's own reason must survive; the claims then lapse with their lease.
+        """
+        try:
+            await asyncio.to_thread(self.ledger.release, self._unsent)
+        except DigestError as exc:
+            log.warning(
+                "could not release %d unsent copies (free again once their lease runs out): %s",
+                len(self._unsent),
+                exc,
+            )
 
     async def _feed(self, queue: asyncio.Queue[PendingDelivery | None]) -> None:
         """Claim batches of deliveries and queue them, until none is left or the run stops.
@@ -220,9 +239,12 @@ class SendLoop:
             self.totals.halted = f"cannot check the claim on the copy for {email}: {exc}"
             return
         if not live:
-            # The lease ran out while this worker was held up: whoever took the delivery
-            # over sends it. If nobody did, it is released when the run ends.
-            log.warning("the claim on the copy for %s ran out before it was sent: skipped", email)
+            # The lease ran out while this worker was held up, and another worker took the
+            # delivery over: that one sends it.
+            log.warning(
+                "the claim on the copy for %s ran out and another worker took it over: skipped",
+                email,
+            )
             self._unsent.append(delivery.id)
             return
         result = await self._attempt(delivery)
@@ -247,16 +269,18 @@ class SendLoop:
         self._count(result)
 
     async def _still_claimed(self, delivery_id: int) -> bool:
-        """True while this worker's claim on the delivery is live.
+        """True while the delivery is this worker's, with a live claim to send it under.
 
-        Within the lease of the last claim or renewal the database confirmed, it surely
-        is (a live worker's claims are taken over only once they run out); past it, the
-        database says, by its own clock.
+        Well within the lease of the last claim or renewal the database confirmed, it
+        surely is (a live worker's claims are taken over only once they run out). Nearer
+        its end, or past it, the claim is extended in the database only if it is still
+        this worker's, in one statement, so no other worker can take it meanwhile.
         """
         live_until = self._live_until.pop(delivery_id, 0.0)
-        if time.monotonic() < live_until - _CHECK_MARGIN_SECONDS:
+        lease = self.lease.total_seconds()
+        if time.monotonic() < live_until - lease * _SAFE_SHARE_OF_LEASE:
             return True
-        return await asyncio.to_thread(self.ledger.still_claimed, delivery_id)
+        return await asyncio.to_thread(self.ledger.extend_claim, delivery_id, lease=self.lease)
 
     async def _attempt(self, delivery: PendingDelivery) -> DeliveryResult | None:
         """Send one copy, with retries; None when the run must stop instead."""

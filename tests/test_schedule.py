@@ -23,11 +23,13 @@ import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import create_engine, text
 
 from digest import pipeline
 from digest.errors import ConfigError, DigestError
 from digest.ledger import Ledger
-from digest.models import Issue
+from digest.models import Issue, SubscriberStatus
 from digest.schedule import JOB_ID, JOBS_TABLE, Scheduler, trigger
 from digest.settings import ScheduleSettings, Settings, SmtpSettings, load_settings
 from digest.store import Store
@@ -495,12 +497,13 @@ def test_recent_issues_left_pending_are_finished_at_start_and_before_each_run(
 def test_a_send_killed_before_its_copies_were_queued_is_finished_at_start(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Killed between freezing the issue's rendering and queueing its copies: nothing is
-    # pending, but the send had begun, and nobody has the issue yet.
+    # Killed after it began, between freezing the issue's rendering and queueing its
+    # copies: nothing is pending, but the send had begun, and nobody has the issue yet.
     yesterday = pipeline.today(settings) - dt.timedelta(days=1)
     with Store.open(settings.database_url) as store:
         article = pipeline.load_seeds(settings).articles[0]
         store.issues.save(Issue(date=yesterday, articles=(article,)), created_at=NOW)
+        store.issues.mark_send_started(yesterday, at=NOW)
         store.issues.freeze_rendering(
             yesterday, subject="Frozen", html="<p>Frozen</p>", text="Frozen"
         )
@@ -527,6 +530,197 @@ def test_a_send_killed_before_its_copies_were_queued_is_finished_at_start(
     assert [(report.date, report.sent) for report in reports] == [(yesterday, len(ADDRESSES))]
     assert f"resuming the send of {yesterday.isoformat()}: no copy was queued" in caplog.text
     assert outbox_count(settings) == len(ADDRESSES)
+
+
+def start_and_catch_up(
+    settings: Settings, caplog: pytest.LogCaptureFixture, *, runs: int = 1
+) -> list[Outcome]:
+    """Start a scheduler whose daily run is hours away; stop it after the catch-up at start.
+
+    That is once ``runs`` sends were made, or once it found nothing to finish.
+    """
+    outcomes: list[Outcome] = []
+
+    async def go() -> None:
+        with Store.open(settings.database_url) as store:
+            await set_next_run(store, settings, dt.datetime.now(dt.UTC) + dt.timedelta(hours=6))
+            scheduler = Scheduler(settings, store, on_run=outcomes.append)
+            stop = asyncio.Event()
+            running = asyncio.ensure_future(scheduler.run(stop))
+            try:
+                deadline = time.monotonic() + 20
+                while (
+                    len(outcomes) < runs
+                    and "is left unfinished" not in caplog.text
+                    and time.monotonic() < deadline
+                ):
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                await running
+
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        asyncio.run(go())
+    return outcomes
+
+
+def test_an_issue_sent_while_nobody_was_subscribed_is_not_sent_to_later_subscribers(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    yesterday = pipeline.today(settings) - dt.timedelta(days=1)
+    with Store.open(settings.database_url) as store:
+        for address in ADDRESSES:
+            store.subscribers.set_status(address, SubscriberStatus.UNSUBSCRIBED, now=NOW)
+        report = asyncio.run(pipeline.send_day(settings, store, yesterday))
+        assert (report.nothing_new, report.sent) == (False, 0)
+        store.subscribers.add("later@example.org", None, now=NOW)
+
+    outcomes = start_and_catch_up(settings, caplog)
+
+    assert outcomes == []
+    assert "no send of the last 2 days is left unfinished" in caplog.text
+    assert outbox_count(settings) == 0
+
+
+def test_a_send_killed_before_its_rendering_was_frozen_is_finished_at_start(
+    settings: Settings, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The issue is saved, then the send stops before its rendering is frozen (here a
+    # template that does not parse; a kill at that moment leaves the same).
+    yesterday = pipeline.today(settings) - dt.timedelta(days=1)
+    broken = project / "broken-templates"
+    broken.mkdir()
+    (broken / "digest.html.j2").write_text("{% if %}\n")
+    unparsable = settings.model_copy(update={"templates_dir": broken})
+    with Store.open(settings.database_url) as store:
+        with pytest.raises(DigestError, match=r"digest\.html\.j2"):
+            asyncio.run(pipeline.send_day(unparsable, store, yesterday))
+        assert store.issues.id_of(yesterday) is not None
+        assert store.issues.rendering(yesterday) is None
+
+    outcomes = start_and_catch_up(settings, caplog)
+
+    reports = [outcome for outcome in outcomes if isinstance(outcome, pipeline.SendReport)]
+    assert [(report.date, report.sent) for report in reports] == [(yesterday, len(ADDRESSES))]
+    assert f"resuming the send of {yesterday.isoformat()}: no copy was queued" in caplog.text
+    assert outbox_count(settings) == len(ADDRESSES)
+
+
+def rename_tables(database_url: str, names: dict[str, str]) -> None:
+    """Rename tables from another session: to digest, as if its database had gone."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            for name, to in names.items():
+                connection.execute(text(f"ALTER TABLE {name} RENAME TO {to}"))
+    finally:
+        engine.dispose()
+
+
+GONE = {"deliveries": "deliveries_gone", JOBS_TABLE: f"{JOBS_TABLE}_gone"}
+BACK = {to: name for name, to in GONE.items()}
+
+
+class LosesTheDatabase(Recorder):
+    """Accepts every message; at the first, the ledger's and the scheduler's tables go."""
+
+    database_url = ""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply: str = await super().handle_DATA(server, session, envelope)
+        if len(self.messages) == 1:
+            await asyncio.to_thread(rename_tables, self.database_url, GONE)
+        return reply
+
+
+@pytest.mark.parametrize("smtp_server", [LosesTheDatabase], indirect=True)
+def test_a_send_halted_by_the_database_is_logged_and_the_catch_up_goes_on(
+    settings: Settings, smtp_server: tuple[LosesTheDatabase, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, port = smtp_server
+    handler.database_url = settings.database_url
+    relay = relay_settings(settings, port, retry_minutes=0.02)
+    today = pipeline.today(relay)
+    ago = {days: today - dt.timedelta(days=days) for days in (1, 2)}
+    with Store.open(relay.database_url) as store:
+        enqueue_issue(relay, store, ago[2])
+        enqueue_issue(relay, store, ago[1])
+    outcomes: list[Outcome] = []
+    done = asyncio.Event()
+
+    def ran(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == 1:
+            rename_tables(relay.database_url, BACK)  # the database is back
+        else:
+            done.set()
+
+    async def go() -> None:
+        with Store.open(relay.database_url) as store:
+            await set_next_run(store, relay, dt.datetime.now(dt.UTC) + dt.timedelta(hours=6))
+            await run_until(Scheduler(relay, store, on_run=ran), done)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(go())
+
+    halted, report = outcomes
+    assert isinstance(halted, pipeline.SendHalted)
+    assert isinstance(report, pipeline.SendReport)
+    assert (report.date, report.sent) == (ago[1], len(ADDRESSES))
+    assert (
+        f"the send of {ago[2].isoformat()} stopped, and its retry could not be scheduled"
+        in caplog.text
+    )
+    # One line each, no traceback: the log is the scheduler's only output.
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == []
+
+
+def test_a_retry_that_comes_due_past_catch_up_days_sends_nothing(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = pipeline.today(settings) - dt.timedelta(days=3)  # schedule.catch_up_days is 2
+    with Store.open(settings.database_url) as store:
+        enqueue_issue(settings, store, old)
+
+    def skipped_or_sent(outcomes: list[Outcome]) -> bool:
+        return bool(outcomes) or "skipped" in caplog.text
+
+    outcomes: list[Outcome] = []
+
+    async def go() -> None:
+        with Store.open(settings.database_url) as store:
+            await set_next_run(store, settings, dt.datetime.now(dt.UTC) + dt.timedelta(hours=6))
+            jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+            raw = AsyncIOScheduler(jobstores={"default": jobs})
+            raw.start(paused=True)
+            # Stored when that day's send stopped; digest was down from then until now.
+            raw.add_job(
+                "digest.schedule:retry_send",
+                trigger=DateTrigger(run_date=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)),
+                args=[old.isoformat(), 1],
+                id=f"retry-{old.isoformat()}",
+                misfire_grace_time=None,
+            )
+            raw.shutdown(wait=False)
+            scheduler = Scheduler(settings, store, on_run=outcomes.append)
+            stop = asyncio.Event()
+            running = asyncio.ensure_future(scheduler.run(stop))
+            try:
+                deadline = time.monotonic() + 20
+                while not skipped_or_sent(outcomes) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                await running
+
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        asyncio.run(go())
+
+    assert outcomes == []
+    assert f"retry 1 of the send of {old.isoformat()} skipped" in caplog.text
+    assert pending_copies(settings, old) == len(ADDRESSES)
+    assert outbox_count(settings) == 0
+    assert job_ids(settings) == [JOB_ID]
 
 
 # End to end: `digest schedule` as a process, against a real SMTP server.

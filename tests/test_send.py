@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine, text
 
 from digest import pipeline
 from digest.cli import cli
@@ -344,6 +346,78 @@ def test_a_subscriber_removed_before_their_copy_went_gets_it_once_added_again(
     assert [recipient for recipient, _ in transport.sent] == ["ann@example.org"]
     assert (report.sent, report.already_sent) == (1, 1)
     assert send(subscribed, RecordingTransport()).sent == 0
+
+
+def resume(settings: Settings, transport: Transport) -> pipeline.SendReport:
+    """A send that only finishes what an earlier one left pending, as a scheduled retry runs."""
+    with Store.open(settings.database_url) as store:
+        return asyncio.run(
+            pipeline.send_issue(
+                settings, store, DAY, transport, secret_key=KEY, now=NOW, resume=True
+            )
+        )
+
+
+def test_a_resumed_send_gives_a_subscriber_added_again_their_pending_copy(
+    subscribed: Settings,
+) -> None:
+    send(subscribed, RecordingTransport(refuse={"ann@example.org": (451, "later")}))
+    with Store.open(subscribed.database_url) as store:
+        assert store.subscribers.remove("ann@example.org")
+        store.subscribers.add("ann@example.org", "Ann", now=NOW)
+
+    transport = RecordingTransport()
+    report = resume(subscribed, transport)
+
+    assert [recipient for recipient, _ in transport.sent] == ["ann@example.org"]
+    assert (report.sent, report.already_sent) == (1, 1)
+    assert resume(subscribed, RecordingTransport()).sent == 0
+
+
+def rename_table(database_url: str, name: str, to: str) -> None:
+    """Rename a table, as from another session: to the send, as if its database were gone."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE {name} RENAME TO {to}"))
+    finally:
+        engine.dispose()
+
+
+class LosesTheDatabase(RecordingTransport):
+    """Sends, and at the first copy the deliveries table goes away: the ledger cannot be written."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__()
+        self.database_url = database_url
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        await super().send(data, sender=sender, recipient=recipient)
+        if len(self.sent) == 1:
+            rename_table(self.database_url, "deliveries", "deliveries_gone")
+
+
+def test_a_send_halted_by_the_database_going_away_says_why_and_the_next_run_finishes(
+    subscribed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = LosesTheDatabase(subscribed.database_url)
+    with Store.open(subscribed.database_url) as store, caplog.at_level(logging.WARNING):
+        # One connection: the second copy is still queued, claimed and untried, when the
+        # first cannot be recorded.
+        sending = pipeline.send_issue(
+            subscribed, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=1
+        )
+        # Halted by whichever write of the ledger came first (a record, a claim), naming it.
+        with pytest.raises(pipeline.SendHalted, match="deliveries") as halted:
+            asyncio.run(sending)
+    rename_table(subscribed.database_url, "deliveries_gone", "deliveries")
+
+    # Neither copy was recorded: both are left, though one went.
+    assert halted.value.report.still_pending == 2
+    assert "could not release 1 unsent copies" in caplog.text
+    assert "could not count the copies left pending" in caplog.text
+    again = send(subscribed, RecordingTransport())
+    assert (again.sent, again.still_pending) == (2, 0)
 
 
 def test_dry_run_and_to_do_not_go_together(project: Path) -> None:

@@ -13,9 +13,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import (
+    Date,
     DateTime,
     Integer,
     String,
+    Text,
     column,
     create_engine,
     inspect,
@@ -214,6 +216,16 @@ deliveries_0005 = table(
 )
 
 
+# The issues table as revision 0006 left it, before it kept its send markers.
+issues_0006 = table(
+    "issues",
+    column("id", Integer),
+    column("date", Date),
+    column("created_at", DateTime(timezone=True)),
+    column("html", Text),
+)
+
+
 def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_url: str) -> None:
     migrate_to(database_url, "0005")
     engine = create_engine(database_url)
@@ -265,3 +277,67 @@ def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_
         assert added
         assert store.deliveries.count_to_send(1) == 0
         assert store.deliveries.finished_subscriber_ids(1) == {again.id, 2}
+
+
+def test_sends_made_before_0007_are_taken_as_finished(database_url: str) -> None:
+    migrate_to(database_url, "0006")
+    engine = create_engine(database_url)
+    created = {1: NOW, 2: NOW + dt.timedelta(days=1), 3: NOW + dt.timedelta(days=2)}
+    with engine.begin() as connection:
+        connection.execute(
+            issues_0006.insert(),
+            [
+                # Sent (its rendering frozen), to nobody or to somebody.
+                {"id": 1, "date": DAY, "created_at": created[1], "html": "<p>1</p>"},
+                # With deliveries but no rendering: queued all the same.
+                {
+                    "id": 2,
+                    "date": DAY + dt.timedelta(days=1),
+                    "created_at": created[2],
+                    "html": None,
+                },
+                # Picked and never sent.
+                {
+                    "id": 3,
+                    "date": DAY + dt.timedelta(days=2),
+                    "created_at": created[3],
+                    "html": None,
+                },
+            ],
+        )
+        connection.execute(
+            subscribers.insert().values(
+                id=1,
+                email="reader@example.org",
+                email_key="reader@example.org",
+                status="active",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        connection.execute(
+            deliveries.insert().values(
+                issue_id=2,
+                subscriber_id=1,
+                email_key="reader@example.org",
+                status="pending",
+                attempts=0,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    engine.dispose()
+
+    with Store.open(database_url) as store, store.reading() as connection:
+        rows = connection.execute(
+            select(issues.c.id, issues.c.send_started_at, issues.c.queued_at).order_by(issues.c.id)
+        ).all()
+    found = [
+        (row.id, *(None if at is None else at.replace(tzinfo=dt.UTC) for at in row[1:]))
+        for row in rows
+    ]
+    assert found == [
+        (1, created[1], created[1]),
+        (2, None, created[2]),
+        (3, None, None),
+    ]

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +22,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from digest import pipeline
@@ -374,9 +376,15 @@ class StallsOnce:
 
 
 def send_loop(
-    store: Store, issue_id: int, transport: StallsOnce, worker: str, **options: Any
+    store: Store,
+    issue_id: int,
+    transport: StallsOnce,
+    worker: str,
+    *,
+    concurrency: int = 1,
+    **options: Any,
 ) -> SendLoop:
-    """A worker's send loop over the issue of ``DAY``, one connection, no take-over."""
+    """A worker's send loop over the issue of ``DAY``, one connection unless told, no take-over."""
     settings = load_settings(database_url=store.engine.url.render_as_string(False))
     issue = store.issues.get(DAY)
     assert issue is not None
@@ -387,7 +395,7 @@ def send_loop(
         transport=transport,
         sender="digest@news.example.org",
         smtp=SmtpSettings(retry_attempts=1),
-        concurrency=1,
+        concurrency=concurrency,
         take_over=False,
         **options,
     )
@@ -435,6 +443,68 @@ def test_a_worker_that_stalled_past_its_lease_leaves_the_copies_to_the_one_that_
         assert len(rows) == 5
         assert all(row.status == "sent" for row in rows)
         assert all(row.message_id.startswith("<taker-") for row in rows)
+    finally:
+        store.close()
+
+
+@contextmanager
+def rows_locked(database_url: str) -> Iterator[None]:
+    """Every delivery locked by another session, as a busy database holds them for a moment.
+
+    SQLite locks the whole database for writing; PostgreSQL the rows.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        connection = sqlite3.connect(str(url.database), isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            yield
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as locking:
+            locking.execute(select(deliveries.c.id).with_for_update())
+            yield
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_that_stalled_past_its_lease_sends_what_nobody_took_over(
+    project: Path, database_url: str
+) -> None:
+    store, issue_id = claims_setup(database_url, 4)
+    transport = StallsOnce()
+    # Two connections: while one stalls with the first copy, the other holds the rest.
+    lease = dt.timedelta(seconds=0.5)
+    stalled = send_loop(store, issue_id, transport, "stalled", lease=lease, concurrency=2)
+
+    def come_back_to_a_busy_database() -> None:
+        try:
+            assert transport.started.wait(30)
+            time.sleep(2 * lease.total_seconds())  # every claim has run out
+            # Busy as the worker comes back: its renewals cannot get through at once.
+            with rows_locked(database_url):
+                transport.resume.set()
+                time.sleep(1)
+        finally:
+            transport.resume.set()
+
+    thread = threading.Thread(target=come_back_to_a_busy_database)
+    thread.start()
+    try:
+        totals: SendTotals = asyncio.run(stalled.run())
+    finally:
+        thread.join()
+    try:
+        # Nobody took its claims over: it still holds them, and sends each copy once.
+        assert sorted(transport.sent) == [f"reader{n}@example.org" for n in range(4)]
+        assert (totals.sent, totals.failed, totals.halted) == (4, 0, None)
+        with store.reading() as connection:
+            rows = connection.execute(select(deliveries.c.status, deliveries.c.claimed_by)).all()
+        assert [tuple(row) for row in rows] == [("sent", "stalled")] * 4
     finally:
         store.close()
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from digest.models import SubscriberStatus
-from digest.store.tables import deliveries, subscribers
+from digest.store.tables import PENDING, deliveries, subscribers
 
 if TYPE_CHECKING:
     from digest.store.database import Store
@@ -33,7 +33,7 @@ class DeliveryRecords:
             handled = select(deliveries.c.id).where(
                 deliveries.c.issue_id == issue_id,
                 deliveries.c.email_key == subscribers.c.email_key,
-                deliveries.c.status != "pending",
+                deliveries.c.status != PENDING,
             )
             query = query.where(~handled.exists())
         with self._db.reading() as connection:
@@ -44,7 +44,7 @@ class DeliveryRecords:
         query = (
             select(subscribers.c.id)
             .join(deliveries, deliveries.c.email_key == subscribers.c.email_key)
-            .where(deliveries.c.issue_id == issue_id, deliveries.c.status != "pending")
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.status != PENDING)
         )
         with self._db.reading() as connection:
             return set(connection.scalars(query))

@@ -57,17 +57,25 @@ class IssueRecords:
         with self._db.reading() as connection:
             return set(connection.scalars(query.distinct()))
 
-    def save(self, issue: Issue, *, created_at: dt.datetime) -> tuple[Issue, bool]:
+    def save(
+        self, issue: Issue, *, created_at: dt.datetime, send_started: bool = False
+    ) -> tuple[Issue, bool]:
         """Freeze ``issue``; if one for its date exists already, keep that one instead.
 
         Returns the stored issue and whether this call created it. The unique date settles
-        a race between two processes: the loser reads the winner's issue.
+        a race between two processes: the loser reads the winner's issue. With
+        ``send_started`` the issue is saved by a send, marked as begun in the same write
+        (see :meth:`mark_send_started`).
         """
         try:
             with self._db.writing() as connection:
                 issue_id = connection.execute(
                     issues.insert()
-                    .values(date=issue.date, created_at=created_at)
+                    .values(
+                        date=issue.date,
+                        created_at=created_at,
+                        send_started_at=created_at if send_started else None,
+                    )
                     .returning(issues.c.id)
                 ).scalar_one()
                 rows = [
@@ -109,6 +117,20 @@ class IssueRecords:
         )
         with self._db.reading() as connection:
             return [(row.date, row.subject) for row in connection.execute(query)]
+
+    def mark_send_started(self, date: dt.date, *, at: dt.datetime) -> None:
+        """Note that a send of the issue began, unless one began before.
+
+        Set before the rendering is frozen: a send killed at any later step is found
+        unfinished (see :func:`digest.ledger.unfinished_issues`) until its copies are queued.
+        """
+        statement = (
+            issues.update()
+            .where(issues.c.date == date, issues.c.send_started_at.is_(None))
+            .values(send_started_at=at)
+        )
+        with self._db.writing() as connection:
+            connection.execute(statement)
 
     def freeze_rendering(self, date: dt.date, *, subject: str, html: str, text: str) -> None:
         """Keep the issue's rendering; one frozen before (by another sender) stays."""

@@ -17,7 +17,21 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["deliveries", "issue_articles", "issues", "list_ids", "metadata", "subscribers"]
+__all__ = [
+    "FAILED",
+    "PENDING",
+    "SENT",
+    "deliveries",
+    "issue_articles",
+    "issues",
+    "list_ids",
+    "metadata",
+    "subscribers",
+]
+
+# A delivery's status: still to send, sent, or failed for good. Here, beside the table,
+# so the ledger and the records that read deliveries share them without importing each other.
+PENDING, SENT, FAILED = "pending", "sent", "failed"
 
 metadata = MetaData(
     naming_convention={
@@ -38,6 +52,10 @@ issues = Table(
     Column("subject", Text, nullable=True),
     Column("html", Text, nullable=True),
     Column("text", Text, nullable=True),
+    # Set when a send of the issue began (before its rendering is frozen), and when its
+    # copies were queued (even to nobody): a send started and never queued is unfinished.
+    Column("send_started_at", DateTime(timezone=True), nullable=True),
+    Column("queued_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("date"),
 )
 
