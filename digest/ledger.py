@@ -17,13 +17,11 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
-    DateTime,
-    Float,
     Update,
     and_,
     bindparam,
@@ -36,16 +34,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import CompileError
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Select
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from digest.errors import StoreError
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, issues, subscriber_from_row, subscribers
+from digest.store.clock import DatabaseNow, aware
 from digest.store.tables import FAILED, PENDING, SENT
 
 log = logging.getLogger(__name__)
@@ -57,61 +50,10 @@ __all__ = [
     "PendingDelivery",
     "WorkerCounts",
     "default_worker_name",
-    "unfinished_issues",
 ]
 
 # Not a stored status: a pending delivery under a live claim, as counted.
 CLAIMED = "claimed"
-# SQLSTATEs of a transaction the database rolled back so that another could go on
-# (serialization failure, deadlock): run again, it will most likely pass.
-_GAVE_WAY = frozenset({"40001", "40P01"})
-_WRITE_ATTEMPTS = 5
-
-_T = TypeVar("_T")
-
-
-class _DatabaseNow(FunctionElement[dt.datetime]):
-    """The database's clock, ``seconds`` ahead: the one clock every worker's leases use.
-
-    PostgreSQL's ``now()``; on SQLite the UTC time written as SQLAlchemy writes datetimes
-    there, to the millisecond, so it compares as text with the stored ones.
-    """
-
-    type = DateTime(timezone=True)
-    inherit_cache = True
-
-    def __init__(self, seconds: float = 0.0) -> None:
-        super().__init__(literal(float(seconds), Float()))
-
-
-@compiles(_DatabaseNow, "postgresql")
-def _postgresql_now(element: _DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
-    seconds = compiler.process(element.clauses, **kw)
-    return f"(now() + make_interval(secs => {seconds}))"
-
-
-@compiles(_DatabaseNow, "sqlite")
-def _sqlite_now(element: _DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
-    seconds = compiler.process(element.clauses, **kw)
-    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', ({seconds}) || ' seconds')"
-
-
-@compiles(_DatabaseNow)
-def _other_now(element: _DatabaseNow, compiler: SQLCompiler, **kw: Any) -> str:
-    raise CompileError("the ledger reads the clock of SQLite and PostgreSQL only")
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
-
-
-def _gave_way(exc: BaseException) -> bool:
-    """True for a write the database rolled back to break a deadlock or a serialization clash."""
-    cause = exc.__cause__ if isinstance(exc, StoreError) else None
-    return getattr(getattr(cause, "orig", None), "sqlstate", None) in _GAVE_WAY
 
 
 def default_worker_name() -> str:
@@ -186,8 +128,8 @@ class Ledger:
             .values(
                 status=SENT,
                 message_id=bindparam("message_id"),
-                sent_at=_DatabaseNow(),
-                updated_at=_DatabaseNow(),
+                sent_at=DatabaseNow(),
+                updated_at=DatabaseNow(),
                 attempts=deliveries.c.attempts + 1,
                 last_error=None,
                 claimed_until=None,
@@ -199,7 +141,7 @@ class Ledger:
             .values(
                 status=bindparam("status"),
                 last_error=bindparam("error"),
-                updated_at=_DatabaseNow(),
+                updated_at=DatabaseNow(),
                 attempts=deliveries.c.attempts + 1,
                 # Released, but still marked as this worker's: another worker may retry
                 # it now, this one will not in this run.
@@ -219,33 +161,10 @@ class Ledger:
             )
         )
 
-    def _write(self, work: Callable[[Connection], _T]) -> _T:
-        """``work`` in one transaction, made again if the database rolled it back.
-
-        PostgreSQL does that to break a deadlock or on a serialization failure: the whole
-        transaction is undone, so running it again is safe. The attempts are bounded.
-        """
-        retrying = Retrying(
-            retry=retry_if_exception(_gave_way),
-            stop=stop_after_attempt(_WRITE_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=0.05, max=1),
-            before_sleep=lambda state: log.warning(
-                "the database rolled back a ledger write (a deadlock or a serialization "
-                "failure): writing it again"
-            ),
-            reraise=True,
-        )
-        done: _T = retrying(self._transaction, work)
-        return done
-
-    def _transaction(self, work: Callable[[Connection], _T]) -> _T:
-        with self.store.writing() as connection:
-            return work(connection)
-
     def clock(self) -> dt.datetime:
         """The database's time now: what leases and the start of a run are measured by."""
         with self.store.reading() as connection:
-            now = _aware(connection.execute(select(_DatabaseNow())).scalar_one())
+            now = aware(connection.execute(select(DatabaseNow())).scalar_one())
         assert now is not None
         return now
 
@@ -269,7 +188,9 @@ class Ledger:
         runs this too, so a copy still pending for them is sent.
         """
         statement = self._reattach_statement()
-        return self._write(lambda connection: int(connection.execute(statement).rowcount or 0))
+        return self.store.transact(
+            lambda connection: int(connection.execute(statement).rowcount or 0)
+        )
 
     def enqueue(self, *, now: dt.datetime) -> int:
         """A pending delivery for every active subscriber whose address has none; how many.
@@ -329,7 +250,7 @@ class Ledger:
             connection.execute(reattach)
             return int(connection.execute(statement).rowcount or 0)
 
-        return self._write(write)
+        return self.store.transact(write)
 
     def claim(
         self,
@@ -350,7 +271,7 @@ class Ledger:
         same rows. With ``take_over`` (a send that holds the issue alone) live-looking
         claims are taken too: whoever made them is gone.
         """
-        now = _DatabaseNow()
+        now = DatabaseNow()
         # Rows this worker holds are in its queue or being sent: never claimed twice.
         in_hand = and_(
             deliveries.c.claimed_by == self.worker, deliveries.c.claimed_until.is_not(None)
@@ -378,7 +299,7 @@ class Ledger:
         claim = (
             update(deliveries)
             .where(deliveries.c.id.in_(free.scalar_subquery()))
-            .values(claimed_by=self.worker, claimed_until=_DatabaseNow(lease.total_seconds()))
+            .values(claimed_by=self.worker, claimed_until=DatabaseNow(lease.total_seconds()))
             .returning(deliveries.c.id)
         )
 
@@ -399,7 +320,7 @@ class Ledger:
             PendingDelivery(
                 id=row.delivery_id, attempts=row.attempts, subscriber=subscriber_from_row(row)
             )
-            for row in self._write(write)
+            for row in self.store.transact(write)
         ]
 
     def renew(self, *, lease: dt.timedelta) -> set[int]:
@@ -423,10 +344,10 @@ class Ledger:
         statement = (
             update(deliveries)
             .where(deliveries.c.id.in_(mine.scalar_subquery()))
-            .values(claimed_until=_DatabaseNow(lease.total_seconds()))
+            .values(claimed_until=DatabaseNow(lease.total_seconds()))
             .returning(deliveries.c.id)
         )
-        return self._write(lambda connection: set(connection.scalars(statement)))
+        return self.store.transact(lambda connection: set(connection.scalars(statement)))
 
     def extend_claim(self, delivery_id: int, *, lease: dt.timedelta) -> bool:
         """Extend this worker's claim on the pending delivery by ``lease``, if it is still its own.
@@ -445,17 +366,19 @@ class Ledger:
                 deliveries.c.claimed_by == self.worker,
                 deliveries.c.claimed_until.is_not(None),
             )
-            .values(claimed_until=_DatabaseNow(lease.total_seconds()))
+            .values(claimed_until=DatabaseNow(lease.total_seconds()))
             .returning(deliveries.c.id)
         )
-        return self._write(lambda connection: connection.execute(statement).first() is not None)
+        return self.store.transact(
+            lambda connection: connection.execute(statement).first() is not None
+        )
 
     def held_by_others(self) -> bool:
         """True while another worker holds a live claim on a pending delivery of this issue."""
         query = (
             self._pending_to_active(deliveries.c.id)
             .where(
-                deliveries.c.claimed_until > _DatabaseNow(),
+                deliveries.c.claimed_until > DatabaseNow(),
                 deliveries.c.claimed_by != self.worker,
             )
             .limit(1)
@@ -481,7 +404,7 @@ class Ledger:
             .where(deliveries.c.id.in_(mine.scalar_subquery()))
             .values(claimed_by=None, claimed_until=None)
         )
-        self._write(lambda connection: connection.execute(statement))
+        self.store.transact(lambda connection: connection.execute(statement))
 
     def record(self, results: Sequence[DeliveryResult]) -> set[int]:
         """Record a group of attempts in one transaction, and bounce whom they say.
@@ -515,18 +438,18 @@ class Ledger:
                 connection.execute(
                     update(subscribers)
                     .where(subscribers.c.id.in_(bounced))
-                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=_DatabaseNow())
+                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=DatabaseNow())
                 )
             return recorded
 
-        return self._write(write) if ordered else set()
+        return self.store.transact(write) if ordered else set()
 
     def counts(self, *, now: dt.datetime | None = None) -> DeliveryCounts:
         """Deliveries of this issue by status; pending ones under a live claim apart.
 
         Claims are live until ``now`` (default: the database's clock).
         """
-        until = _DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
+        until = DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
         claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
         state = case((claimed, CLAIMED), else_=deliveries.c.status)
         # A pending delivery to someone no longer active will not be sent: not counted.
@@ -557,7 +480,7 @@ class Ledger:
 
         Claims are live until ``now`` (default: the database's clock).
         """
-        until = _DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
+        until = DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
         claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
         query = (
             select(
@@ -578,7 +501,7 @@ class Ledger:
                     sent=int(sent or 0),
                     failed=int(failed or 0),
                     claimed=int(held or 0),
-                    last_sent_at=_aware(last),
+                    last_sent_at=aware(last),
                 )
                 for worker, sent, failed, held, last in connection.execute(query)
             ]
@@ -592,42 +515,3 @@ class Ledger:
         )
         with self.store.reading() as connection:
             return int(connection.execute(query).scalar_one())
-
-
-def unfinished_issues(
-    store: Store, *, first: dt.date, last: dt.date
-) -> list[tuple[dt.date, int | None]]:
-    """Issues dated ``first`` to ``last`` whose send began and did not finish, oldest first.
-
-    Each comes with how many copies are still pending to active subscribers, or None
-    when its send began (see :meth:`IssueRecords.mark_send_started`) and stopped before
-    its copies were queued. An issue sent while nobody was subscribed is finished: its
-    queueing is marked, though it queued no copy.
-    """
-    pending = (
-        select(issues.c.date, func.count())
-        .select_from(
-            issues.join(deliveries, deliveries.c.issue_id == issues.c.id).join(
-                subscribers, subscribers.c.id == deliveries.c.subscriber_id
-            )
-        )
-        .where(
-            issues.c.date >= first,
-            issues.c.date <= last,
-            deliveries.c.status == PENDING,
-            subscribers.c.status == SubscriberStatus.ACTIVE.value,
-        )
-        .group_by(issues.c.date)
-    )
-    never_queued = select(issues.c.date).where(
-        issues.c.date >= first,
-        issues.c.date <= last,
-        issues.c.send_started_at.is_not(None),
-        issues.c.queued_at.is_(None),
-    )
-    with store.reading() as connection:
-        found: dict[dt.date, int | None] = {
-            date: int(count) for date, count in connection.execute(pending)
-        }
-        found.update((date, None) for date in connection.scalars(never_queued))
-    return sorted(found.items())

@@ -39,7 +39,6 @@ from digest import pipeline
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.errors import DigestError
-from digest.ledger import unfinished_issues
 from digest.settings import ScheduleSettings, Settings
 from digest.store import Store
 
@@ -170,7 +169,7 @@ async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
         return 0
     try:
         unfinished = await asyncio.to_thread(
-            unfinished_issues, running.store, first=first, last=last
+            running.store.deliveries.unfinished_issues, first=first, last=last
         )
     except DigestError as exc:
         log.error("cannot look for sends left unfinished: %s", exc)

@@ -7,11 +7,12 @@ the schema is versioned with Alembic and brought up to date whenever a store is 
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -20,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from digest.errors import StoreError
 from digest.store.deliveries import DeliveryRecords
@@ -27,6 +29,10 @@ from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
 from digest.store.subscribers import SubscriberRecords
 
+# SQLSTATEs of a transaction the database rolled back so that another could go on
+# (serialization failure, deadlock): run again, it will most likely pass.
+_GAVE_WAY = frozenset({"40001", "40P01"})
+_WRITE_ATTEMPTS = 5
 # Any fixed numbers: they name the locks that keep two processes from migrating, or from
 # sending one issue, at once.
 _MIGRATION_LOCK = 0x6469676573
@@ -34,6 +40,10 @@ _SEND_LOCK = 0x64696773
 # Advisory locks are per database, not per schema: the schema's name goes into the key, so
 # two installations in one database (or two test runs) do not block each other.
 _SCHEMA_LOCK = "SELECT {call}(hashtext(current_schema()) # CAST(:space AS integer), :issue)"
+
+_T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Store"]
 
@@ -162,6 +172,29 @@ class Store:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def transact(self, work: Callable[[Connection], _T]) -> _T:
+        """``work`` in one transaction, made again if the database rolled it back.
+
+        PostgreSQL does that to break a deadlock or on a serialization failure: the whole
+        transaction is undone, so running it again is safe. The attempts are bounded.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(_gave_way),
+            stop=stop_after_attempt(_WRITE_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.05, max=1),
+            before_sleep=lambda state: log.warning(
+                "the database rolled back a write (a deadlock or a serialization "
+                "failure): writing it again"
+            ),
+            reraise=True,
+        )
+        done: _T = retrying(self._transaction, work)
+        return done
+
+    def _transaction(self, work: Callable[[Connection], _T]) -> _T:
+        with self.writing() as connection:
+            return work(connection)
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A connection for reads; database errors become :class:`StoreError`."""
@@ -179,6 +212,12 @@ class Store:
                 yield connection
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write to the database: {_reason(exc)}") from exc
+
+
+def _gave_way(exc: BaseException) -> bool:
+    """True for a write the database rolled back to break a deadlock or a serialization clash."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else None
+    return getattr(getattr(cause, "orig", None), "sqlstate", None) in _GAVE_WAY
 
 
 def _reason(exc: SQLAlchemyError) -> str:

@@ -122,7 +122,7 @@ class IssueRecords:
         """Note that a send of the issue began, unless one began before.
 
         Set before the rendering is frozen: a send killed at any later step is found
-        unfinished (see :func:`digest.ledger.unfinished_issues`) until its copies are queued.
+        unfinished (see :meth:`DeliveryRecords.unfinished_issues`) until its copies are queued.
         """
         statement = (
             issues.update()
