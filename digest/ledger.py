@@ -25,9 +25,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
-    case,
     exists,
-    func,
     literal,
     select,
     update,
@@ -39,6 +37,7 @@ from sqlalchemy.sql import Select
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, issues, subscriber_from_row, subscribers
 from digest.store.clock import DatabaseNow, aware
+from digest.store.deliveries import DeliveryCounts, WorkerCounts
 from digest.store.tables import FAILED, PENDING, SENT
 
 log = logging.getLogger(__name__)
@@ -51,9 +50,6 @@ __all__ = [
     "WorkerCounts",
     "default_worker_name",
 ]
-
-# Not a stored status: a pending delivery under a live claim, as counted.
-CLAIMED = "claimed"
 
 
 def default_worker_name() -> str:
@@ -81,29 +77,6 @@ class DeliveryResult:
     permanent: bool = False
     # Set when the relay said the address does not exist: that subscriber is bounced.
     bounced_subscriber_id: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DeliveryCounts:
-    """How an issue's deliveries stand."""
-
-    # Pending and free to take (not under a live claim).
-    pending: int = 0
-    # Pending and claimed by a worker now sending them.
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class WorkerCounts:
-    """One worker's share of an issue."""
-
-    worker: str
-    sent: int
-    failed: int
-    claimed: int
-    last_sent_at: dt.datetime | None
 
 
 class Ledger:
@@ -445,73 +418,13 @@ class Ledger:
         return self.store.transact(write) if ordered else set()
 
     def counts(self, *, now: dt.datetime | None = None) -> DeliveryCounts:
-        """Deliveries of this issue by status; pending ones under a live claim apart.
-
-        Claims are live until ``now`` (default: the database's clock).
-        """
-        until = DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
-        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
-        state = case((claimed, CLAIMED), else_=deliveries.c.status)
-        # A pending delivery to someone no longer active will not be sent: not counted.
-        # One sent to a subscriber since removed still is.
-        query = (
-            select(state, func.count())
-            .select_from(
-                deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            )
-            .where(
-                deliveries.c.issue_id == self.issue_id,
-                (deliveries.c.status != PENDING)
-                | (subscribers.c.status == SubscriberStatus.ACTIVE.value),
-            )
-            .group_by(state)
-        )
-        with self.store.reading() as connection:
-            found = {str(status): int(count) for status, count in connection.execute(query)}
-        return DeliveryCounts(
-            pending=found.get(PENDING, 0),
-            claimed=found.get(CLAIMED, 0),
-            sent=found.get(SENT, 0),
-            failed=found.get(FAILED, 0),
-        )
+        """How this issue's deliveries stand (see :meth:`DeliveryRecords.counts`)."""
+        return self.store.deliveries.counts(self.issue_id, now=now)
 
     def by_worker(self, *, now: dt.datetime | None = None) -> list[WorkerCounts]:
-        """For each worker that claimed deliveries of this issue: sent, failed, claimed now.
-
-        Claims are live until ``now`` (default: the database's clock).
-        """
-        until = DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
-        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
-        query = (
-            select(
-                deliveries.c.claimed_by,
-                func.sum(case((deliveries.c.status == SENT, 1), else_=0)),
-                func.sum(case((deliveries.c.status == FAILED, 1), else_=0)),
-                func.sum(case((claimed, 1), else_=0)),
-                func.max(deliveries.c.sent_at),
-            )
-            .where(deliveries.c.issue_id == self.issue_id, deliveries.c.claimed_by.is_not(None))
-            .group_by(deliveries.c.claimed_by)
-            .order_by(deliveries.c.claimed_by)
-        )
-        with self.store.reading() as connection:
-            return [
-                WorkerCounts(
-                    worker=str(worker),
-                    sent=int(sent or 0),
-                    failed=int(failed or 0),
-                    claimed=int(held or 0),
-                    last_sent_at=aware(last),
-                )
-                for worker, sent, failed, held, last in connection.execute(query)
-            ]
+        """Each worker's share of this issue (see :meth:`DeliveryRecords.by_worker`)."""
+        return self.store.deliveries.by_worker(self.issue_id, now=now)
 
     def sent_since(self, since: dt.datetime) -> int:
         """How many copies of this issue were sent at or after ``since`` (for a rate)."""
-        query = select(func.count()).where(
-            deliveries.c.issue_id == self.issue_id,
-            deliveries.c.status == SENT,
-            deliveries.c.sent_at >= since,
-        )
-        with self.store.reading() as connection:
-            return int(connection.execute(query).scalar_one())
+        return self.store.deliveries.sent_since(self.issue_id, since)

@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, literal, select
 
 from digest.models import SubscriberStatus
-from digest.store.tables import PENDING, deliveries, issues, subscribers
+from digest.store.clock import DatabaseNow, aware
+from digest.store.tables import FAILED, PENDING, SENT, deliveries, issues, subscribers
 
 if TYPE_CHECKING:
     from digest.store.database import Store
 
-__all__ = ["DeliveryRecords"]
+__all__ = ["CLAIMED", "DeliveryCounts", "DeliveryRecords", "WorkerCounts"]
+
+# Not a stored status: a pending delivery under a live claim, as counted.
+CLAIMED = "claimed"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryCounts:
+    """How an issue's deliveries stand."""
+
+    # Pending and free to take (not under a live claim).
+    pending: int = 0
+    # Pending and claimed by a worker now sending them.
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerCounts:
+    """One worker's share of an issue."""
+
+    worker: str
+    sent: int
+    failed: int
+    claimed: int
+    last_sent_at: dt.datetime | None
 
 
 class DeliveryRecords:
@@ -87,3 +115,75 @@ class DeliveryRecords:
             }
             found.update((date, None) for date in connection.scalars(never_queued))
         return sorted(found.items())
+
+    def counts(self, issue_id: int, *, now: dt.datetime | None = None) -> DeliveryCounts:
+        """Deliveries of an issue by status; pending ones under a live claim apart.
+
+        Claims are live until ``now`` (default: the database's clock).
+        """
+        until = DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
+        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
+        state = case((claimed, CLAIMED), else_=deliveries.c.status)
+        # A pending delivery to someone no longer active will not be sent: not counted.
+        # One sent to a subscriber since removed still is.
+        query = (
+            select(state, func.count())
+            .select_from(
+                deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            )
+            .where(
+                deliveries.c.issue_id == issue_id,
+                (deliveries.c.status != PENDING)
+                | (subscribers.c.status == SubscriberStatus.ACTIVE.value),
+            )
+            .group_by(state)
+        )
+        with self._db.reading() as connection:
+            found = {str(status): int(count) for status, count in connection.execute(query)}
+        return DeliveryCounts(
+            pending=found.get(PENDING, 0),
+            claimed=found.get(CLAIMED, 0),
+            sent=found.get(SENT, 0),
+            failed=found.get(FAILED, 0),
+        )
+
+    def by_worker(self, issue_id: int, *, now: dt.datetime | None = None) -> list[WorkerCounts]:
+        """For each worker that claimed deliveries of an issue: sent, failed, claimed now.
+
+        Claims are live until ``now`` (default: the database's clock).
+        """
+        until = DatabaseNow() if now is None else literal(now, deliveries.c.claimed_until.type)
+        claimed = and_(deliveries.c.status == PENDING, deliveries.c.claimed_until > until)
+        query = (
+            select(
+                deliveries.c.claimed_by,
+                func.sum(case((deliveries.c.status == SENT, 1), else_=0)),
+                func.sum(case((deliveries.c.status == FAILED, 1), else_=0)),
+                func.sum(case((claimed, 1), else_=0)),
+                func.max(deliveries.c.sent_at),
+            )
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.claimed_by.is_not(None))
+            .group_by(deliveries.c.claimed_by)
+            .order_by(deliveries.c.claimed_by)
+        )
+        with self._db.reading() as connection:
+            return [
+                WorkerCounts(
+                    worker=str(worker),
+                    sent=int(sent or 0),
+                    failed=int(failed or 0),
+                    claimed=int(held or 0),
+                    last_sent_at=aware(last),
+                )
+                for worker, sent, failed, held, last in connection.execute(query)
+            ]
+
+    def sent_since(self, issue_id: int, since: dt.datetime) -> int:
+        """How many copies of an issue were sent at or after ``since`` (for a rate)."""
+        query = select(func.count()).where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status == SENT,
+            deliveries.c.sent_at >= since,
+        )
+        with self._db.reading() as connection:
+            return int(connection.execute(query).scalar_one())
