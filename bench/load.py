@@ -6,7 +6,7 @@ some files with CRLF line endings and a BOM) to a temporary directory, then time
 of ``--runs``:
 
 - reading every file's bytes, the I/O floor no loader can beat;
-- :func:`digest.loader.load_paths` with the rules in ``config/boilerplate.toml``;
+- :func:`digest.loader.load_paths` with the shipped rules (``digest/data/boilerplate.toml``);
 - :func:`digest.picker.pick` on what was loaded;
 - load and pick together, the figure the target is about.
 
@@ -42,7 +42,6 @@ __all__ = ["generate_seeds", "main"]
 
 T = TypeVar("T")
 
-BOILERPLATE_FILE = Path(__file__).resolve().parent.parent / "config" / "boilerplate.toml"
 # The line the site prints between related stories.
 SEPARATOR = "-"
 TARGET_FILES = 10_000
@@ -287,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Generate the seed files, time each stage and print the figures."""
     options = _parser().parse_args(argv)
     seed_format = SeedFormat(
-        boilerplate=load_boilerplate(BOILERPLATE_FILE),
+        boilerplate=load_boilerplate(None),
         kickers=DEFAULT_KICKERS,
         publishers=DEFAULT_PUBLISHERS,
     )

@@ -69,7 +69,6 @@ def main() -> None:
     settings = Settings(
         _env_file=None,
         seeds_dir=REPO / "seeds",
-        boilerplate_file=REPO / "config" / "boilerplate.toml",
         public_url="https://news.example.org",
         from_address="digest@news.example.org",
         postal_address="1 High Street, Exampleton",

@@ -1,6 +1,7 @@
 """Site boilerplate: the promotion lines a scrape picks up between paragraphs.
 
-The rules are data (``config/boilerplate.toml``): exact lines and regular expressions. Both
+The rules are data (``digest/data/boilerplate.toml``, or the ``boilerplate_file`` setting):
+exact lines and regular expressions. Both
 are compared with a normalised line, so a change of case, spacing, quote marks or
 trailing punctuation does not let a known promotion through.
 """
@@ -11,6 +12,8 @@ import re
 import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from digest.errors import ConfigError
@@ -23,8 +26,10 @@ _GROUP_NAME = re.compile(r"\(\?P(<\w+>|=\w+\))")
 # could clash with theirs (re.error: redefinition of group name).
 _SELF_REFERENCE = re.compile(r"\\[1-9]|\(\?P[<=]|\(\?\(")
 DEFAULT_MAX_LENGTH = 300
+# The rules digest ships with, as package data: used when boilerplate_file is not set.
+BUILTIN_RULES: Traversable = files("digest") / "data" / "boilerplate.toml"
 
-__all__ = ["Boilerplate", "load_boilerplate"]
+__all__ = ["BUILTIN_RULES", "Boilerplate", "load_boilerplate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +124,13 @@ def _never(_form: str) -> None:
     return None
 
 
-def load_boilerplate(path: Path) -> Boilerplate:
-    """Read the rules file: exact ``lines``, regular-expression ``patterns``, ``max_length``."""
+def load_boilerplate(path: Path | Traversable | None) -> Boilerplate:
+    """Read the rules file: exact ``lines``, regular-expression ``patterns``, ``max_length``.
+
+    ``None`` (the ``boilerplate_file`` setting unset) reads the shipped rules.
+    """
+    if path is None:
+        path = BUILTIN_RULES
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

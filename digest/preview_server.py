@@ -18,6 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from digest.boilerplate import BUILTIN_RULES
 from digest.errors import DigestError
 from digest.render import BUILTIN_TEMPLATES
 from digest.settings import DEFAULT_CONFIG_FILE, Settings
@@ -55,14 +56,21 @@ class Rendered:
 
 def watched_files(settings: Settings, config_file: Path | None) -> Iterator[Path]:
     """Every file whose change changes the preview."""
+    # The shipped templates and rules are files on disk unless digest runs from a zip, whose
+    # contents cannot change under the server.
+    builtin_templates = BUILTIN_TEMPLATES if isinstance(BUILTIN_TEMPLATES, Path) else None
     for folder, pattern in (
         (settings.seeds_dir, "*.txt"),
-        (BUILTIN_TEMPLATES, "*.j2"),
+        (builtin_templates, "*.j2"),
         (settings.templates_dir, "*.j2"),
     ):
         if folder is not None and folder.is_dir():
             yield from sorted(folder.rglob(pattern))
-    yield from (config_file or DEFAULT_CONFIG_FILE, settings.boilerplate_file, Path(".env"))
+    yield config_file or DEFAULT_CONFIG_FILE
+    rules = settings.boilerplate_file or BUILTIN_RULES
+    if isinstance(rules, Path):
+        yield rules
+    yield Path(".env")
 
 
 def _fingerprint(paths: Iterator[Path]) -> str:

@@ -1,6 +1,7 @@
 """An issue to the two parts of one email: inlined HTML and plain text, rendered once.
 
-Templates come from the ``templates_dir`` setting first, then the built-in ``templates/``.
+Templates come from the ``templates_dir`` setting first, then the ones shipped in the
+package (``digest/templates/``).
 Values that differ per recipient are rendered as markers and filled in by
 :func:`personalise`, so the costly steps (Jinja, premailer) never run per subscriber.
 """
@@ -13,6 +14,8 @@ import re
 import textwrap
 import traceback
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 css_log = logging.getLogger(f"{__name__}.css")
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Package data, so an installed digest renders without the repository.
+BUILTIN_TEMPLATES: Traversable = files("digest") / "templates"
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 TEXT_WIDTH = 76
@@ -122,7 +126,9 @@ def template_loader(templates_dir: Path | None) -> jinja2.BaseLoader:
     "builtin/NAME" always names the shipped file, so an operator's own template can
     extend it and override a single block.
     """
-    builtin = jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))
+    # Jinja's loader for package data: it finds the templates wherever digest is installed
+    # (a folder, a zip), and reloads edited ones as the preview server needs.
+    builtin = jinja2.PackageLoader("digest", "templates")
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
@@ -134,7 +140,8 @@ class Renderer:
     """The Jinja environment and the inliner, set up once and used for every issue."""
 
     def __init__(self, templates_dir: Path | None = None) -> None:
-        self.folders = [str(path) for path in (templates_dir, BUILTIN_TEMPLATES) if path]
+        self.folders = [str(templates_dir)] if templates_dir is not None else []
+        self.folders.append(str(BUILTIN_TEMPLATES))
         self.environment = jinja2.Environment(
             loader=template_loader(templates_dir),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),

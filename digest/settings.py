@@ -223,7 +223,8 @@ class Settings(BaseSettings):
 
     seeds_dir: Path = Path("seeds")
     database_url: str = "sqlite:///var/digest.db"
-    boilerplate_file: Path = Path("config/boilerplate.toml")
+    # Unset: the rules shipped in the package (digest/data/boilerplate.toml).
+    boilerplate_file: Path | None = None
     kickers: tuple[str, ...] = DEFAULT_KICKERS
     publishers: tuple[str, ...] = DEFAULT_PUBLISHERS
     max_articles: int = Field(default=5, ge=1)

@@ -26,9 +26,9 @@ POSTGRES_URL = os.environ.get(POSTGRES_ENV)
 
 @pytest.fixture(scope="session")
 def seed_format() -> SeedFormat:
-    """The format as shipped: config/boilerplate.toml and the default kickers and publishers."""
+    """The format as shipped: the package's boilerplate rules, default kickers and publishers."""
     return SeedFormat(
-        boilerplate=load_boilerplate(REPO / "config" / "boilerplate.toml"),
+        boilerplate=load_boilerplate(None),
         kickers=DEFAULT_KICKERS,
         publishers=DEFAULT_PUBLISHERS,
     )
@@ -46,7 +46,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) -> Path:
     """An empty working directory holding the shipped config/, as digest runs in a checkout."""
     (tmp_path / "config").mkdir()
-    for name in ("boilerplate.toml", "digest.toml", "subscribers.example.csv"):
+    for name in ("digest.toml", "subscribers.example.csv"):
         (tmp_path / "config" / name).write_bytes((REPO / "config" / name).read_bytes())
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -10,12 +10,11 @@ from digest.boilerplate import Boilerplate, load_boilerplate
 from digest.errors import ConfigError
 from digest.loader import SeedFormat, parse_article
 
-from .conftest import REPO
-
 
 @pytest.fixture(scope="module")
 def shipped() -> Boilerplate:
-    return load_boilerplate(REPO / "config" / "boilerplate.toml")
+    # No boilerplate_file set: the rules shipped in the package.
+    return load_boilerplate(None)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -234,8 +235,17 @@ def test_the_shipped_config_documents_every_setting() -> None:
         )
     # The defaults it shows are the real ones.
     assert documented["kickers"] == list(DEFAULT_KICKERS)
-    for name in ("seeds_dir", "database_url", "boilerplate_file", "max_articles", "max_related"):
+    for name in ("seeds_dir", "database_url", "max_articles", "max_related"):
         assert str(documented[name]) == str(Settings.model_fields[name].default)
+    # TOML has no null: unset settings show an example value and say "No default".
+    assert Settings.model_fields["boilerplate_file"].default is None
+
+
+def test_the_package_ships_the_example_config_as_it_is_in_the_repository() -> None:
+    # An installed digest has no config/ folder: the copy in the package must not drift.
+    shipped = files("digest").joinpath("data", "digest.example.toml").read_bytes()
+
+    assert shipped == (REPO / "config" / "digest.toml").read_bytes()
 
 
 def test_the_shipped_config_loads_as_it_is(workdir: Path) -> None:
