@@ -96,7 +96,7 @@ def fresh_environment(tmp_path: Path, wheel: Path) -> Path:
 
 
 @pytest.mark.timeout(300)
-def test_an_installed_wheel_previews_an_issue_outside_the_repository(
+def test_an_installed_wheel_previews_and_sends_an_issue_outside_the_repository(
     tmp_path: Path, clean_env: None
 ) -> None:
     venv = fresh_environment(tmp_path, build_wheel(tmp_path))
@@ -115,6 +115,16 @@ def test_an_installed_wheel_previews_an_issue_outside_the_repository(
     page = (work / "var" / "preview" / "digest.html").read_text(encoding="utf-8")
     assert "Bashar al-Assad" in page
     assert "airstrikes against IS" in page
+    # And sends it, to the local outbox (a Maildir), as `make run` does in a checkout.
+    run(
+        [venv / "bin" / "digest", "subscribers", "add", "ann@example.org"],
+        cwd=work,
+        env=environment,
+    )
+    run([venv / "bin" / "digest", "send"], cwd=work, env=environment)
+    sent = list((work / "var" / "outbox" / "new").iterdir())
+    assert len(sent) == 1
+    assert b"To: ann@example.org" in sent[0].read_bytes()
     # The code, templates and rules that ran are the installed ones, not the checkout's.
     probe = run(
         [
