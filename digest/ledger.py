@@ -385,23 +385,39 @@ class Ledger:
         A result is written only while its delivery is pending and claimed by this
         worker. Returns the ids of the deliveries recorded; any other was taken over by
         another worker after this one's lease ran out, and is that worker's to record.
-        Rows are written in id order, the order in which every writer locks them.
+        Each statement writes its rows in id order, the order in which writers lock them.
         """
         ordered = sorted(results, key=lambda result: result.delivery_id)
 
         def write(connection: Connection) -> set[int]:
-            recorded: set[int] = set()
-            for result in ordered:
-                mine = {"delivery_id": result.delivery_id, "worker": self.worker}
-                if result.message_id is not None:
-                    done = connection.execute(self._sent, mine | {"message_id": result.message_id})
-                else:
-                    status = FAILED if result.permanent else PENDING
-                    done = connection.execute(
-                        self._failed, mine | {"status": status, "error": result.error}
-                    )
-                if done.rowcount:
-                    recorded.add(result.delivery_id)
+            mine: dict[str, object] = {"worker": self.worker}
+            sent = [
+                mine | {"delivery_id": result.delivery_id, "message_id": result.message_id}
+                for result in ordered
+                if result.message_id is not None
+            ]
+            failed = [
+                mine
+                | {
+                    "delivery_id": result.delivery_id,
+                    "status": FAILED if result.permanent else PENDING,
+                    "error": result.error,
+                }
+                for result in ordered
+                if result.message_id is None
+            ]
+            # One statement per kind for the whole group (a row each would cost a round
+            # trip each); the rows written add up, and almost always to all of them.
+            written = 0
+            if sent:
+                written += connection.execute(self._sent, sent).rowcount
+            if failed:
+                written += connection.execute(self._failed, failed).rowcount
+            recorded = (
+                {result.delivery_id for result in ordered}
+                if written == len(ordered)
+                else self._written_by_this_worker(connection, ordered)
+            )
             bounced = sorted(
                 result.bounced_subscriber_id
                 for result in ordered
@@ -416,6 +432,38 @@ class Ledger:
             return recorded
 
         return self.store.transact(write) if ordered else set()
+
+    def _written_by_this_worker(
+        self, connection: Connection, results: Sequence[DeliveryResult]
+    ) -> set[int]:
+        """Which of ``results`` the group's statements wrote, when some found a lost claim.
+
+        A sent copy's row carries its own Message-ID; a failure written by this worker
+        left the row claimed by it with the claim released, which no other writer does.
+        """
+        rows = {
+            row.id: row
+            for row in connection.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.message_id,
+                    deliveries.c.claimed_by,
+                    deliveries.c.claimed_until,
+                ).where(deliveries.c.id.in_([result.delivery_id for result in results]))
+            )
+        }
+        recorded = set()
+        for result in results:
+            row = rows.get(result.delivery_id)
+            if row is None:
+                continue
+            if result.message_id is not None:
+                ours = row.message_id == result.message_id
+            else:
+                ours = row.claimed_by == self.worker and row.claimed_until is None
+            if ours:
+                recorded.add(result.delivery_id)
+        return recorded
 
     def counts(self, *, now: dt.datetime | None = None) -> DeliveryCounts:
         """How this issue's deliveries stand (see :meth:`DeliveryRecords.counts`)."""
