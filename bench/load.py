@@ -6,8 +6,8 @@ some files with CRLF line endings and a BOM) to a temporary directory, then time
 of ``--runs``:
 
 - reading every file's bytes, the I/O floor no loader can beat;
-- :func:`digest.loader.load_paths` with the shipped rules (``digest/data/boilerplate.toml``);
-- :func:`digest.picker.pick` on what was loaded;
+- :func:`digest.content.loader.load_paths` with the shipped rules
+- :func:`digest.content.picker.pick` on what was loaded;
 - load and pick together, the figure the target is about.
 
 Target: 10,000 files loaded and picked in under 2 s on a 2-core machine. The result is
@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from digest.boilerplate import load_boilerplate
-from digest.loader import SEED_SUFFIX, SeedFormat, article_id, load_paths
+from digest.content.boilerplate import load_boilerplate
+from digest.content.loader import SEED_SUFFIX, SeedFormat, article_id, load_paths
+from digest.content.picker import pick
 from digest.models import Issue, LoadResult, PickLimits
-from digest.picker import pick
 from digest.settings import DEFAULT_KICKERS, DEFAULT_PUBLISHERS
 
 __all__ = ["generate_seeds", "main"]

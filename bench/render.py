@@ -19,11 +19,12 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from digest.message import MessageTemplate, recipient, unsubscribe_links
+from digest.content.picker import pick
+from digest.email.message import MessageTemplate, recipient, unsubscribe_links
+from digest.email.render import Personal, Renderer, personalise
 from digest.models import RenderedIssue, Subscriber
-from digest.picker import pick
+from digest.options import message_options, render_options
 from digest.pipeline import load_seeds
-from digest.render import Personal, Renderer, personalise
 from digest.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,13 +42,13 @@ def build_issue_once(settings: Settings) -> tuple[float, RenderedIssue]:
         already_featured=set(),
         limits=settings.pick_limits,
     )
-    rendered = Renderer(settings.templates_dir).render(issue, settings)
+    rendered = Renderer(settings.templates_dir).render(issue, render_options(settings))
     return (time.perf_counter() - start) * 1000, rendered
 
 
 def email_message(rendered: RenderedIssue, subscriber: Subscriber, settings: Settings) -> bytes:
     """The straightforward way, for comparison: one EmailMessage per recipient."""
-    https, mailto = unsubscribe_links(settings, subscriber, secret_key=KEY)
+    https, mailto = unsubscribe_links(message_options(settings), subscriber, secret_key=KEY)
     html, text = personalise(
         rendered,
         Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber)),
@@ -84,7 +85,7 @@ def main() -> None:
     ]
     now = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
-    template = MessageTemplate.build(rendered, settings, secret_key=KEY, now=now)
+    template = MessageTemplate.build(rendered, message_options(settings), secret_key=KEY, now=now)
     template_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     total_bytes = sum(len(template.render(subscriber)) for subscriber in subscribers)

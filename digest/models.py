@@ -179,7 +179,7 @@ class Subscriber:
 class RenderedIssue:
     """An issue rendered once for everyone, with per-recipient values left as markers.
 
-    ``html`` is inlined already; :func:`digest.render.personalise` fills in the markers.
+    ``html`` is inlined already; :func:`digest.email.render.personalise` fills in the markers.
     """
 
     date: dt.date

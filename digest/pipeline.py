@@ -5,24 +5,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import dkim
-
-from digest.boilerplate import load_boilerplate
+from digest.audience.listid import current_list_id, list_id_for_send
+from digest.audience.tokens import PREVIEW_KEY, required_key
 from digest.clock import utc_now
-from digest.errors import ConfigError, DigestError
-from digest.ledger import DeliveryCounts, Ledger
-from digest.listid import current_list_id, list_id_for_send
-from digest.loader import SeedFormat, load_paths
-from digest.mailer import DeliveryFailed, OutboxTransport, RelayPool, Transport
-from digest.message import (
-    DkimKey,
+from digest.content.boilerplate import load_boilerplate
+from digest.content.loader import SeedFormat, load_paths
+from digest.content.picker import pick
+from digest.delivery.ledger import Ledger
+from digest.delivery.mailer import DeliveryFailed, OutboxTransport, RelayPool, Transport
+from digest.delivery.sender import SendLoop, SendTotals, with_retries
+from digest.email.dkim import DkimKey, load_dkim_key
+from digest.email.message import (
     MessageTemplate,
 )
+from digest.email.render import Renderer, personalise
+from digest.errors import ConfigError, DigestError
 from digest.models import (
     Issue,
     LoadFailure,
@@ -31,12 +34,10 @@ from digest.models import (
     Subscriber,
     SubscriberStatus,
 )
-from digest.picker import pick
-from digest.render import Renderer, personalise
-from digest.sender import SendLoop, SendTotals, with_retries
+from digest.options import list_naming, message_options, render_options
 from digest.settings import Settings
 from digest.store import Store
-from digest.tokens import PREVIEW_KEY, required_key
+from digest.store.deliveries import DeliveryCounts
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,13 @@ def preview(
         instead_of = date
     rendered = _rendering(settings, store, issue)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
-    ident = current_list_id(settings, store.list_ids)  # read, never kept: a preview is not a send
+    # Read, never kept: a preview is not a send.
+    ident = current_list_id(list_naming(settings), store.list_ids)
     template = MessageTemplate.build(
-        rendered, settings, secret_key=PREVIEW_KEY, now=now or utc_now(), list_ident=ident
+        rendered,
+        message_options(settings, list_id=ident),
+        secret_key=PREVIEW_KEY,
+        now=now or utc_now(),
     )
     eml = template.render(sample)
     html, text = personalise(rendered, template.personal(sample))
@@ -240,19 +245,14 @@ async def send_issue(
     issue is made for a date that has none.
     """
     started = now or utc_now()
-    if resume and store.issues.id_of(date) is None:
-        return SendReport(date=date, nothing_new=True)
-    built = build_issue(settings, store, date, now=started, for_send=not resume)
-    if built.issue.is_empty:
-        return SendReport(date=date, nothing_new=True, failures=built.failures)
-    if not resume and not built.created:
-        # Before anything else of the send is written: killed at any later step, the send
-        # is found unfinished and made again. (A new issue was saved so marked.)
-        store.issues.mark_send_started(date, at=started)
-    issue_id = store.issues.id_of(date)
-    assert issue_id is not None
+    # Loading the seeds, picking and freezing read files and the database for seconds:
+    # off the loop, which may be serving the web side at the same time.
+    opened = await asyncio.to_thread(_open_send, settings, store, date, started, resume)
+    if isinstance(opened, SendReport):
+        return opened
+    built, issue_id = opened
     shared = worker and store.engine.dialect.name == "postgresql"
-    with store.send_lock(issue_id, shared=shared):
+    async with _entered_off_loop(store.send_lock(issue_id, shared=shared)):
         return await _send_frozen(
             settings,
             store,
@@ -271,6 +271,37 @@ async def send_issue(
         )
 
 
+def _open_send(
+    settings: Settings, store: Store, date: dt.date, started: dt.datetime, resume: bool
+) -> tuple[IssueBuild, int] | SendReport:
+    """The issue to send and its id, marked as sending; or the report of why there is none."""
+    if resume and store.issues.id_of(date) is None:
+        return SendReport(date=date, nothing_new=True)
+    built = build_issue(settings, store, date, now=started, for_send=not resume)
+    if built.issue.is_empty:
+        return SendReport(date=date, nothing_new=True, failures=built.failures)
+    if not resume and not built.created:
+        # Before anything else of the send is written: killed at any later step, the send
+        # is found unfinished and made again. (A new issue was saved so marked.)
+        store.issues.mark_send_started(date, at=started)
+    issue_id = store.issues.id_of(date)
+    assert issue_id is not None
+    return built, issue_id
+
+
+@asynccontextmanager
+async def _entered_off_loop(context: AbstractContextManager[None]) -> AsyncIterator[None]:
+    """``context`` entered and left in a worker thread (a lock that talks to the database)."""
+    await asyncio.to_thread(context.__enter__)
+    try:
+        yield
+    except BaseException as exc:
+        if not await asyncio.to_thread(context.__exit__, type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await asyncio.to_thread(context.__exit__, None, None, None)
+
+
 async def _send_frozen(
     settings: Settings,
     store: Store,
@@ -287,23 +318,18 @@ async def _send_frozen(
     enqueue: bool,
 ) -> SendReport:
     date = built.issue.date
-    rendered = _frozen_rendering(settings, store, built.issue)
     ledger = Ledger(store, issue_id)
-    if enqueue:
-        ledger.enqueue(now=started)
-    else:
-        # Nobody is added, but a subscriber added again since gets back the copy their
-        # address still has pending.
-        ledger.reattach()
-    before = ledger.counts()
-    ident = list_id_for_send(settings, store.list_ids, now=started)  # kept at the first send
-    template = MessageTemplate.build(
-        rendered,
+    # Rendering, freezing and enqueueing take seconds on a big list: off the loop, which
+    # may be serving the web side at the same time (digest schedule --serve).
+    template, before = await asyncio.to_thread(
+        _prepare_send,
         settings,
+        store,
+        built.issue,
+        ledger,
         secret_key=secret_key,
-        now=started,
-        dkim=dkim_key(settings),
-        list_ident=ident,
+        started=started,
+        enqueue=enqueue,
     )
     totals = await SendLoop(
         ledger=ledger,
@@ -321,7 +347,7 @@ async def _send_frozen(
         date=date,
         sent=totals.sent,
         failed=totals.failed,
-        still_pending=_still_pending(ledger, before, totals),
+        still_pending=await asyncio.to_thread(_still_pending, ledger, before, totals),
         already_sent=before.sent,
         failures=built.failures,
     )
@@ -332,6 +358,37 @@ async def _send_frozen(
     if totals.interrupted:
         raise SendInterrupted(report)
     return report
+
+
+def _prepare_send(
+    settings: Settings,
+    store: Store,
+    issue: Issue,
+    ledger: Ledger,
+    *,
+    secret_key: str,
+    started: dt.datetime,
+    enqueue: bool,
+) -> tuple[MessageTemplate, DeliveryCounts]:
+    """The issue's message template, its deliveries queued; and the counts before the run."""
+    rendered = _frozen_rendering(settings, store, issue)
+    if enqueue:
+        ledger.enqueue(now=started)
+    else:
+        # Nobody is added, but a subscriber added again since gets back the copy their
+        # address still has pending.
+        ledger.reattach()
+    before = ledger.counts()
+    # Kept at the first send.
+    ident = list_id_for_send(list_naming(settings), store.list_ids, now=started)
+    template = MessageTemplate.build(
+        rendered,
+        message_options(settings, list_id=ident),
+        secret_key=secret_key,
+        now=started,
+        dkim=dkim_key(settings),
+    )
+    return template, before
 
 
 def _still_pending(ledger: Ledger, before: DeliveryCounts, totals: SendTotals) -> int:
@@ -404,9 +461,14 @@ async def send_test_copies(
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = _rendering(settings, store, built.issue)
-    ident = current_list_id(settings, store.list_ids)  # read, never kept: test copies are no send
+    # Read, never kept: test copies are no send.
+    ident = current_list_id(list_naming(settings), store.list_ids)
     template = MessageTemplate.build(
-        rendered, settings, secret_key=secret_key, now=started, test=True, list_ident=ident
+        rendered,
+        message_options(settings, list_id=ident),
+        secret_key=secret_key,
+        now=started,
+        test=True,
     )
     sent = failed = 0
     for done, address in enumerate(addresses):
@@ -507,9 +569,10 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = _rendering(settings, store, built.issue)
-    ident = current_list_id(settings, store.list_ids)  # read, never kept: a dry run stores nothing
+    # Read, never kept: a dry run stores nothing.
+    ident = current_list_id(list_naming(settings), store.list_ids)
     template = MessageTemplate.build(
-        rendered, settings, secret_key=PREVIEW_KEY, now=utc_now(), list_ident=ident
+        rendered, message_options(settings, list_id=ident), secret_key=PREVIEW_KEY, now=utc_now()
     )
     issue_id = store.issues.id_of(date)
     counts = Ledger(store, issue_id).counts() if issue_id is not None else None
@@ -530,7 +593,11 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
 def _rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
     """The frozen rendering if the issue has one, else a fresh one (not stored)."""
     frozen = store.issues.rendering(issue.date)
-    fresh = Renderer(settings.templates_dir).render(issue, settings) if frozen is None else None
+    fresh = (
+        Renderer(settings.templates_dir).render(issue, render_options(settings))
+        if frozen is None
+        else None
+    )
     return fresh or _as_rendered(issue, frozen)
 
 
@@ -548,53 +615,20 @@ def _as_rendered(issue: Issue, frozen: tuple[str, str, str] | None) -> RenderedI
 
 
 def dkim_key(settings: Settings) -> DkimKey | None:
-    """The configured DKIM key, or None when signing is not set up.
-
-    The key signs a small message here, so a key that cannot sign is a
-    :class:`ConfigError` now, not a failure of every copy once the issue is frozen.
-    """
+    """The configured DKIM key, checked by signing, or None when signing is not set up."""
     configured = settings.dkim
-    if configured.private_key_file is None and configured.selector is None:
-        return None
-    if configured.private_key_file is None or configured.selector is None:
-        raise ConfigError("dkim: set both private_key_file and selector, or neither")
-    try:
-        private_key = configured.private_key_file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"{configured.private_key_file}: cannot read the DKIM key (setting "
-            f"dkim.private_key_file): {exc.strerror}"
-        ) from exc
-    if b"PRIVATE KEY" not in private_key:
-        raise ConfigError(f"{configured.private_key_file}: not a PEM private key")
-    domain = configured.domain or settings.sending_domain
-    try:
-        dkim.sign(
-            _DKIM_PROBE,
-            configured.selector.encode(),
-            domain.encode(),
-            private_key,
-            include_headers=[b"From", b"Subject"],
-        )
-    except Exception as exc:  # dkimpy raises its own errors, ValueError and others
-        # One line, and never the key: dkimpy's messages name the fault, not the bytes.
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ConfigError(
-            f"{configured.private_key_file}: the DKIM key cannot sign (setting "
-            f"dkim.private_key_file): {reason}"
-        ) from exc
-    return DkimKey(selector=configured.selector, domain=domain, private_key=private_key)
-
-
-# What dkim_key signs to check the key.
-_DKIM_PROBE = b"From: digest@example.org\r\nSubject: key check\r\n\r\nkey check\r\n"
+    return load_dkim_key(
+        private_key_file=configured.private_key_file,
+        selector=configured.selector,
+        domain=configured.domain or settings.sending_domain,
+    )
 
 
 def _frozen_rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
     """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
     frozen = store.issues.rendering(issue.date)
     if frozen is None:
-        fresh = Renderer(settings.templates_dir).render(issue, settings)
+        fresh = Renderer(settings.templates_dir).render(issue, render_options(settings))
         store.issues.freeze_rendering(
             issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text
         )

@@ -44,7 +44,15 @@ from digest.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JOBS_TABLE", "JOB_ID", "Scheduler", "retry_send", "scheduled_send", "trigger"]
+__all__ = [
+    "JOBS_TABLE",
+    "JOB_ID",
+    "RETRY_JOB_PREFIX",
+    "Scheduler",
+    "retry_send",
+    "scheduled_send",
+    "trigger",
+]
 
 JOB_ID = "daily-send"
 # A retry of one day's send is a one-off job of its own, named after the day.

@@ -37,14 +37,17 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from digest.audience.tokens import MIN_SECRET_KEY_LENGTH
 from digest.crontab import cron_trigger
 from digest.errors import ConfigError
 from digest.models import PickLimits
 
 __all__ = [
+    "CONFIG_FILE_ENV",
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_KICKERS",
+    "DEFAULT_PUBLISHERS",
     "ENV_PREFIX",
-    "MIN_SECRET_KEY_LENGTH",
     "DkimSettings",
     "ScheduleSettings",
     "Settings",
@@ -53,8 +56,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DIGEST_"
-# Unsubscribe links are signed with the secret key: shorter ones can be guessed.
-MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_CONFIG_FILE = Path("config/digest.toml")
 # Names the config file to read instead of the default; not a setting itself.
 CONFIG_FILE_ENV = "DIGEST_CONFIG"

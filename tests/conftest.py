@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from digest.boilerplate import load_boilerplate
-from digest.loader import SeedFormat
+from digest.content.boilerplate import load_boilerplate
+from digest.content.loader import SeedFormat
 from digest.settings import DEFAULT_KICKERS, DEFAULT_PUBLISHERS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,20 +93,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def smtp_server(request: pytest.FixtureRequest) -> Iterator[tuple[Any, int]]:
-    """An aiosmtpd server on 127.0.0.1: (its handler, its port).
+    """An aiosmtpd server on 127.0.0.1 (tests/smtp_sink.py): (its handler, its port).
 
-    Parametrise indirectly with a handler class from tests/test_smtp.py (default: the
-    one that records everything), or with (class, Controller options).
+    Parametrise indirectly with a handler class (default: the one that records
+    everything), or with (class, aiosmtpd SMTP options).
     """
-    from aiosmtpd.controller import Controller
-
-    from tests.test_smtp import Recorder, free_port
+    from tests.smtp_sink import Recorder, SmtpServer
 
     param = getattr(request, "param", Recorder)
     handler_class, options = param if isinstance(param, tuple) else (param, {})
     handler = handler_class()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    with SmtpServer(handler, **options) as server:
+        yield handler, server.port

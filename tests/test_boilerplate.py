@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.boilerplate import Boilerplate, load_boilerplate
+from digest.content.boilerplate import Boilerplate, load_boilerplate
+from digest.content.loader import SeedFormat, parse_article
 from digest.errors import ConfigError
-from digest.loader import SeedFormat, parse_article
 
 
 @pytest.fixture(scope="module")

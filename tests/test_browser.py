@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from digest.loader import SeedFormat, decode_seed, parse_article
+from digest.content.loader import SeedFormat, decode_seed, parse_article
+from digest.content.picker import pick
+from digest.email.render import Personal, Renderer, personalise
 from digest.models import PickLimits
-from digest.picker import pick
-from digest.render import Personal, Renderer, personalise
+from digest.options import render_options
 from digest.settings import Settings
 
 from .conftest import REPO, SEED
@@ -74,7 +75,7 @@ def email_html(seed_format: SeedFormat) -> str:
         [article], today=dt.date(2026, 11, 23), already_featured=set(), limits=PickLimits()
     )
     rendered = Renderer().render(
-        issue, Settings(_env_file=None, public_url="https://news.example.org")
+        issue, render_options(Settings(_env_file=None, public_url="https://news.example.org"))
     )
     html, _ = personalise(
         rendered,

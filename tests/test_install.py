@@ -130,9 +130,9 @@ def test_an_installed_wheel_previews_and_sends_an_issue_outside_the_repository(
         [
             venv / "bin" / "python",
             "-c",
-            "import digest, digest.boilerplate, digest.render; "
-            "print(digest.__file__, digest.render.BUILTIN_TEMPLATES, "
-            "digest.boilerplate.BUILTIN_RULES, sep='\\n')",
+            "import digest, digest.content.boilerplate, digest.email.render; "
+            "print(digest.__file__, digest.email.render.BUILTIN_TEMPLATES, "
+            "digest.content.boilerplate.BUILTIN_RULES, sep='\\n')",
         ],
         cwd=work,
         env=environment,

@@ -15,12 +15,13 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from digest import pipeline
-from digest.listid import effective_list_id
+from digest.audience.listid import effective_list_id
+from digest.audience.tokens import read_unsubscribe_token
 from digest.models import SubscriberStatus
+from digest.options import list_naming
 from digest.settings import Settings, load_settings
 from digest.store import Store, list_ids
-from digest.tokens import read_unsubscribe_token
-from digest.web import create_app
+from digest.web.app import create_app
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
@@ -142,7 +143,7 @@ def test_a_new_list_id_setting_is_used_and_old_links_still_work(
 def test_a_token_for_a_list_id_never_used_is_still_refused(
     project: Path, database_url: str
 ) -> None:
-    from digest.tokens import unsubscribe_token
+    from digest.audience.tokens import unsubscribe_token
 
     send(settings_for(database_url), "ann@example.org")
     with Store.open(database_url) as store:
@@ -208,7 +209,7 @@ def test_which_list_id(
 ) -> None:
     settings = load_settings(from_address="digest@news.example.org", list_id=setting)
 
-    assert effective_list_id(settings, known) == expected
+    assert effective_list_id(list_naming(settings), known) == expected
 
 
 def test_the_store_keeps_each_list_id_once_oldest_first(database_url: str) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.boilerplate import Boilerplate
-from digest.errors import SeedError
-from digest.loader import (
+from digest.content.boilerplate import Boilerplate
+from digest.content.loader import (
     SeedFormat,
     article_id,
     decode_seed,
@@ -19,6 +18,7 @@ from digest.loader import (
     parse_byline,
     parse_date,
 )
+from digest.errors import SeedError
 from digest.models import Article, LoadFailure, RelatedStory
 
 from .conftest import FIXTURES, SEED

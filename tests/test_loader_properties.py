@@ -7,8 +7,8 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from digest.content.loader import SeedFormat, article_id, decode_seed, parse_article
 from digest.errors import SeedError
-from digest.loader import SeedFormat, article_id, decode_seed, parse_article
 
 from .conftest import SEED
 

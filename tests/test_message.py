@@ -22,23 +22,22 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from digest.errors import DigestError
-from digest.loader import SeedFormat, decode_seed, parse_article
-from digest.message import (
-    DkimKey,
-    MessageError,
+from digest.audience.subscribers import normalise_address
+from digest.audience.tokens import read_unsubscribe_token, unsubscribe_token
+from digest.content.loader import SeedFormat, decode_seed, parse_article
+from digest.content.picker import pick
+from digest.email.dkim import DkimKey
+from digest.email.message import (
     MessageTemplate,
     build_message,
-    list_id,
     recipient,
     unsubscribe_links,
 )
+from digest.email.render import Personal, Renderer, personalise
+from digest.errors import DigestError, MessageError
 from digest.models import PickLimits, RenderedIssue, Subscriber
-from digest.picker import pick
-from digest.render import Personal, Renderer, personalise
+from digest.options import list_naming, message_options, render_options
 from digest.settings import Settings
-from digest.subscribers import normalise_address
-from digest.tokens import read_unsubscribe_token, unsubscribe_token
 
 from .conftest import SEED
 
@@ -60,7 +59,7 @@ def rendered(seed_format: SeedFormat) -> RenderedIssue:
         decode_seed(SEED.read_bytes(), "seed"), source="seed", seed_format=seed_format
     )
     issue = pick([article], today=NOW.date(), already_featured=set(), limits=PickLimits())
-    return Renderer().render(issue, settings())
+    return Renderer().render(issue, render_options(settings()))
 
 
 def wire(data: bytes) -> EmailMessage:
@@ -74,7 +73,7 @@ def test_structure_text_first_then_html_no_defects(rendered: RenderedIssue) -> N
         build_message(
             rendered,
             Subscriber(id=7, email="ann@example.org", name="Ann"),
-            settings(),
+            message_options(settings()),
             secret_key=KEY,
             now=NOW,
         )
@@ -90,7 +89,11 @@ def test_structure_text_first_then_html_no_defects(rendered: RenderedIssue) -> N
 
 def test_no_line_over_998_octets(rendered: RenderedIssue) -> None:
     data = build_message(
-        rendered, Subscriber(id=7, email="ann@example.org"), settings(), secret_key=KEY, now=NOW
+        rendered,
+        Subscriber(id=7, email="ann@example.org"),
+        message_options(settings()),
+        secret_key=KEY,
+        now=NOW,
     )
 
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
@@ -102,7 +105,7 @@ def test_header_lines_are_folded_at_78_except_a_lone_url(rendered: RenderedIssue
     data = build_message(
         rendered,
         Subscriber(id=7, email="annabel.example-smythe@example.org", name=long_name),
-        settings(),
+        message_options(settings()),
         secret_key=KEY,
         now=NOW,
     )
@@ -123,7 +126,7 @@ def test_headers(rendered: RenderedIssue) -> None:
         build_message(
             rendered,
             Subscriber(id=7, email="ann@example.org", name="Ann Example"),
-            settings(),
+            message_options(settings()),
             secret_key=KEY,
             now=NOW,
         )
@@ -146,8 +149,10 @@ def test_headers(rendered: RenderedIssue) -> None:
 
 def test_the_subscribers_own_link_is_in_both_parts(rendered: RenderedIssue) -> None:
     subscriber = Subscriber(id=42, email="bo@example.org")
-    https, _ = unsubscribe_links(settings(), subscriber, secret_key=KEY)
-    message = wire(build_message(rendered, subscriber, settings(), secret_key=KEY, now=NOW))
+    https, _ = unsubscribe_links(message_options(settings()), subscriber, secret_key=KEY)
+    message = wire(
+        build_message(rendered, subscriber, message_options(settings()), secret_key=KEY, now=NOW)
+    )
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
     assert text is not None
@@ -163,7 +168,7 @@ def test_non_ascii_names_are_encoded(rendered: RenderedIssue) -> None:
     raw = build_message(
         rendered,
         Subscriber(id=1, email="zoe@example.org", name="Zoë Brontë"),
-        settings(from_name="Rédaction"),
+        message_options(settings(from_name="Rédaction")),
         secret_key=KEY,
         now=NOW,
     )
@@ -180,7 +185,7 @@ def test_without_a_public_url_only_mailto(rendered: RenderedIssue) -> None:
         build_message(
             rendered,
             Subscriber(id=1, email="a@example.org"),
-            settings(public_url=None),
+            message_options(settings(public_url=None)),
             secret_key=KEY,
             now=NOW,
         )
@@ -195,7 +200,7 @@ def test_test_copies_say_so(rendered: RenderedIssue) -> None:
         build_message(
             rendered,
             Subscriber(id=1, email="a@example.org"),
-            settings(),
+            message_options(settings()),
             secret_key=KEY,
             now=NOW,
             test=True,
@@ -222,7 +227,7 @@ def test_line_breaks_from_data_never_become_headers(
     rendered: RenderedIssue, subscriber: Subscriber, message: str
 ) -> None:
     with pytest.raises(MessageError, match=message) as caught:
-        build_message(rendered, subscriber, settings(), secret_key=KEY, now=NOW)
+        build_message(rendered, subscriber, message_options(settings()), secret_key=KEY, now=NOW)
 
     assert isinstance(caught.value, DigestError)
 
@@ -253,7 +258,7 @@ def test_list_id_quotes_a_name_with_specials(rendered: RenderedIssue) -> None:
         build_message(
             rendered,
             Subscriber(id=1, email="a@example.org"),
-            settings(newsletter_name="News, Daily"),
+            message_options(settings(newsletter_name="News, Daily")),
             secret_key=KEY,
             now=NOW,
         )
@@ -263,11 +268,14 @@ def test_list_id_quotes_a_name_with_specials(rendered: RenderedIssue) -> None:
 
 
 def test_list_id_is_derived_from_name_and_domain() -> None:
-    assert list_id(settings(newsletter_name="Morning Brief!")) == "morning-brief.news.example.org"
+    assert (
+        list_naming(settings(newsletter_name="Morning Brief!")).derived
+        == "morning-brief.news.example.org"
+    )
 
 
 def test_each_copy_decodes_to_exactly_the_personalised_parts(rendered: RenderedIssue) -> None:
-    template = MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW)
+    template = MessageTemplate.build(rendered, message_options(settings()), secret_key=KEY, now=NOW)
     for subscriber in (
         Subscriber(id=1, email="a@example.org"),
         Subscriber(id=2, email="b@example.org", name=("Bé " + "long name " * 30).strip()),
@@ -275,7 +283,7 @@ def test_each_copy_decodes_to_exactly_the_personalised_parts(rendered: RenderedI
     ):
         data = template.render(subscriber)
         message = wire(data)
-        https, mailto = unsubscribe_links(settings(), subscriber, secret_key=KEY)
+        https, mailto = unsubscribe_links(message_options(settings()), subscriber, secret_key=KEY)
         html, text = personalise(
             rendered, Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
         )
@@ -295,7 +303,7 @@ def test_each_copy_decodes_to_exactly_the_personalised_parts(rendered: RenderedI
 
 
 def test_two_copies_differ_only_in_what_is_personal(rendered: RenderedIssue) -> None:
-    template = MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW)
+    template = MessageTemplate.build(rendered, message_options(settings()), secret_key=KEY, now=NOW)
     first = wire(template.render(Subscriber(id=1, email="a@example.org")))
     second = wire(template.render(Subscriber(id=2, email="b@example.org")))
 
@@ -317,7 +325,9 @@ def test_dkim_signs_both_list_unsubscribe_headers_and_verifies(
     ).stdout
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     signer = DkimKey(selector="digest", domain="news.example.org", private_key=key.read_bytes())
-    template = MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW, dkim=signer)
+    template = MessageTemplate.build(
+        rendered, message_options(settings()), secret_key=KEY, now=NOW, dkim=signer
+    )
 
     data = template.render(Subscriber(id=5, email="ann@example.org"))
 
@@ -389,7 +399,7 @@ def head_lines(data: bytes) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def template(rendered: RenderedIssue) -> MessageTemplate:
-    return MessageTemplate.build(rendered, settings(), secret_key=KEY, now=NOW)
+    return MessageTemplate.build(rendered, message_options(settings()), secret_key=KEY, now=NOW)
 
 
 @pytest.fixture(scope="module")
@@ -404,7 +414,9 @@ def copy_of(rendered: RenderedIssue) -> Callable[[str, Settings], bytes]:
 
     def build(subject: str, configured: Settings) -> bytes:
         issue = replace(rendered, subject=subject)
-        template = MessageTemplate.build(issue, configured, secret_key=KEY, now=NOW)
+        template = MessageTemplate.build(
+            issue, message_options(configured), secret_key=KEY, now=NOW
+        )
         return template.render(Subscriber(id=1, email="ann@example.org"))
 
     return build
@@ -433,7 +445,7 @@ def test_from_list_id_and_subject_round_trip(
 
     shown = " ".join(name.split())
     assert mailbox(message["From"]) == (shown, "digest@news.example.org")
-    assert list_id_parts(message) == (shown, list_id(configured))
+    assert list_id_parts(message) == (shown, list_naming(configured).derived)
     assert message["Subject"].defects == ()
     assert str(message["Subject"]) == subject
     assert max(len(line) for line in head_lines(data)) <= 998
@@ -498,13 +510,16 @@ def test_a_name_too_long_for_one_line_is_cut_into_encoded_words(
 )
 def test_from_and_list_id_names_round_trip(rendered: RenderedIssue, name: str) -> None:
     for configured in (settings(newsletter_name=name), settings(from_name=name)):
-        data = MessageTemplate.build(rendered, configured, secret_key=KEY, now=NOW).render(
-            Subscriber(id=1, email="ann@example.org")
-        )
+        data = MessageTemplate.build(
+            rendered, message_options(configured), secret_key=KEY, now=NOW
+        ).render(Subscriber(id=1, email="ann@example.org"))
         message = strict(data)
 
         assert mailbox(message["From"]) == (name, "digest@news.example.org")
-        assert list_id_parts(message) == (configured.newsletter_name, list_id(configured))
+        assert list_id_parts(message) == (
+            configured.newsletter_name,
+            list_naming(configured).derived,
+        )
         long_lines = [line for line in head_lines(data) if len(line) > 78]
         # Only an unbreakable URL or list id, alone on its line, may be longer.
         assert all(re.fullmatch(rb"(List-Unsubscribe:)? <[^ ]+>,?", line) for line in long_lines)
@@ -514,7 +529,7 @@ def test_from_and_list_id_names_round_trip(rendered: RenderedIssue, name: str) -
 def test_subjects_round_trip(rendered: RenderedIssue, subject: str) -> None:
     message = strict(
         MessageTemplate.build(
-            replace(rendered, subject=subject), settings(), secret_key=KEY, now=NOW
+            replace(rendered, subject=subject), message_options(settings()), secret_key=KEY, now=NOW
         ).render(Subscriber(id=1, email="ann@example.org"))
     )
 
@@ -575,7 +590,7 @@ def test_a_line_ending_in_white_space_stays_within_76_when_quoted(
     # writes as "=20": b2a_qp alone lets such a line reach 77 or 78.
     line = "x" * width + ending
     issue = replace(rendered, text=f"{line}\n{line}", html=f"<p>{line}</p>\n{rendered.html}")
-    template = MessageTemplate.build(issue, settings(), secret_key=KEY, now=NOW)
+    template = MessageTemplate.build(issue, message_options(settings()), secret_key=KEY, now=NOW)
 
     data = template.render(Subscriber(id=1, email="ann@example.org"))
 

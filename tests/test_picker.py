@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from digest.loader import article_id
+from digest.content.loader import article_id
+from digest.content.picker import pick
 from digest.models import Article, PickLimits, RelatedStory
-from digest.picker import pick
 
 TODAY = dt.date(2026, 11, 23)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from digest import pipeline
-from digest.preview_server import PreviewServer
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.web.preview import PreviewServer
 
 from .conftest import SEED
 

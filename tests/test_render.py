@@ -11,11 +11,12 @@ from pathlib import Path
 import lxml.html
 import pytest
 
+from digest.content.loader import SeedFormat, decode_seed, parse_article
+from digest.content.picker import pick
+from digest.email.render import Personal, Renderer, article_url, byline_text, personalise, wrap
 from digest.errors import TemplateError
-from digest.loader import SeedFormat, decode_seed, parse_article
 from digest.models import Issue, PickLimits, RelatedStory, RenderedIssue
-from digest.picker import pick
-from digest.render import Personal, Renderer, article_url, byline_text, personalise, wrap
+from digest.options import render_options
 from digest.settings import Settings
 
 from .conftest import FIXTURES, SEED
@@ -41,7 +42,7 @@ def seed_issue(seed_format: SeedFormat, *names: Path) -> Issue:
 @pytest.fixture(scope="module")
 def rendered(seed_format: SeedFormat) -> RenderedIssue:
     issue = seed_issue(seed_format, FIXTURES / "markup.txt", FIXTURES / "several_authors.txt")
-    return Renderer().render(issue, settings(public_url="https://news.example.org"))
+    return Renderer().render(issue, render_options(settings(public_url="https://news.example.org")))
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,7 @@ def test_article_links_come_from_the_url_template(seed_format: SeedFormat) -> No
     issue = seed_issue(seed_format)
     template = "https://news.example.org/a/{slug}?id={id}"
     rendered = Renderer().render(
-        issue, settings(article_url_template=template, excerpt_paragraphs=2)
+        issue, render_options(settings(article_url_template=template, excerpt_paragraphs=2))
     )
     html, text = personalise(
         rendered, Personal(unsubscribe_url="mailto:x@example.org", recipient="x@example.org")
@@ -244,7 +245,11 @@ def test_article_links_come_from_the_url_template(seed_format: SeedFormat) -> No
 def test_footer_unsubscribe_address_and_view_in_browser(seed_format: SeedFormat) -> None:
     rendered = Renderer().render(
         seed_issue(seed_format),
-        settings(public_url="https://news.example.org", postal_address="1 High Street, Exampleton"),
+        render_options(
+            settings(
+                public_url="https://news.example.org", postal_address="1 High Street, Exampleton"
+            )
+        ),
     )
     html, text = personalise(
         rendered,
@@ -297,7 +302,7 @@ def test_wrap_keeps_urls_and_words_whole() -> None:
 
 
 def test_the_seed_issue_is_well_under_gmails_clip(seed_format: SeedFormat) -> None:
-    rendered = Renderer().render(seed_issue(seed_format), settings())
+    rendered = Renderer().render(seed_issue(seed_format), render_options(settings()))
 
     assert len(rendered.html.encode("utf-8")) < MAX_HTML_BYTES
 
@@ -319,11 +324,11 @@ def test_byline_text() -> None:
 def test_a_template_error_names_the_file_and_line(tmp_path: Path, seed_format: SeedFormat) -> None:
     (tmp_path / "digest.txt.j2").write_text("line one\n{{ no_such_value }}\n", encoding="utf-8")
     with pytest.raises(TemplateError, match=r"digest\.txt\.j2:2: 'no_such_value' is undefined"):
-        Renderer(tmp_path).render(seed_issue(seed_format), settings())
+        Renderer(tmp_path).render(seed_issue(seed_format), render_options(settings()))
 
     (tmp_path / "digest.txt.j2").write_text("{% for x in %}\n", encoding="utf-8")
     with pytest.raises(TemplateError, match=r"digest\.txt\.j2:1: "):
-        Renderer(tmp_path).render(seed_issue(seed_format), settings())
+        Renderer(tmp_path).render(seed_issue(seed_format), render_options(settings()))
 
 
 def test_an_operator_overrides_one_block(tmp_path: Path, seed_format: SeedFormat) -> None:
@@ -332,7 +337,7 @@ def test_an_operator_overrides_one_block(tmp_path: Path, seed_format: SeedFormat
         encoding="utf-8",
     )
 
-    rendered = Renderer(tmp_path).render(seed_issue(seed_format), settings())
+    rendered = Renderer(tmp_path).render(seed_issue(seed_format), render_options(settings()))
 
     assert "Custom footer" in rendered.html
     assert "Unsubscribe from The Digest" in rendered.html
@@ -340,4 +345,4 @@ def test_an_operator_overrides_one_block(tmp_path: Path, seed_format: SeedFormat
 
 def test_an_empty_issue_is_not_rendered() -> None:
     with pytest.raises(ValueError, match="empty issue"):
-        Renderer().render(Issue(date=DAY, articles=()), settings())
+        Renderer().render(Issue(date=DAY, articles=()), render_options(settings()))

@@ -27,14 +27,14 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, text
 
 from digest import pipeline
+from digest.delivery.ledger import Ledger
 from digest.errors import ConfigError, DigestError
-from digest.ledger import Ledger
 from digest.models import Issue, SubscriberStatus
 from digest.schedule import JOB_ID, JOBS_TABLE, Scheduler, trigger
 from digest.settings import ScheduleSettings, Settings, SmtpSettings, load_settings
 from digest.store import Store
 from tests.conftest import REPO
-from tests.test_smtp import Recorder, Slow, free_port
+from tests.smtp_sink import Recorder, Slow, closed_port
 
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
 ADDRESSES = [f"reader{n}@example.org" for n in range(5)]
@@ -417,9 +417,8 @@ def test_a_halted_send_is_retried_after_retry_minutes(
 
 
 def test_retries_stop_at_retry_limit(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    down = relay_settings(settings, free_port(), retry_minutes=0.01, retry_limit=2)
-
-    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+    with closed_port() as port, caplog.at_level(logging.INFO, logger="digest.schedule"):
+        down = relay_settings(settings, port, retry_minutes=0.01, retry_limit=2)
         outcomes = asyncio.run(run_scheduler_until(down, lambda outcomes: len(outcomes) == 3))
 
     assert all(
@@ -787,6 +786,13 @@ def wait_for_log(process: subprocess.Popen[str], text: str, timeout: float = 60)
     raise AssertionError(f"{text!r} not logged in {timeout} s; log:\n{''.join(seen)}{line!r}")
 
 
+def served_url(log: str) -> str:
+    """The address uvicorn says, in ``log``, it is serving on."""
+    running = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log)
+    assert running, log
+    return running[1]
+
+
 def stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=60)
@@ -922,13 +928,13 @@ def test_a_scheduler_killed_in_the_middle_of_a_send_finishes_the_day_on_restart(
 def test_schedule_with_serve_runs_both_and_stops_on_sigterm(
     settings: Settings, project: Path
 ) -> None:
-    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
         "DIGEST_DATABASE_URL": settings.database_url,
         "DIGEST_SECRET_KEY": "schedule-test-key-of-at-least-32-characters",
     }
+    # Port 0: the server binds a port of its own and logs which (no race for a free one).
     process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "schedule", "--serve", "--port", str(port)],
+        [sys.executable, "-m", "digest", "schedule", "--serve", "--port", "0"],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -936,8 +942,8 @@ def test_schedule_with_serve_runs_both_and_stops_on_sigterm(
         text=True,
     )
     try:
-        wait_for_log(process, "Uvicorn running")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+        url = served_url(wait_for_log(process, "Uvicorn running"))
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
             assert (response.status, response.read()) == (200, b"ok\n")
     finally:
         log = stop(process)

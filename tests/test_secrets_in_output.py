@@ -21,7 +21,7 @@ from digest.cli.service import web_server
 from digest.errors import StoreError
 from digest.settings import Settings, load_settings
 from digest.store import Store, SubscriberRecords
-from digest.web import create_app, hide_tokens
+from digest.web.app import create_app, hide_tokens
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
@@ -102,7 +102,7 @@ def test_a_crash_is_logged_without_the_token(
     with (
         Store.open(settings.database_url) as store,
         TestClient(create_app(settings, store), raise_server_exceptions=False) as client,
-        caplog.at_level(logging.ERROR, logger="digest.web"),
+        caplog.at_level(logging.ERROR, logger="digest.web.app"),
     ):
         response = client.post(links[0], content=ONE_CLICK, headers=FORM)
 

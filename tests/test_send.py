@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from digest import pipeline
+from digest.audience.tokens import read_unsubscribe_token
 from digest.cli import cli
+from digest.delivery.ledger import Ledger
+from digest.delivery.mailer import OutboxTransport, Transport, classify
 from digest.errors import DigestError
-from digest.ledger import Ledger
-from digest.mailer import OutboxTransport, Transport, classify
 from digest.models import SubscriberStatus
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
-from digest.tokens import read_unsubscribe_token
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)

@@ -1,4 +1,7 @@
-"""Sending over real SMTP: an aiosmtpd server on 127.0.0.1 with handlers that misbehave."""
+"""Sending over real SMTP: an aiosmtpd server on 127.0.0.1 with handlers that misbehave.
+
+The servers and the handlers the others build on are in tests/smtp_sink.py.
+"""
 
 from __future__ import annotations
 
@@ -6,61 +9,29 @@ import asyncio
 import datetime as dt
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from digest import pipeline
-from digest.mailer import DeliveryFailed, RelayPool, SmtpTransport
+from digest.delivery.mailer import DeliveryFailed, RelayPool, SmtpTransport
 from digest.models import SubscriberStatus
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
+from tests.smtp_sink import Recorder, Slow, SmtpServer, closed_port
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
 KEY = "smtp-test-key-of-at-least-32-characters"
-
-
-class Recorder:
-    """Accepts everything and keeps it; subclasses refuse or drop as told."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self.sessions = 0
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        self.sessions += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
-    ) -> str:
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted"
 
 
 class NoSuchUser(Recorder):
@@ -113,13 +84,6 @@ class ClosingOnce(Recorder):
             server.transport.close()
             return "421 4.3.2 Service shutting down, closing transmission channel"
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def settings_for(project: Path, port: int, **smtp: object) -> Settings:
@@ -309,23 +273,14 @@ def test_a_copy_over_the_relays_size_limit_is_refused_before_it_is_sent(
 
 
 def test_nobody_listening_is_transient(project: Path) -> None:
-    settings = settings_for(project, free_port(), retry_attempts=1)
-    transport = SmtpTransport(settings.smtp)
+    with closed_port() as port:
+        settings = settings_for(project, port, retry_attempts=1)
+        transport = SmtpTransport(settings.smtp)
 
-    with pytest.raises(DeliveryFailed, match="cannot connect") as caught:
-        asyncio.run(transport.send(b"x", sender="a@example.org", recipient="b@example.org"))
+        with pytest.raises(DeliveryFailed, match="cannot connect") as caught:
+            asyncio.run(transport.send(b"x", sender="a@example.org", recipient="b@example.org"))
 
     assert not caught.value.permanent
-
-
-class Slow(Recorder):
-    """Takes its time over each message, so a send can be caught half done."""
-
-    delay = 0.05
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def sending_process(project: Path, port: int) -> subprocess.Popen[str]:
@@ -484,26 +439,22 @@ class StartsRefusing(Recorder):
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
 
-def two_relays(
-    project: Path, good: Recorder, bad: Recorder | None
-) -> Iterator[tuple[Settings, list[Controller]]]:
-    ports, controllers = [], []
-    for handler in (good, bad):
-        port = free_port()
-        ports.append(port)
-        if handler is not None:
-            controller = Controller(handler, hostname="127.0.0.1", port=port)
-            controller.start()
-            controllers.append(controller)
-    settings = settings_for(
-        project,
-        ports[0],
-        hosts=f"127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}",
-        retry_attempts=1,  # no second chance on the same relay: the other must take it
-    )
-    yield settings, controllers
-    for controller in controllers:
-        controller.stop()
+@contextmanager
+def two_relays(project: Path, good: Recorder, bad: Recorder | None) -> Iterator[Settings]:
+    """Settings with two relays: ``good``, and ``bad`` (or, for None, a port nobody serves)."""
+    with ExitStack() as running:
+        ports = [
+            running.enter_context(SmtpServer(handler)).port
+            if handler is not None
+            else running.enter_context(closed_port())
+            for handler in (good, bad)
+        ]
+        yield settings_for(
+            project,
+            ports[0],
+            hosts=f"127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}",
+            retry_attempts=1,  # no second chance on the same relay: the other must take it
+        )
 
 
 @pytest.mark.parametrize(
@@ -515,7 +466,7 @@ def test_with_two_relays_everything_goes_through_the_one_that_works(
     good = Recorder()
     bad = bad_relay() if bad_relay is not None else None
     emails = [f"reader{n}@example.org" for n in range(30)]
-    for settings, _ in two_relays(project, good, bad):
+    with two_relays(project, good, bad) as settings:
         subscribe(settings, *emails)
         report = send(settings)
 

@@ -194,7 +194,7 @@ def migrate_to(database_url: str, revision: str) -> None:
     if database_url.startswith("sqlite") and database:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     config = Config()
-    config.set_main_option("script_location", str(files("digest") / "migrations"))
+    config.set_main_option("script_location", str(files("digest.store") / "migrations"))
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:

@@ -17,15 +17,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.cli import cli
-from digest.loader import SeedFormat, decode_seed, parse_article
-from digest.message import MessageTemplate
-from digest.models import PickLimits, Subscriber, SubscriberStatus
-from digest.picker import pick
-from digest.render import Renderer
-from digest.settings import Settings
-from digest.store import Store
-from digest.subscribers import (
+from digest.audience.subscribers import (
     NAME_LIMIT,
     CsvRow,
     InvalidAddress,
@@ -34,6 +26,15 @@ from digest.subscribers import (
     normalise_name,
     read_csv,
 )
+from digest.cli import cli
+from digest.content.loader import SeedFormat, decode_seed, parse_article
+from digest.content.picker import pick
+from digest.email.message import MessageTemplate
+from digest.email.render import Renderer
+from digest.models import PickLimits, Subscriber, SubscriberStatus
+from digest.options import message_options, render_options
+from digest.settings import Settings
+from digest.store import Store
 
 from .conftest import SEED
 
@@ -250,7 +251,10 @@ def copy_for(seed_format: SeedFormat) -> Callable[[Subscriber], bytes]:
     issue = pick([article], today=NOW.date(), already_featured=set(), limits=PickLimits())
     configured = Settings(_env_file=None, from_address="digest@news.example.org")
     template = MessageTemplate.build(
-        Renderer().render(issue, configured), configured, secret_key="k" * 32, now=NOW
+        Renderer().render(issue, render_options(configured)),
+        message_options(configured),
+        secret_key="k" * 32,
+        now=NOW,
     )
     return lambda subscriber: template.render(subscriber)
 

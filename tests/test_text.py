@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.text import clean_lines, comparison_form
+from digest.content.text import clean_lines, comparison_form
 
 
 def test_no_character_normalises_into_a_line_end() -> None:
@@ -43,7 +43,7 @@ def test_whole_text_equals_line_by_line(lines: list[str]) -> None:
 
 
 def test_invisible_characters_go_and_do_not_change_ids() -> None:
-    from digest.loader import article_id
+    from digest.content.loader import article_id
 
     (line,) = clean_lines("Head\u00adline\u200e with \u202eoverride\x9b")
 

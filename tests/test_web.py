@@ -14,13 +14,13 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from digest import pipeline
+from digest.audience.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
 from digest.errors import ConfigError
-from digest.message import list_id
 from digest.models import SubscriberStatus
+from digest.options import list_naming
 from digest.settings import Settings, load_settings
 from digest.store import Store
-from digest.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
-from digest.web import MAX_BODY_BYTES, create_app
+from digest.web.app import MAX_BODY_BYTES, create_app
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
@@ -139,7 +139,7 @@ def test_a_token_for_another_list_is_refused(settings: Settings, client: TestCli
         ann = store.subscribers.find("ann@example.org")
     assert ann is not None
     token = unsubscribe_token(
-        KEY, subscriber_id=ann.id, list_id="other." + list_id(settings), email=ann.email
+        KEY, subscriber_id=ann.id, list_id="other." + list_naming(settings).derived, email=ann.email
     )
 
     response = client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
@@ -230,7 +230,7 @@ def test_an_old_link_does_not_unsubscribe_whoever_now_has_its_id(
         newcomer, _ = store.subscribers.add("cy@example.org", None, now=NOW)
     # SQLite may give a removed subscriber's id to the next one; the link stays theirs.
     old_link = unsubscribe_token(
-        KEY, subscriber_id=newcomer.id, list_id=list_id(settings), email=gone.email
+        KEY, subscriber_id=newcomer.id, list_id=list_naming(settings).derived, email=gone.email
     )
 
     response = client.post(f"/unsubscribe/{old_link}", data=ONE_CLICK)

@@ -10,10 +10,8 @@ import asyncio
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
@@ -26,7 +24,7 @@ from digest.models import SubscriberStatus
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
-from .test_smtp import free_port
+from .test_schedule import served_url, wait_for_log
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -63,33 +61,27 @@ def settings(project: Path) -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, project: Path) -> Iterator[str]:
-    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
         "DIGEST_SECRET_KEY": KEY,
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
     }
+    # Port 0: the server binds a port of its own and logs which (no race for a free one).
     process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+        [sys.executable, "-m", "digest", "serve", "--port", "0"],
         cwd=project,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(
-                    f"digest serve did not start: {process.communicate()[1]}"
-                ) from None
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    try:
+        url = served_url(wait_for_log(process, "Uvicorn running", timeout=30))
+    except AssertionError:
+        process.kill()
+        process.communicate()
+        raise
+    yield url
     process.terminate()
     process.communicate(timeout=30)
 

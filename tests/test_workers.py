@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.engine import make_url
@@ -28,43 +27,27 @@ from sqlalchemy.exc import OperationalError
 
 from digest import pipeline
 from digest.cli import cli
+from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
+from digest.delivery.sender import SendLoop, SendTotals
+from digest.email.message import MessageTemplate
+from digest.email.render import Renderer
 from digest.errors import StoreError
-from digest.ledger import DeliveryResult, Ledger, PendingDelivery
-from digest.message import MessageTemplate
-from digest.render import Renderer
-from digest.sender import SendLoop, SendTotals
+from digest.options import message_options, render_options
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store, deliveries
 
 from .conftest import REPO
-from .test_smtp import free_port
+from .smtp_sink import Sink, SmtpServer
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
 
 
-class Sink:
-    """Accepts every message and keeps only whom it was for (30,000 bodies would not fit)."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.recipients: list[str] = []
-        self.delay = delay
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.recipients.extend(envelope.rcpt_tos)
-        return "250 OK"
-
-
 @pytest.fixture
 def sink(request: pytest.FixtureRequest) -> Iterator[tuple[Sink, int]]:
     handler = Sink(getattr(request, "param", 0.0))
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    with SmtpServer(handler) as server:
+        yield handler, server.port
 
 
 @pytest.fixture
@@ -121,15 +104,17 @@ class SinkProcess:
     """An aiosmtpd sink in a process of its own (tests/smtp_sink.py)."""
 
     def __init__(self, out: Path) -> None:
-        self.port, self.out = free_port(), out
+        self.out = out
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.smtp_sink", str(self.port), str(out)],
+            [sys.executable, "-m", "tests.smtp_sink", str(out)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "ready"
+        line = self.process.stdout.readline()
+        assert line.startswith("ready "), f"the sink did not start: {line!r}"
+        self.port = int(line.split()[1])  # the port the sink bound itself
 
     def stop(self) -> list[str]:
         """Stop it; whom it received messages for."""
@@ -388,10 +373,12 @@ def send_loop(
     settings = load_settings(database_url=store.engine.url.render_as_string(False))
     issue = store.issues.get(DAY)
     assert issue is not None
-    rendered = Renderer(settings.templates_dir).render(issue, settings)
+    rendered = Renderer(settings.templates_dir).render(issue, render_options(settings))
     return SendLoop(
         ledger=Ledger(store, issue_id, worker=worker),
-        template=MessageTemplate.build(rendered, settings, secret_key=KEY, now=NOW),
+        template=MessageTemplate.build(
+            rendered, message_options(settings), secret_key=KEY, now=NOW
+        ),
         transport=transport,
         sender="digest@news.example.org",
         smtp=SmtpSettings(retry_attempts=1),
@@ -521,7 +508,7 @@ def clock_ahead(monkeypatch: pytest.MonkeyPatch, by: dt.timedelta) -> Iterator[N
     shifted = types.SimpleNamespace(**{name: getattr(dt, name) for name in dir(dt)})
     shifted.datetime = Ahead
     with monkeypatch.context() as patched:
-        for module in ("digest.sender", "digest.ledger", "digest.pipeline"):
+        for module in ("digest.delivery.sender", "digest.delivery.ledger", "digest.pipeline"):
             patched.setattr(f"{module}.dt", shifted)
         yield
 

@@ -14,9 +14,9 @@ from digest import pipeline
 from digest.cli.output import article_summary, issue_counts, plural, related_count
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
 from digest.errors import DigestError
-from digest.preview_server import PreviewServer
 from digest.settings import Settings
 from digest.store import Store
+from digest.web.preview import PreviewServer
 
 __all__ = ["load", "pick_command", "preview"]
 

@@ -21,13 +21,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from digest.errors import DigestError
-from digest.models import Article, Issue
-from digest.store import Store
-from digest.subscribers import (
+from digest.audience.subscribers import (
     InvalidAddress,
     normalise_address,
 )
+from digest.errors import DigestError
+from digest.models import Article, Issue
+from digest.store import Store
 
 __all__ = [
     "address_argument",

@@ -13,8 +13,8 @@ import click
 from digest import eventloop, pipeline
 from digest.cli.output import address_argument, progress
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
+from digest.delivery.ledger import Ledger
 from digest.errors import DigestError
-from digest.ledger import Ledger
 from digest.store import Store
 
 __all__ = ["RATE_WINDOW", "send", "status"]

@@ -14,7 +14,7 @@ from digest.cli.root import App, cli
 from digest.settings import Settings
 from digest.store import Store
 
-__all__ = ["schedule", "serve", "web_server"]
+__all__ = ["HOST_OPTION", "PORT_OPTION", "schedule", "serve", "web_server"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) ->
 def web_server(settings: Settings, store: Store, host: str, port: int) -> Any:
     import uvicorn
 
-    from digest.web import HideTokens, create_app
+    from digest.web.app import HideTokens, create_app
 
     config = uvicorn.Config(
         create_app(settings, store),

@@ -7,19 +7,26 @@ from pathlib import Path
 
 import click
 
+from digest.audience.subscribers import (
+    InvalidName,
+    normalise_name,
+    read_csv,
+)
 from digest.cli.output import address_argument, plural
 from digest.cli.root import App, cli
 from digest.clock import utc_now
 from digest.errors import DigestError
 from digest.models import SubscriberStatus
 from digest.store import Store
-from digest.subscribers import (
-    InvalidName,
-    normalise_name,
-    read_csv,
-)
 
-__all__ = ["subscribers_group"]
+__all__ = [
+    "subscribers_add",
+    "subscribers_group",
+    "subscribers_import",
+    "subscribers_list",
+    "subscribers_remove",
+    "subscribers_unsubscribe",
+]
 
 
 @cli.group("subscribers")

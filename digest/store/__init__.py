@@ -1,7 +1,7 @@
 """The database: one :class:`Store` per database, with a record class per concept.
 
 ``store.issues``, ``store.subscribers``, ``store.deliveries`` and ``store.list_ids`` read
-and write their own tables; :mod:`digest.ledger` sends one issue's deliveries.
+and write their own tables; :mod:`digest.delivery.ledger` sends one issue's deliveries.
 """
 
 from digest.store.database import Store

@@ -114,7 +114,7 @@ class Store:
     def migrate(self) -> None:
         """Apply every migration not yet applied."""
         config = Config()
-        config.set_main_option("script_location", str(files("digest") / "migrations"))
+        config.set_main_option("script_location", str(files("digest.store") / "migrations"))
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(

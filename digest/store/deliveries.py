@@ -1,4 +1,4 @@
-"""Delivery records across issues and subscribers (one issue's sending is digest.ledger's)."""
+"""Delivery records across issues and subscribers (one issue's sending: the ledger)."""
 
 from __future__ import annotations
 

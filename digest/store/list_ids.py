@@ -1,4 +1,4 @@
-"""The list ids copies went out under (see digest.listid)."""
+"""The list ids copies went out under (see digest.audience.listid)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class ListIdRecords:
         self._db = database
 
     def known(self) -> tuple[str, ...]:
-        """Every list id copies went out under, the first first (see :mod:`digest.listid`)."""
+        """Every list id copies went out under, the first first (see digest.audience.listid)."""
         query = select(list_ids.c.list_id).order_by(list_ids.c.first_used_at, list_ids.c.list_id)
         with self._db.reading() as connection:
             return tuple(connection.scalars(query))

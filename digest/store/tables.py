@@ -116,7 +116,7 @@ deliveries = Table(
     Index("ix_deliveries_pending", "issue_id", "status", "id"),
 )
 
-# Every list identifier copies went out under, oldest first (see digest.listid).
+# Every list identifier copies went out under, oldest first (see digest.audience.listid).
 list_ids = Table(
     "list_ids",
     metadata,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.headers import LINE_BREAKS
+from digest.content.text import LINE_BREAKS
 
 __all__ = [
     "NAME_LIMIT",
@@ -23,7 +23,7 @@ __all__ = [
 
 # Characters, after normalisation. A longer "name" is a pasted paragraph, and 150
 # characters of any script still fit one encoded word on one header line (see
-# digest.headers), which keeps every reader's idea of the name the same.
+# digest.email.headers), which keeps every reader's idea of the name the same.
 NAME_LIMIT = 150
 # Format characters a name keeps: the joiners of emoji sequences and of several
 # scripts (Persian, Indic), and the tags of subdivision flags. The others (soft

@@ -16,8 +16,8 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from digest.content.text import TRAILING_PUNCTUATION, clean_lines, comparison_form, fold
 from digest.errors import ConfigError
-from digest.text import TRAILING_PUNCTUATION, clean_lines, comparison_form, fold
 
 _ESCAPE = re.compile(r"\\.")
 _GROUP_NAME = re.compile(r"\(\?P(<\w+>|=\w+\))")
@@ -29,7 +29,7 @@ DEFAULT_MAX_LENGTH = 300
 # The rules digest ships with, as package data: used when boilerplate_file is not set.
 BUILTIN_RULES: Traversable = files("digest") / "data" / "boilerplate.toml"
 
-__all__ = ["BUILTIN_RULES", "Boilerplate", "load_boilerplate"]
+__all__ = ["BUILTIN_RULES", "DEFAULT_MAX_LENGTH", "Boilerplate", "load_boilerplate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class Boilerplate:
         return self.flags(clean_lines(line))[0]
 
     def flags(self, lines: list[str], *, exact_only: Collection[int] = ()) -> list[bool]:
-        """For each line, as :func:`~digest.text.clean_lines` gives them: is it boilerplate?
+        """For each line, as :func:`~digest.content.text.clean_lines` gives them: is it boilerplate?
 
         Lines whose index is in ``exact_only`` (a headline, a story's title) are compared
         with the exact lines only: a pattern is never trusted to drop a title.

@@ -28,10 +28,10 @@ from functools import partial
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from digest.errors import DigestError
-from digest.ledger import DeliveryResult, Ledger, PendingDelivery
-from digest.mailer import DeliveryFailed, Transport
-from digest.message import MessageError, MessageTemplate
+from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
+from digest.delivery.mailer import DeliveryFailed, Transport
+from digest.email.message import MessageTemplate
+from digest.errors import DigestError, MessageError
 from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)

@@ -17,23 +17,16 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-import dkim
-
-from digest.errors import MessageError
-from digest.headers import CRLF, header_line, mailbox, one_line, phrase, unstructured
+from digest.audience.tokens import unsubscribe_token
+from digest.email.dkim import DkimKey
+from digest.email.headers import CRLF, header_line, mailbox, one_line, phrase, unstructured
+from digest.email.render import MARKERS, Personal, html_values, text_values
 from digest.models import RenderedIssue, Subscriber
-from digest.render import MARKERS, Personal, html_values, text_values
-from digest.settings import Settings
-from digest.text import slug
-from digest.tokens import unsubscribe_token
 
 __all__ = [
-    "DKIM_HEADERS",
-    "DkimKey",
-    "MessageError",
+    "MessageOptions",
     "MessageTemplate",
     "build_message",
-    "list_id",
     "recipient",
     "unsubscribe_links",
 ]
@@ -41,43 +34,49 @@ __all__ = [
 _SOFT_BREAK = "=\r\n"
 
 
-def list_id(settings: Settings) -> str:
-    """The RFC 2919 list identifier, e.g. ``the-digest.news.example.org``."""
-    return f"{slug(settings.newsletter_name) or 'digest'}.{settings.sending_domain}"
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageOptions:
+    """What building the messages of an issue needs of the settings, and nothing else."""
+
+    newsletter_name: str
+    from_address: str
+    # The domain of Message-IDs (and of the derived list id): the From address's.
+    sending_domain: str
+    # RFC 2919's list id, in List-Id and in every unsubscribe token (digest.audience.listid).
+    list_id: str
+    from_name: str | None = None
+    public_url: str | None = None
 
 
 def unsubscribe_links(
-    settings: Settings, subscriber: Subscriber, *, secret_key: str, list_ident: str | None = None
+    options: MessageOptions, subscriber: Subscriber, *, secret_key: str
 ) -> tuple[str | None, str]:
-    """The one-click https URL (only with a public URL) and the mailto URL for a subscriber.
-
-    ``list_ident`` is :func:`list_id`, passed in by callers that make many links.
-    """
+    """The one-click https URL (only with a public URL) and the mailto URL for a subscriber."""
     https = None
-    if settings.public_url:
+    if options.public_url:
         token = unsubscribe_token(
             secret_key,
             subscriber_id=subscriber.id,
-            list_id=list_ident or list_id(settings),
+            list_id=options.list_id,
             email=subscriber.email,
         )
-        https = f"{settings.public_url}/unsubscribe/{token}"
+        https = f"{options.public_url}/unsubscribe/{token}"
     # The reply's own From says who is leaving; the address is not put in the URL.
-    mailto = f"mailto:{settings.from_address}?subject=unsubscribe"
+    mailto = f"mailto:{options.from_address}?subject=unsubscribe"
     return https, mailto
 
 
 def build_message(
     rendered: RenderedIssue,
     subscriber: Subscriber,
-    settings: Settings,
+    options: MessageOptions,
     *,
     secret_key: str,
     now: dt.datetime,
     test: bool = False,
 ) -> bytes:
     """One subscriber's complete message, CRLF line ends, ready for SMTP or a Maildir."""
-    template = MessageTemplate.build(rendered, settings, secret_key=secret_key, now=now, test=test)
+    template = MessageTemplate.build(rendered, options, secret_key=secret_key, now=now, test=test)
     return template.render(subscriber)
 
 
@@ -105,39 +104,12 @@ class _EncodedPart:
         return "".join(out)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DkimKey:
-    """What DKIM signing needs: the selector, the signing domain and the private key (PEM)."""
-
-    selector: str
-    domain: str
-    private_key: bytes
-
-
-# Signed, so that no relay on the way can alter them unnoticed; RFC 8058 asks for both
-# List-Unsubscribe headers to be among them.
-DKIM_HEADERS = (
-    b"From",
-    b"To",
-    b"Subject",
-    b"Date",
-    b"Message-ID",
-    b"List-Id",
-    b"List-Unsubscribe",
-    b"List-Unsubscribe-Post",
-    b"MIME-Version",
-    b"Content-Type",
-)
-
-
 @dataclass(frozen=True, slots=True)
 class MessageTemplate:
     """One issue's message with the per-recipient parts left open."""
 
-    settings: Settings
+    options: MessageOptions
     secret_key: str
-    domain: str
-    list_ident: str
     head: str
     text_head: str
     text: _EncodedPart
@@ -150,31 +122,25 @@ class MessageTemplate:
     def build(
         cls,
         rendered: RenderedIssue,
-        settings: Settings,
+        options: MessageOptions,
         *,
         secret_key: str,
         now: dt.datetime,
         test: bool = False,
         dkim: DkimKey | None = None,
-        list_ident: str | None = None,
     ) -> MessageTemplate:
-        """Serialise everything the copies share, once; ``dkim`` signs every copy.
-
-        ``list_ident`` is the list id for List-Id and the links (see :mod:`digest.listid`);
-        without it, :func:`list_id` derives one from the settings.
-        """
+        """Serialise everything the copies share, once; ``dkim`` signs every copy."""
         common = EmailMessage(policy=policy.SMTP)
-        sender = settings.from_name or settings.newsletter_name
+        sender = options.from_name or options.newsletter_name
         # The values from data are folded here, not by the email package: its folding of
         # a long display name can drop the quotes or start the value with a line break.
-        from_ = header_line("From", mailbox(sender, settings.from_address, "from_address"))
+        from_ = header_line("From", mailbox(sender, options.from_address, "from_address"))
         subject = one_line(("[TEST] " if test else "") + rendered.subject, "the subject")
         common["Date"] = format_datetime(now)
-        name = one_line(settings.newsletter_name, "newsletter_name")
-        ident = list_ident or list_id(settings)
+        name = one_line(options.newsletter_name, "newsletter_name")
         # A phrase, written like a display name (RFC 2919).
-        list_id_line = header_line("List-Id", [*phrase(name), f" <{ident}>"])
-        if settings.public_url is not None:
+        list_id_line = header_line("List-Id", [*phrase(name), f" <{options.list_id}>"])
+        if options.public_url is not None:
             # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
             common["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         common["MIME-Version"] = "1.0"
@@ -189,10 +155,8 @@ class MessageTemplate:
             )
         )
         return cls(
-            settings=settings,
+            options=options,
             secret_key=secret_key,
-            domain=settings.sending_domain,
-            list_ident=ident,
             head=head,
             text_head=_part_head(boundary, "plain"),
             text=_EncodedPart.encode(rendered.text),
@@ -204,13 +168,11 @@ class MessageTemplate:
 
     def new_message_id(self) -> str:
         """A fresh Message-ID on the sending domain."""
-        return make_msgid(domain=self.domain)
+        return make_msgid(domain=self.options.sending_domain)
 
     def links(self, subscriber: Subscriber) -> tuple[str | None, str]:
         """The subscriber's one-click https unsubscribe URL (if any) and the mailto URL."""
-        return unsubscribe_links(
-            self.settings, subscriber, secret_key=self.secret_key, list_ident=self.list_ident
-        )
+        return unsubscribe_links(self.options, subscriber, secret_key=self.secret_key)
 
     def personal(self, subscriber: Subscriber) -> Personal:
         """What the subscriber's copy fills in: their unsubscribe link and how they are named."""
@@ -242,14 +204,7 @@ class MessageTemplate:
         ).encode("ascii")
         if self.dkim is None:
             return data
-        signature = dkim.sign(
-            data,
-            self.dkim.selector.encode(),
-            self.dkim.domain.encode(),
-            self.dkim.private_key,
-            include_headers=list(DKIM_HEADERS),
-        )
-        return bytes(signature) + data
+        return self.dkim.sign(data)
 
 
 def _part_head(boundary: str, subtype: str) -> str:

@@ -18,12 +18,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from digest.boilerplate import BUILTIN_RULES
+from digest.content.boilerplate import BUILTIN_RULES
+from digest.email.render import BUILTIN_TEMPLATES
 from digest.errors import DigestError
-from digest.render import BUILTIN_TEMPLATES
 from digest.settings import DEFAULT_CONFIG_FILE, Settings
 
-__all__ = ["PreviewServer", "watched_files"]
+__all__ = ["PreviewServer", "Rendered", "watched_files"]
 
 log = logging.getLogger(__name__)
 

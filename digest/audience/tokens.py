@@ -18,9 +18,9 @@ from itsdangerous import BadSignature, Signer
 from pydantic import SecretStr
 
 from digest.errors import ConfigError
-from digest.settings import MIN_SECRET_KEY_LENGTH
 
 __all__ = [
+    "MIN_SECRET_KEY_LENGTH",
     "PREVIEW_KEY",
     "UnsubscribeToken",
     "read_unsubscribe_token",
@@ -28,6 +28,8 @@ __all__ = [
     "unsubscribe_token",
 ]
 
+# Unsubscribe links are signed with the secret key: shorter ones can be guessed.
+MIN_SECRET_KEY_LENGTH = 32
 # Used by `digest preview` only, which says so: real sends refuse to start without a key.
 PREVIEW_KEY = "digest-preview-key-not-secret"
 _SALT = "digest.unsubscribe"

@@ -23,20 +23,26 @@ import cssutils
 import jinja2
 from premailer import Premailer
 
+from digest.content.text import slug
 from digest.errors import TemplateError
 from digest.models import Article, Issue, RelatedStory, RenderedIssue
-from digest.settings import Settings
-from digest.text import slug
 
 __all__ = [
     "BUILTIN_TEMPLATES",
+    "HTML_TEMPLATE",
     "MARKERS",
+    "TEXT_TEMPLATE",
+    "TEXT_WIDTH",
     "Personal",
+    "RenderOptions",
     "Renderer",
     "article_url",
     "byline_text",
     "html_values",
+    "inline_css",
     "personalise",
+    "personalise_html",
+    "template_loader",
     "text_values",
     "wrap",
 ]
@@ -56,6 +62,18 @@ _UNSUBSCRIBE_MARK = "__digest_unsubscribe_url__"
 _RECIPIENT_MARK = "__digest_recipient__"
 # Captures, so that re.split keeps the markers it splits at.
 MARKERS = re.compile(f"({_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK})")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RenderOptions:
+    """What rendering an issue needs of the settings, and nothing else."""
+
+    newsletter_name: str
+    # Paragraphs of each article shown; None shows them all.
+    excerpt_paragraphs: int | None = None
+    article_url_template: str | None = None
+    public_url: str | None = None
+    postal_address: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -153,11 +171,11 @@ class Renderer:
         self.environment.filters["wrap"] = wrap
         _quiet_cssutils()
 
-    def render(self, issue: Issue, settings: Settings) -> RenderedIssue:
+    def render(self, issue: Issue, options: RenderOptions) -> RenderedIssue:
         """Render ``issue``: HTML inlined by premailer, and the text part."""
         if issue.is_empty:
             raise ValueError("an empty issue has nothing to render")
-        context = _context(issue, settings)
+        context = _context(issue, options)
         page = self._render(HTML_TEMPLATE, context)
         text = self._render(TEXT_TEMPLATE, context)
         return RenderedIssue(
@@ -197,10 +215,10 @@ def inline_css(page: str) -> str:
     return str(inliner.transform(pretty_print=False))
 
 
-def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
+def _context(issue: Issue, options: RenderOptions) -> dict[str, Any]:
     lead = issue.articles[0]
     date_text = f"{issue.date:%A} {issue.date.day} {issue.date:%B %Y}"
-    limit = settings.excerpt_paragraphs
+    limit = options.excerpt_paragraphs
     articles = []
     for article in issue.articles:
         shown = article.paragraphs[:limit] if limit else article.paragraphs
@@ -210,7 +228,7 @@ def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
                 "standfirst": article.standfirst,
                 "paragraphs": shown,
                 "truncated": len(shown) < len(article.paragraphs),
-                "url": article_url(article, settings.article_url_template),
+                "url": article_url(article, options.article_url_template),
                 "related": [
                     {
                         "title": story.title,
@@ -223,16 +241,16 @@ def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
                 ],
             }
         )
-    public_url = settings.public_url
+    public_url = options.public_url
     return {
-        "subject": f"{settings.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
+        "subject": f"{options.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
         "preheader": lead.standfirst or lead.title,
-        "newsletter_name": settings.newsletter_name,
+        "newsletter_name": options.newsletter_name,
         "issue_date": issue.date,
         "issue_date_text": date_text,
         "articles": articles,
         "web_url": f"{public_url}/issues/{issue.date.isoformat()}" if public_url else None,
-        "postal_address": settings.postal_address,
+        "postal_address": options.postal_address,
         "unsubscribe_url": _UNSUBSCRIBE_MARK,
         "recipient": _RECIPIENT_MARK,
     }

@@ -43,11 +43,9 @@ from digest.store.tables import FAILED, PENDING, SENT
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DeliveryCounts",
     "DeliveryResult",
     "Ledger",
     "PendingDelivery",
-    "WorkerCounts",
     "default_worker_name",
 ]
 

@@ -12,7 +12,7 @@ A seed file is one scraped lead article:
     -
     next related story ...
 
-Site boilerplate is dropped wherever it stands (see :mod:`digest.boilerplate`). Parsing
+Site boilerplate is dropped wherever it stands (see :mod:`digest.content.boilerplate`). Parsing
 (:func:`parse_article`) is pure; :func:`load_paths` does the file I/O around it.
 """
 
@@ -27,13 +27,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from digest.boilerplate import Boilerplate
+from digest.content.boilerplate import Boilerplate
+from digest.content.text import clean_lines, plain_punctuation
 from digest.errors import SeedError
 from digest.models import Article, LoadFailure, LoadResult, RelatedStory, title_key
-from digest.text import clean_lines, plain_punctuation
 
 __all__ = [
+    "MAX_HEADLINE_CHARS",
     "SEED_SUFFIX",
+    "SEPARATOR",
     "SeedFormat",
     "article_id",
     "decode_seed",

@@ -11,6 +11,7 @@ import re
 import unicodedata
 
 __all__ = [
+    "LINE_BREAKS",
     "TRAILING_PUNCTUATION",
     "clean_lines",
     "comparison_form",
@@ -19,6 +20,9 @@ __all__ = [
     "slug",
 ]
 
+# Line breaks as str.splitlines sees them: any of them would end a header line early, or
+# split a name or an address that must stay one line.
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 # Control characters (C0 and C1), soft hyphens, zero-width spaces and direction
 # overrides never belong in a headline or a paragraph, and would change an article's id.
 # The zero-width joiners stay: emoji and some scripts need them.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -21,29 +20,25 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.audience.listid import accepted_list_ids
+from digest.audience.tokens import UnsubscribeToken, read_unsubscribe_token, required_key
 from digest.clock import utc_now
+from digest.email.render import Personal, personalise_html, template_loader
 from digest.errors import DigestError
-from digest.listid import accepted_list_ids
-from digest.render import Personal, personalise_html, template_loader
+from digest.options import list_naming
 from digest.settings import Settings
 from digest.store import Store
-from digest.tokens import UnsubscribeToken, read_unsubscribe_token, required_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "HideTokens", "create_app", "hide_tokens"]
+__all__ = ["MAX_BODY_BYTES", "ONE_CLICK", "HideTokens", "create_app", "hide_tokens"]
 
 # A one-click POST body is 26 bytes ("List-Unsubscribe=One-Click"), a little more as
 # multipart; anything much bigger is not one.
 MAX_BODY_BYTES = 4096
 ONE_CLICK = "One-Click"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def create_app(settings: Settings, store: Store) -> ASGIApp:
@@ -167,9 +162,9 @@ class _Pages:
     async def _token(self, request: Request) -> UnsubscribeToken:
         found = read_unsubscribe_token(self.secret_key, request.path_params["token"])
         # Any id the list was ever sent under: links in old issues keep working after a
-        # rename (see digest.listid). Read each time, since a send may keep a new one.
+        # rename (see digest.audience.listid). Read each time, since a send may keep a new one.
         if found is None or found.list_id not in await run_in_threadpool(
-            accepted_list_ids, self.settings, self.store.list_ids
+            accepted_list_ids, list_naming(self.settings), self.store.list_ids
         ):
             raise HTTPException(
                 HTTPStatus.BAD_REQUEST,

@@ -14,9 +14,10 @@ import string
 import unicodedata
 from collections.abc import Iterable
 
+from digest.content.text import LINE_BREAKS
 from digest.errors import MessageError
 
-__all__ = ["CRLF", "LINE_BREAKS", "header_line", "mailbox", "one_line", "phrase", "unstructured"]
+__all__ = ["CRLF", "header_line", "mailbox", "one_line", "phrase", "unstructured"]
 
 CRLF = "\r\n"
 # RFC 5322: header lines of 78 characters at most where a fold can do it, never over 998.
@@ -31,8 +32,6 @@ _SHORT_WORD = _FOLD_AT - len("Subject: ") - 1
 # An encoded word of a display name holds a whole run of words and may pass 75 (see
 # phrase); this keeps the line it is on under 998.
 _LONG_WORD = 900
-# Line breaks as str.splitlines sees them; any of them would end a header early.
-LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def mailbox(name: str | None, address: str, what: str) -> list[str]:

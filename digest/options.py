@@ -1,0 +1,51 @@
+"""The narrow options each stage gets, built from the settings at the edge.
+
+The renderer, the message builder and the list id rules never see :class:`Settings`,
+and so never import pydantic-settings: each declares the small frozen value it needs
+(:class:`RenderOptions`, :class:`MessageOptions`, :class:`ListNaming`), and the edges
+(pipeline, web, CLI) build it here from the settings.
+"""
+
+from __future__ import annotations
+
+from digest.audience.listid import ListNaming, derive_list_id, effective_list_id
+from digest.email.message import MessageOptions
+from digest.email.render import RenderOptions
+from digest.settings import Settings
+
+__all__ = ["list_naming", "message_options", "render_options"]
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """What the renderer needs: names, links and the footer's postal address."""
+    return RenderOptions(
+        newsletter_name=settings.newsletter_name,
+        excerpt_paragraphs=settings.excerpt_paragraphs,
+        article_url_template=settings.article_url_template,
+        public_url=settings.public_url,
+        postal_address=settings.postal_address,
+    )
+
+
+def list_naming(settings: Settings) -> ListNaming:
+    """The ``list_id`` setting, and the id derived from the name and the From domain."""
+    return ListNaming(
+        configured=settings.list_id,
+        derived=derive_list_id(settings.newsletter_name, settings.sending_domain),
+    )
+
+
+def message_options(settings: Settings, *, list_id: str | None = None) -> MessageOptions:
+    """What the message builder needs; ``list_id`` is the one the store kept, if known.
+
+    Without it, the id is the ``list_id`` setting or the derived one (a preview of a list
+    that never sent; :mod:`digest.audience.listid` says which id a real send uses).
+    """
+    return MessageOptions(
+        newsletter_name=settings.newsletter_name,
+        from_address=settings.from_address,
+        from_name=settings.from_name,
+        sending_domain=settings.sending_domain,
+        public_url=settings.public_url,
+        list_id=list_id or effective_list_id(list_naming(settings), ()),
+    )
