@@ -35,10 +35,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest import pipeline
+from digest import pipeline, sending
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
-from digest.errors import DigestError
+from digest.errors import DigestError, StoreError
 from digest.settings import ScheduleSettings, Settings
 from digest.store import Store
 
@@ -78,13 +78,13 @@ class _Running:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sends: set[asyncio.Task[Any]] = field(default_factory=set)
     # One send at a time in this process: a catch-up, the day's run and a retry take turns.
-    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # When the run under way was due: its date is the issue's, even if it starts late.
     due: dt.datetime | None = None
     # Where retries are added, once the scheduler has started.
     scheduler: AsyncIOScheduler | None = None
     # Called with each send's report or error (tests listen here).
-    on_run: Callable[[pipeline.SendReport | DigestError], None] | None = None
+    on_run: Callable[[sending.SendReport | DigestError], None] | None = None
 
 
 _running: _Running | None = None
@@ -164,7 +164,7 @@ async def _sending(running: _Running) -> AsyncIterator[None]:
     if task is not None:
         running.sends.add(task)
     try:
-        async with running.sending:
+        async with running.turn:
             yield
     finally:
         if task is not None:
@@ -179,7 +179,7 @@ async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
         unfinished = await asyncio.to_thread(
             running.store.deliveries.unfinished_issues, first=first, last=last
         )
-    except DigestError as exc:
+    except StoreError as exc:
         log.error("cannot look for sends left unfinished: %s", exc)
         return 0
     for day, pending in unfinished:
@@ -197,13 +197,13 @@ async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
 
 async def _send(
     running: _Running, day: dt.date, *, resume: bool = False, attempt: int = 0
-) -> pipeline.SendReport | DigestError:
+) -> sending.SendReport | DigestError:
     """One send of the issue for ``day``, logged; a send that stopped is retried later.
 
-    With ``resume`` only the copies already pending go out (see :func:`pipeline.send_issue`).
+    With ``resume`` only the copies already pending go out (see :func:`sending.send_issue`).
     """
     outcome = await _send_logged(running, day, resume=resume)
-    if isinstance(outcome, pipeline.SendHalted | pipeline.SendStopped):
+    if isinstance(outcome, sending.SendHalted | sending.SendStopped):
         _retry_later(running, day, attempt)
     if running.on_run is not None:
         running.on_run(outcome)
@@ -212,19 +212,21 @@ async def _send(
 
 async def _send_logged(
     running: _Running, day: dt.date, *, resume: bool
-) -> pipeline.SendReport | DigestError:
+) -> sending.SendReport | DigestError:
     settings = running.settings
     try:
-        if pipeline.uses_preview_key(settings):
+        if sending.uses_preview_key(settings):
             log.warning("DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links")
-        report = await pipeline.send_day(
+        report = await sending.send_day(
             settings, running.store, day, stop=running.stop, worker=running.worker, resume=resume
         )
-    except pipeline.SendInterrupted as exc:
+    except sending.SendInterrupted as exc:
         log.warning("scheduled send for %s stopped early: %s", day.isoformat(), exc)
         return exc
     except DigestError as exc:
-        # The log is the scheduler's only output: one line, no traceback.
+        # Any failure of the day's send, whatever its kind (settings, seeds, templates,
+        # the database, the relay), is the run's outcome: logged, and the scheduler goes
+        # on. The log is its only output: one line, no traceback.
         log.error("scheduled send for %s failed: %s", day.isoformat(), exc)
         return exc
     if report.nothing_new:
@@ -233,7 +235,7 @@ async def _send_logged(
         log.info(
             "scheduled send for %s to %s: %d sent, %d failed, %d to retry, %d sent before",
             day.isoformat(),
-            pipeline.destination(settings),
+            sending.destination(settings),
             report.sent,
             report.failed,
             report.still_pending,
@@ -323,7 +325,7 @@ class Scheduler:
         store: Store,
         *,
         worker: bool = False,
-        on_run: Callable[[pipeline.SendReport | DigestError], None] | None = None,
+        on_run: Callable[[sending.SendReport | DigestError], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store

@@ -30,6 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"delivery"}),
     frozenset({"options"}),
     frozenset({"pipeline"}),
+    frozenset({"sending"}),
     frozenset({"schedule", "web"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),

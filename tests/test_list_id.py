@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from digest import pipeline
+from digest import pipeline, sending
 from digest.audience.listid import effective_list_id
 from digest.audience.tokens import read_unsubscribe_token
 from digest.models import SubscriberStatus
@@ -63,7 +63,7 @@ def send(settings: Settings, *addresses: str) -> dict[str, EmailMessage]:
     transport = RecordingTransport()
     with Store.open(settings.database_url) as store:
         store.subscribers.import_rows([(address, None) for address in addresses], now=NOW)
-        asyncio.run(pipeline.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW))
+        asyncio.run(sending.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW))
     assert sorted(transport.sent) == sorted(addresses)
     return transport.sent
 
@@ -164,9 +164,9 @@ def test_preview_dry_run_and_test_copies_store_no_list_id(
     with Store.open(database_url) as store:
         store.subscribers.add("ann@example.org", None, now=NOW)
         pipeline.preview(settings, store, DAY, out_dir=tmp_path / "preview", now=NOW)
-        pipeline.plan_send(settings, store, DAY)
+        sending.plan_send(settings, store, DAY)
         asyncio.run(
-            pipeline.send_test_copies(
+            sending.send_test_copies(
                 settings, store, DAY, RecordingTransport(), ["desk@example.org"], secret_key=KEY
             )
         )
@@ -184,7 +184,7 @@ def test_preview_and_test_copies_show_the_stored_list_id(
     with Store.open(database_url) as store:
         shown = pipeline.preview(renamed, store, DAY, out_dir=tmp_path / "preview", now=NOW)
         asyncio.run(
-            pipeline.send_test_copies(
+            sending.send_test_copies(
                 renamed, store, DAY, transport, ["desk@example.org"], secret_key=KEY
             )
         )

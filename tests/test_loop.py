@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import pipeline
+from digest import sending
 from digest.cli.service import web_server
 from digest.settings import Settings, load_settings
 from digest.store import Store
@@ -84,7 +84,7 @@ def test_healthz_answers_while_a_send_with_10000_seeds_sets_up(settings: Setting
     port = listening.getsockname()[1]
     phases: dict[str, float] = {}
 
-    async def main(store: Store) -> pipeline.SendReport:
+    async def main(store: Store) -> sending.SendReport:
         server = web_server(settings, store, "127.0.0.1", port)
         serving = asyncio.create_task(server.serve(sockets=[listening]))
         while not server.started:
@@ -95,7 +95,7 @@ def test_healthz_answers_while_a_send_with_10000_seeds_sets_up(settings: Setting
             await asyncio.sleep(0.01)
         try:
             phases["send started"] = time.monotonic()
-            report = await pipeline.send_day(settings, store, DAY)
+            report = await sending.send_day(settings, store, DAY)
             phases["send finished"] = time.monotonic()
         finally:
             probe.done.set()

@@ -26,7 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, text
 
-from digest import pipeline
+from digest import pipeline, sending
 from digest.delivery.ledger import Ledger
 from digest.errors import ConfigError, DigestError
 from digest.models import Issue, SubscriberStatus
@@ -205,12 +205,12 @@ async def run_until(scheduler: Scheduler, done: asyncio.Event, timeout: float = 
 
 
 def test_a_run_missed_within_the_grace_is_made_on_restart(settings: Settings) -> None:
-    outcomes: list[pipeline.SendReport | DigestError] = []
+    outcomes: list[sending.SendReport | DigestError] = []
 
     async def go() -> None:
         done = asyncio.Event()
 
-        def ran(outcome: pipeline.SendReport | DigestError) -> None:
+        def ran(outcome: sending.SendReport | DigestError) -> None:
             outcomes.append(outcome)
             done.set()
 
@@ -223,7 +223,7 @@ def test_a_run_missed_within_the_grace_is_made_on_restart(settings: Settings) ->
 
     assert len(outcomes) == 1
     report = outcomes[0]
-    assert isinstance(report, pipeline.SendReport)
+    assert isinstance(report, sending.SendReport)
     assert report.sent == len(ADDRESSES)
     assert outbox_count(settings) == len(ADDRESSES)
 
@@ -360,7 +360,7 @@ def relay_settings(settings: Settings, port: int, **schedule: Any) -> Settings:
     )
 
 
-Outcome = pipeline.SendReport | DigestError
+Outcome = sending.SendReport | DigestError
 
 
 async def run_scheduler_until(
@@ -399,14 +399,14 @@ def test_a_halted_send_is_retried_after_retry_minutes(
 
     def enough(outcomes: list[tuple[float, Outcome]]) -> bool:
         handler.accepting = True  # the relay is fixed after the first attempt
-        return isinstance(outcomes[-1][1], pipeline.SendReport)
+        return isinstance(outcomes[-1][1], sending.SendReport)
 
     with caplog.at_level(logging.INFO, logger="digest.schedule"):
         outcomes = asyncio.run(run_scheduler_until(fast, enough))
 
     (halted_at, halted), (retried_at, report) = outcomes
-    assert isinstance(halted, pipeline.SendHalted)
-    assert isinstance(report, pipeline.SendReport)
+    assert isinstance(halted, sending.SendHalted)
+    assert isinstance(report, sending.SendReport)
     assert (report.sent, report.already_sent) == (len(ADDRESSES), 0)
     assert retried_at - halted_at >= 1.1
     assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
@@ -422,7 +422,7 @@ def test_retries_stop_at_retry_limit(settings: Settings, caplog: pytest.LogCaptu
         outcomes = asyncio.run(run_scheduler_until(down, lambda outcomes: len(outcomes) == 3))
 
     assert all(
-        isinstance(outcome, pipeline.SendHalted | pipeline.SendStopped) for _, outcome in outcomes
+        isinstance(outcome, sending.SendHalted | sending.SendStopped) for _, outcome in outcomes
     )
     today = pipeline.today(down).isoformat()
     assert f"retry 2 of 2 of the send of {today}" in caplog.text
@@ -483,7 +483,7 @@ def test_recent_issues_left_pending_are_finished_at_start_and_before_each_run(
     with caplog.at_level(logging.INFO, logger="digest.schedule"):
         asyncio.run(go())
 
-    reports = [outcome for outcome in outcomes if isinstance(outcome, pipeline.SendReport)]
+    reports = [outcome for outcome in outcomes if isinstance(outcome, sending.SendReport)]
     assert [report.date for report in reports] == [ago[1], ago[2], today]
     assert [report.sent for report in reports[:2]] == [len(ADDRESSES), len(ADDRESSES)]
     assert reports[2].nothing_new  # the only seed went out in the earlier issues
@@ -525,7 +525,7 @@ def test_a_send_killed_before_its_copies_were_queued_is_finished_at_start(
     with caplog.at_level(logging.INFO, logger="digest.schedule"):
         asyncio.run(go())
 
-    reports = [outcome for outcome in outcomes if isinstance(outcome, pipeline.SendReport)]
+    reports = [outcome for outcome in outcomes if isinstance(outcome, sending.SendReport)]
     assert [(report.date, report.sent) for report in reports] == [(yesterday, len(ADDRESSES))]
     assert f"resuming the send of {yesterday.isoformat()}: no copy was queued" in caplog.text
     assert outbox_count(settings) == len(ADDRESSES)
@@ -570,7 +570,7 @@ def test_an_issue_sent_while_nobody_was_subscribed_is_not_sent_to_later_subscrib
     with Store.open(settings.database_url) as store:
         for address in ADDRESSES:
             store.subscribers.set_status(address, SubscriberStatus.UNSUBSCRIBED, now=NOW)
-        report = asyncio.run(pipeline.send_day(settings, store, yesterday))
+        report = asyncio.run(sending.send_day(settings, store, yesterday))
         assert (report.nothing_new, report.sent) == (False, 0)
         store.subscribers.add("later@example.org", None, now=NOW)
 
@@ -593,13 +593,13 @@ def test_a_send_killed_before_its_rendering_was_frozen_is_finished_at_start(
     unparsable = settings.model_copy(update={"templates_dir": broken})
     with Store.open(settings.database_url) as store:
         with pytest.raises(DigestError, match=r"digest\.html\.j2"):
-            asyncio.run(pipeline.send_day(unparsable, store, yesterday))
+            asyncio.run(sending.send_day(unparsable, store, yesterday))
         assert store.issues.id_of(yesterday) is not None
         assert store.issues.rendering(yesterday) is None
 
     outcomes = start_and_catch_up(settings, caplog)
 
-    reports = [outcome for outcome in outcomes if isinstance(outcome, pipeline.SendReport)]
+    reports = [outcome for outcome in outcomes if isinstance(outcome, sending.SendReport)]
     assert [(report.date, report.sent) for report in reports] == [(yesterday, len(ADDRESSES))]
     assert f"resuming the send of {yesterday.isoformat()}: no copy was queued" in caplog.text
     assert outbox_count(settings) == len(ADDRESSES)
@@ -663,8 +663,8 @@ def test_a_send_halted_by_the_database_is_logged_and_the_catch_up_goes_on(
         asyncio.run(go())
 
     halted, report = outcomes
-    assert isinstance(halted, pipeline.SendHalted)
-    assert isinstance(report, pipeline.SendReport)
+    assert isinstance(halted, sending.SendHalted)
+    assert isinstance(report, sending.SendReport)
     assert (report.date, report.sent) == (ago[1], len(ADDRESSES))
     assert (
         f"the send of {ago[2].isoformat()} stopped, and its retry could not be scheduled"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from digest import pipeline
+from digest import sending
 from digest.cli.service import web_server
 from digest.errors import StoreError
 from digest.settings import Settings, load_settings
@@ -45,7 +45,7 @@ def links(settings: Settings) -> list[str]:
         store.subscribers.import_rows(
             [("ann@example.org", None), ("bo@example.org", None)], now=NOW
         )
-        asyncio.run(pipeline.send_day(settings, store, DAY))
+        asyncio.run(sending.send_day(settings, store, DAY))
     found = []
     for path in (settings.outbox_dir / "new").iterdir():
         parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from digest import pipeline
+from digest import sending
 from digest.audience.tokens import read_unsubscribe_token
 from digest.cli import cli
 from digest.delivery.ledger import Ledger
@@ -61,10 +61,10 @@ def settings_for(database_url: str) -> Settings:
     )
 
 
-def send(settings: Settings, transport: Transport) -> pipeline.SendReport:
+def send(settings: Settings, transport: Transport) -> sending.SendReport:
     with Store.open(settings.database_url) as store:
         return asyncio.run(
-            pipeline.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW)
+            sending.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW)
         )
 
 
@@ -162,7 +162,7 @@ def test_a_relay_that_keeps_failing_stops_the_run_and_the_next_one_resumes(
     down = {f"r{n}@example.org": (421, "4.3.2 service not available") for n in range(20)}
     down |= {"ann@example.org": (421, "down"), "bo@example.org": (421, "down")}
 
-    with pytest.raises(pipeline.SendStopped, match="stopped after 5 failures in a row") as caught:
+    with pytest.raises(sending.SendStopped, match="stopped after 5 failures in a row") as caught:
         send(subscribed, RecordingTransport(refuse=down))
 
     report = caught.value.report
@@ -328,7 +328,7 @@ def test_a_subscriber_removed_and_added_again_is_not_sent_the_issue_twice(
     assert again.sent == []
     assert (report.sent, report.already_sent) == (0, 2)
     with Store.open(subscribed.database_url) as store:
-        assert pipeline.plan_send(subscribed, store, DAY).would_send == 0
+        assert sending.plan_send(subscribed, store, DAY).would_send == 0
         assert store.deliveries.count_to_send(store.issues.id_of(DAY)) == 0
 
 
@@ -348,11 +348,11 @@ def test_a_subscriber_removed_before_their_copy_went_gets_it_once_added_again(
     assert send(subscribed, RecordingTransport()).sent == 0
 
 
-def resume(settings: Settings, transport: Transport) -> pipeline.SendReport:
+def resume(settings: Settings, transport: Transport) -> sending.SendReport:
     """A send that only finishes what an earlier one left pending, as a scheduled retry runs."""
     with Store.open(settings.database_url) as store:
         return asyncio.run(
-            pipeline.send_issue(
+            sending.send_issue(
                 settings, store, DAY, transport, secret_key=KEY, now=NOW, resume=True
             )
         )
@@ -404,12 +404,12 @@ def test_a_send_halted_by_the_database_going_away_says_why_and_the_next_run_fini
     with Store.open(subscribed.database_url) as store, caplog.at_level(logging.WARNING):
         # One connection: the second copy is still queued, claimed and untried, when the
         # first cannot be recorded.
-        sending = pipeline.send_issue(
+        run = sending.send_issue(
             subscribed, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=1
         )
         # Halted by whichever write of the ledger came first (a record, a claim), naming it.
-        with pytest.raises(pipeline.SendHalted, match="deliveries") as halted:
-            asyncio.run(sending)
+        with pytest.raises(sending.SendHalted, match="deliveries") as halted:
+            asyncio.run(run)
     rename_table(subscribed.database_url, "deliveries_gone", "deliveries")
 
     # Neither copy was recorded: both are left, though one went.
@@ -457,7 +457,7 @@ def test_no_more_copies_go_unrecorded_than_there_are_connections(
 
     with Store.open(settings.database_url) as store:
         report = asyncio.run(
-            pipeline.send_issue(
+            sending.send_issue(
                 settings, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=4
             )
         )
@@ -488,7 +488,7 @@ def test_test_copies_stop_when_asked(project: Path, database_url: str) -> None:
         stop = asyncio.Event()
         transport = StoppingTransport(stop)
         with Store.open(database_url) as store:
-            await pipeline.send_test_copies(
+            await sending.send_test_copies(
                 settings,
                 store,
                 DAY,
@@ -527,10 +527,10 @@ def test_an_unexpected_error_stops_the_send_instead_of_hanging_it(
         )
     transport = BrokenTransport()
 
-    with Store.open(database_url) as store, pytest.raises(pipeline.SendHalted) as caught:
+    with Store.open(database_url) as store, pytest.raises(sending.SendHalted) as caught:
         asyncio.run(
             asyncio.wait_for(
-                pipeline.send_issue(
+                sending.send_issue(
                     settings, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=1
                 ),
                 timeout=30,
@@ -554,7 +554,7 @@ def test_a_copy_that_cannot_be_built_fails_alone(project: Path, database_url: st
 
     with Store.open(database_url) as store:
         report = asyncio.run(
-            pipeline.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW)
+            sending.send_issue(settings, store, DAY, transport, secret_key=KEY, now=NOW)
         )
 
     assert (report.sent, report.failed) == (1, 1)

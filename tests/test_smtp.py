@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from digest import pipeline
-from digest.delivery.mailer import DeliveryFailed, RelayPool, SmtpTransport
+from digest import sending
+from digest.delivery.mailer import RelayPool, SmtpTransport
+from digest.errors import RelayUnavailable, TransientFailure
 from digest.models import SubscriberStatus
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
@@ -109,12 +110,12 @@ def subscribe(settings: Settings, *emails: str) -> None:
         store.subscribers.import_rows([(email, None) for email in emails], now=NOW)
 
 
-def send(settings: Settings) -> pipeline.SendReport:
-    async def run() -> pipeline.SendReport:
+def send(settings: Settings) -> sending.SendReport:
+    async def run() -> sending.SendReport:
         transport = RelayPool(settings.smtp)
         try:
             with Store.open(settings.database_url) as store:
-                return await pipeline.send_issue(
+                return await sending.send_issue(
                     settings,
                     store,
                     DAY,
@@ -265,7 +266,7 @@ def test_a_copy_over_the_relays_size_limit_is_refused_before_it_is_sent(
     subscribe(settings, "a@example.org")
 
     # The size is declared with MAIL FROM (RFC 1870): the relay refuses before any DATA.
-    with pytest.raises(pipeline.SendHalted, match="refused the message: 552"):
+    with pytest.raises(sending.SendHalted, match="refused the message: 552"):
         send(settings)
 
     assert handler.data_commands == 0
@@ -277,10 +278,11 @@ def test_nobody_listening_is_transient(project: Path) -> None:
         settings = settings_for(project, port, retry_attempts=1)
         transport = SmtpTransport(settings.smtp)
 
-        with pytest.raises(DeliveryFailed, match="cannot connect") as caught:
+        with pytest.raises(RelayUnavailable, match="cannot connect") as caught:
             asyncio.run(transport.send(b"x", sender="a@example.org", recipient="b@example.org"))
 
-    assert not caught.value.permanent
+    assert isinstance(caught.value, TransientFailure)
+    assert isinstance(caught.value, ConnectionError)
 
 
 def sending_process(project: Path, port: int) -> subprocess.Popen[str]:
@@ -386,7 +388,7 @@ def test_a_refused_sender_stops_the_send_and_blames_no_subscriber(
     settings = settings_for(project, port)
     subscribe(settings, *(f"reader{n}@example.org" for n in range(5)))
 
-    with pytest.raises(pipeline.SendHalted, match="refused the message: 553") as caught:
+    with pytest.raises(sending.SendHalted, match="refused the message: 553") as caught:
         send(settings)
 
     assert (

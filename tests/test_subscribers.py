@@ -20,8 +20,6 @@ from hypothesis import strategies as st
 from digest.audience.subscribers import (
     NAME_LIMIT,
     CsvRow,
-    InvalidAddress,
-    InvalidName,
     normalise_address,
     normalise_name,
     read_csv,
@@ -31,6 +29,7 @@ from digest.content.loader import SeedFormat, decode_seed, parse_article
 from digest.content.picker import pick
 from digest.email.message import MessageTemplate
 from digest.email.render import Renderer
+from digest.errors import InvalidAddress, InvalidName
 from digest.models import PickLimits, Subscriber, SubscriberStatus
 from digest.options import message_options, render_options
 from digest.settings import Settings

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from digest import pipeline
+from digest import sending
 from digest.audience.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
 from digest.errors import ConfigError
 from digest.models import SubscriberStatus
@@ -44,7 +44,7 @@ def links(settings: Settings) -> dict[str, str]:
     """Each subscriber's unsubscribe path, read off the copy they were sent."""
     with Store.open(settings.database_url) as store:
         store.subscribers.import_rows([(address, None) for address in ADDRESSES], now=NOW)
-        asyncio.run(pipeline.send_day(settings, store, DAY))
+        asyncio.run(sending.send_day(settings, store, DAY))
     found = {}
     for path in (settings.outbox_dir / "new").iterdir():
         parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import pipeline
+from digest import sending
 from digest.models import SubscriberStatus
 from digest.settings import Settings, load_settings
 from digest.store import Store
@@ -55,7 +55,7 @@ def settings(project: Path) -> Settings:
         store.subscribers.import_rows(
             [("ann@example.org", "Ann"), ("bo@example.org", None)], now=NOW
         )
-        asyncio.run(pipeline.send_day(settings, store, DAY))
+        asyncio.run(sending.send_day(settings, store, DAY))
     return settings
 
 

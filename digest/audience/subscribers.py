@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from digest.content.text import LINE_BREAKS
+from digest.errors import InvalidAddress, InvalidName
 
 __all__ = [
     "NAME_LIMIT",
     "CsvRow",
-    "InvalidAddress",
-    "InvalidName",
     "normalise_address",
     "normalise_name",
     "read_csv",
@@ -30,14 +29,6 @@ NAME_LIMIT = 150
 # hyphen, zero-width space, byte order mark, bidi overrides) are invisible or can make
 # a name display as something else: they are dropped.
 _KEPT_FORMAT = frozenset(["\u200c", "\u200d", *map(chr, range(0xE0020, 0xE0080))])
-
-
-class InvalidAddress(ValueError):
-    """An address that cannot be subscribed; the message says why."""
-
-
-class InvalidName(ValueError):
-    """A subscriber's name that cannot be stored; the message says why."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,4 +1,4 @@
-"""The ``digest`` command line: thin commands over :mod:`digest.pipeline`, one module a group.
+"""The ``digest`` command line: thin commands over pipeline and sending, a module a group.
 
 Importing the command modules registers their commands on :data:`cli`.
 """

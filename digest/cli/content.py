@@ -13,7 +13,7 @@ import click
 from digest import pipeline
 from digest.cli.output import article_summary, issue_counts, plural, related_count
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
-from digest.errors import DigestError
+from digest.errors import ServiceError
 from digest.settings import Settings
 from digest.store import Store
 from digest.web.preview import PreviewServer
@@ -184,7 +184,7 @@ def _serve_preview(
     try:
         server = PreviewServer(parts, app.config_file, port=port)
     except OSError as exc:
-        raise DigestError(f"cannot serve the preview on port {port}: {exc.strerror}") from exc
+        raise ServiceError(f"cannot serve the preview on port {port}: {exc.strerror}") from exc
     click.echo(f"Serving the preview at {server.url} (also /text and /eml); Ctrl-C stops it.")
     if open_browser:
         webbrowser.open(server.url)

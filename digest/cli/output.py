@@ -22,10 +22,8 @@ from rich.progress import (
 from rich.text import Text
 
 from digest.audience.subscribers import (
-    InvalidAddress,
     normalise_address,
 )
-from digest.errors import DigestError
 from digest.models import Article, Issue
 from digest.store import Store
 
@@ -97,7 +95,4 @@ def plural(count: int, noun: str) -> str:
 
 
 def address_argument(email: str) -> str:
-    try:
-        return normalise_address(email)
-    except InvalidAddress as exc:
-        raise DigestError(str(exc)) from exc
+    return normalise_address(email)

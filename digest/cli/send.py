@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from digest import eventloop, pipeline
+from digest import eventloop, pipeline, sending
 from digest.cli.output import address_argument, progress
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
 from digest.delivery.ledger import Ledger
-from digest.errors import DigestError
+from digest.errors import NotFound
 from digest.store import Store
 
 __all__ = ["RATE_WINDOW", "send", "status"]
@@ -66,10 +66,10 @@ def send(
             err=True,
         )
     if settings.smtp.relays:
-        pipeline.check_ready_for_relay(settings)
+        sending.check_ready_for_relay(settings)
     if dry_run:
         with Store.open(settings.database_url, create=False) as store:
-            plan = pipeline.plan_send(settings, store, day)
+            plan = sending.plan_send(settings, store, day)
         if plan.nothing_new:
             click.echo(f"Nothing new to send for {day.isoformat()}.")
         else:
@@ -79,14 +79,14 @@ def send(
             )
         return
     addresses = [address_argument(address) for address in test_addresses]
-    if pipeline.uses_preview_key(settings):
+    if sending.uses_preview_key(settings):
         click.echo(
             "note: DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links.",
             err=True,
         )
-    where = pipeline.destination(settings)
+    where = sending.destination(settings)
 
-    async def run() -> pipeline.SendReport:
+    async def run() -> sending.SendReport:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         # SIGINT and SIGTERM: start nothing new, let what is under way finish and be recorded.
@@ -94,15 +94,15 @@ def send(
             loop.add_signal_handler(signum, stop.set)
         try:
             if addresses:
-                transport, secret_key = pipeline.transport_for(settings)
+                transport, secret_key = sending.transport_for(settings)
                 try:
-                    return await pipeline.send_test_copies(
+                    return await sending.send_test_copies(
                         settings, store, day, transport, addresses, secret_key=secret_key, stop=stop
                     )
                 finally:
                     await transport.close()
             with progress(store, day) as advance:
-                return await pipeline.send_day(
+                return await sending.send_day(
                     settings, store, day, stop=stop, on_delivery=advance, worker=worker
                 )
         finally:
@@ -142,7 +142,7 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
     with Store.open(settings.database_url, create=False) as store:
         issue_id = store.issues.id_of(day)
         if issue_id is None:
-            raise DigestError(f"no issue for {day.isoformat()} yet")
+            raise NotFound(f"no issue for {day.isoformat()} yet")
         ledger = Ledger(store, issue_id)
         # Claims and sending times were written by the database's clock: read by it too.
         now = ledger.clock()

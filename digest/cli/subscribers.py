@@ -8,14 +8,13 @@ from pathlib import Path
 import click
 
 from digest.audience.subscribers import (
-    InvalidName,
     normalise_name,
     read_csv,
 )
 from digest.cli.output import address_argument, plural
 from digest.cli.root import App, cli
 from digest.clock import utc_now
-from digest.errors import DigestError
+from digest.errors import InputError, InvalidName, NotFound
 from digest.models import SubscriberStatus
 from digest.store import Store
 
@@ -44,7 +43,7 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
     try:
         checked_name = normalise_name(name)
     except InvalidName as exc:
-        raise DigestError(f"--name: {exc}") from exc
+        raise InvalidName(f"--name: {exc}") from exc
     with Store.open(app.settings().database_url) as store:
         subscriber, added = store.subscribers.add(address, checked_name, now=utc_now())
     if added:
@@ -67,7 +66,7 @@ def subscribers_import(app: App, csv_file: Path) -> None:
     try:
         text = csv_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DigestError(f"{csv_file}: cannot read it as UTF-8 text: {exc}") from exc
+        raise InputError(f"{csv_file}: cannot read it as UTF-8 text: {exc}") from exc
     rows = read_csv(text)
     errors = [row for row in rows if row.error is not None]
     valid = [(row.email, row.name) for row in rows if row.email is not None]
@@ -127,7 +126,7 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
             address, SubscriberStatus.UNSUBSCRIBED, now=utc_now()
         )
     if subscriber is None:
-        raise DigestError(f"{address} is not on the list")
+        raise NotFound(f"{address} is not on the list")
     click.echo(f"Unsubscribed {subscriber.email}.")
 
 
@@ -140,5 +139,5 @@ def subscribers_remove(app: App, email: str) -> None:
     with Store.open(app.settings().database_url) as store:
         removed = store.subscribers.remove(address)
     if not removed:
-        raise DigestError(f"{address} is not on the list")
+        raise NotFound(f"{address} is not on the list")
     click.echo(f"Removed {address}.")

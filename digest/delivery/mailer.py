@@ -1,6 +1,6 @@
 """Handing finished messages to something that delivers them.
 
-The sender (``digest.pipeline``) owns the small :class:`Transport` interface; the local
+The send loop (``digest.delivery.sender``) owns the small :class:`Transport` interface; the local
 outbox (a Maildir, the embedded default) and an SMTP relay (aiosmtplib, a pool of
 connections each reused for many messages) implement it here.
 """
@@ -17,16 +17,23 @@ from typing import Protocol
 
 import aiosmtplib
 
-from digest.errors import DigestError
+from digest.errors import (
+    ConfigError,
+    DeliveryFailed,
+    MailboxUnknown,
+    OutboxError,
+    PermanentFailure,
+    RelayRefused,
+    RelayUnavailable,
+    TransientFailure,
+)
 from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DeliveryFailed",
     "OutboxTransport",
     "RelayPool",
-    "RelayRefused",
     "SmtpTransport",
     "Transport",
     "classify",
@@ -39,39 +46,13 @@ _NO_SUCH_USER = re.compile(
 )
 
 
-class DeliveryFailed(DigestError):
-    """One recipient's message was not accepted.
-
-    ``permanent`` failures (5xx) are not retried; the others (4xx, timeouts, dropped
-    connections) are, later.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool,
-        code: int | None = None,
-        bounced: bool = False,
-        relay_failed: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.code = code
-        # The address itself does not exist ("550 5.1.1 no such user"): stop sending to it.
-        self.bounced = bounced
-        # The relay, not the recipient, failed (no connection, dropped, timed out, 421):
-        # with several relays, another should take the copy.
-        self.relay_failed = relay_failed
-
-
 class Transport(Protocol):
     """Where copies of an issue go."""
 
     name: str
 
     async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
-        """Deliver one message or raise :class:`DeliveryFailed`."""
+        """Deliver one message or raise :class:`~digest.errors.DeliveryFailed`."""
 
     async def close(self) -> None:
         """Release connections, files and the like."""
@@ -93,16 +74,14 @@ class OutboxTransport:
             folder.parent.mkdir(parents=True, exist_ok=True)
             self.maildir = mailbox.Maildir(folder, create=True)
         except OSError as exc:
-            raise DigestError(f"{folder}: cannot use it as the outbox: {exc.strerror}") from exc
+            raise OutboxError(f"{folder}: cannot use it as the outbox: {exc.strerror}") from exc
         self.folder = folder
 
     async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         try:
             self.maildir.add(data)
         except OSError as exc:
-            raise DeliveryFailed(
-                f"cannot write to {self.folder}: {exc.strerror}", permanent=False
-            ) from exc
+            raise TransientFailure(f"cannot write to {self.folder}: {exc.strerror}") from exc
 
     async def close(self) -> None:
         self.maildir.close()
@@ -111,21 +90,17 @@ class OutboxTransport:
 def classify(
     code: int, message: str, recipient: str, *, at_rcpt: bool = False, relay_failed: bool = False
 ) -> DeliveryFailed:
-    """A refusal of one recipient: 5xx permanent, and a bounce when, at RCPT, the mailbox
-    does not exist."""
-    permanent = 500 <= code < 600
-    bounced = at_rcpt and code in (550, 551, 553) and bool(_NO_SUCH_USER.search(message))
-    return DeliveryFailed(
-        f"{recipient}: {code} {message}".strip(),
-        permanent=permanent,
-        code=code,
-        bounced=bounced,
-        relay_failed=relay_failed,
-    )
-
-
-class RelayRefused(DigestError):
-    """The relay refuses the sender or the message itself: sending on would fail for all."""
+    """The failure a refusal of one recipient's copy is: 5xx permanent (the mailbox unknown
+    when, at RCPT, the reply says it does not exist), else transient (the relay's own
+    failure with ``relay_failed``)."""
+    text = f"{recipient}: {code} {message}".strip()
+    if 500 <= code < 600:
+        if at_rcpt and code in (550, 551, 553) and _NO_SUCH_USER.search(message):
+            return MailboxUnknown(text, code=code)
+        return PermanentFailure(text, code=code)
+    if relay_failed:
+        return RelayUnavailable(text, code=code)
+    return TransientFailure(text, code=code)
 
 
 class SmtpTransport:
@@ -135,7 +110,7 @@ class SmtpTransport:
 
     def __init__(self, settings: SmtpSettings) -> None:
         if not settings.host:
-            raise DigestError("smtp.host is not set: there is no relay to send through")
+            raise ConfigError("smtp.host is not set: there is no relay to send through")
         self.settings = settings
         self.host = settings.host
         self._idle: list[aiosmtplib.SMTP] = []
@@ -175,10 +150,8 @@ class SmtpTransport:
                     exc.code, exc.message, recipient, relay_failed=exc.code == 421
                 ) from exc
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                raise DeliveryFailed(
-                    f"{recipient}: {self.host}: {type(exc).__name__}: {exc}",
-                    permanent=False,
-                    relay_failed=True,
+                raise RelayUnavailable(
+                    f"{recipient}: {self.host}: {type(exc).__name__}: {exc}"
                 ) from exc
             finally:
                 # Cancelled half way (reusable still False): the connection is closed,
@@ -211,10 +184,8 @@ class SmtpTransport:
             if client.is_ehlo_or_helo_needed:
                 await client.ehlo()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryFailed(
-                f"cannot connect to {settings.host}:{settings.port}: {exc}",
-                permanent=False,
-                relay_failed=True,
+            raise RelayUnavailable(
+                f"cannot connect to {settings.host}:{settings.port}: {exc}"
             ) from exc
         return client
 
@@ -255,7 +226,7 @@ class RelayPool:
     def __init__(self, settings: SmtpSettings) -> None:
         relays = settings.relays
         if not relays:
-            raise DigestError("smtp.host is not set: there is no relay to send through")
+            raise ConfigError("smtp.host is not set: there is no relay to send through")
         self.relays = [
             SmtpTransport(settings.model_copy(update={"host": host, "port": port, "hosts": None}))
             for host, port in relays
@@ -266,7 +237,7 @@ class RelayPool:
 
     async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         tried: set[int] = set()
-        last: DigestError | None = None
+        last: RelayUnavailable | RelayRefused | None = None
         while True:
             index = self._pick(tried)
             if index is None:
@@ -277,11 +248,8 @@ class RelayPool:
             try:
                 await relay.send(data, sender=sender, recipient=recipient)
                 return
-            except DeliveryFailed as exc:
-                if not exc.relay_failed or len(self.relays) == 1:
-                    raise
-                last = exc
-            except RelayRefused as exc:
+            except (RelayUnavailable, RelayRefused) as exc:
+                # The relay's failure, not the recipient's: another relay may take it.
                 if len(self.relays) == 1:
                     raise
                 last = exc

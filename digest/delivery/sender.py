@@ -29,9 +29,17 @@ from functools import partial
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
-from digest.delivery.mailer import DeliveryFailed, Transport
+from digest.delivery.mailer import Transport
 from digest.email.message import MessageTemplate
-from digest.errors import DigestError, MessageError
+from digest.errors import (
+    DeliveryFailed,
+    MailboxUnknown,
+    MessageError,
+    PermanentFailure,
+    RelayRefused,
+    StoreError,
+    TransientFailure,
+)
 from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -117,7 +125,7 @@ class SendLoop:
         try:
             try:
                 await self._feed(queue)
-            except DigestError as exc:
+            except StoreError as exc:
                 # The ledger cannot be read: stop, but let the copies under way finish
                 # and be recorded.
                 self.totals.halted = str(exc)
@@ -146,7 +154,7 @@ class SendLoop:
         """
         try:
             await asyncio.to_thread(self.ledger.release, self._unsent)
-        except DigestError as exc:
+        except StoreError as exc:
             log.warning(
                 "could not release %d unsent copies (free again once their lease runs out): %s",
                 len(self._unsent),
@@ -199,7 +207,7 @@ class SendLoop:
             sent_at = time.monotonic()
             try:
                 renewed = await asyncio.to_thread(self.ledger.renew, lease=self.lease)
-            except DigestError as exc:
+            except StoreError as exc:
                 log.warning("could not renew this worker's claims: %s", exc)
                 continue
             live_until = sent_at + self.lease.total_seconds()
@@ -234,7 +242,7 @@ class SendLoop:
         email = delivery.subscriber.email
         try:
             live = await self._still_claimed(delivery.id)
-        except DigestError as exc:
+        except StoreError as exc:
             self._unsent.append(delivery.id)
             self.totals.halted = f"cannot check the claim on the copy for {email}: {exc}"
             return
@@ -254,7 +262,7 @@ class SendLoop:
         what = "sent" if result.message_id else "attempted"
         try:
             recorded = await recorder.record(result)
-        except DigestError as exc:
+        except StoreError as exc:
             self.totals.halted = f"{email} was {what} but not recorded: {exc}"
             return
         if not recorded:
@@ -296,9 +304,7 @@ class SendLoop:
         try:
             try:
                 await send()
-            except DeliveryFailed as exc:
-                if exc.permanent:
-                    raise
+            except TransientFailure as exc:
                 # Only a copy that failed once pays for setting up the retries.
                 await with_retries(self.smtp, send, first_failure=exc)
         except DeliveryFailed as exc:
@@ -307,10 +313,10 @@ class SendLoop:
             return DeliveryResult(
                 delivery_id=delivery.id,
                 error=str(exc),
-                permanent=exc.permanent,
-                bounced_subscriber_id=subscriber.id if exc.bounced else None,
+                permanent=isinstance(exc, PermanentFailure),
+                bounced_subscriber_id=subscriber.id if isinstance(exc, MailboxUnknown) else None,
             )
-        except DigestError as exc:
+        except RelayRefused as exc:
             # The relay refuses the sender or the message: sending on would fail for all.
             self.totals.halted = str(exc)
             return None
@@ -370,11 +376,11 @@ class _Recorder:
                 recorded = await asyncio.to_thread(
                     self._ledger.record, [result for result, _ in group]
                 )
-            except DigestError as exc:
+            except StoreError as exc:
                 error = exc
             except Exception as exc:
                 log.exception("recording deliveries failed unexpectedly")
-                error = DigestError(f"recording deliveries failed: {type(exc).__name__}: {exc}")
+                error = StoreError(f"recording deliveries failed: {type(exc).__name__}: {exc}")
             for result, future in group:
                 # A waiting worker may have been cancelled; its result is written anyway.
                 if future.done():
@@ -389,7 +395,7 @@ async def with_retries(
     smtp: SmtpSettings,
     attempt: Callable[[], Awaitable[None]],
     *,
-    first_failure: DeliveryFailed | None = None,
+    first_failure: TransientFailure | None = None,
 ) -> None:
     """Run ``attempt``, again after a growing, jittered wait while it fails transiently.
 
@@ -404,7 +410,7 @@ async def with_retries(
         await attempt()
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, DeliveryFailed) and not exc.permanent),
+        retry=retry_if_exception(lambda exc: isinstance(exc, TransientFailure)),
         stop=stop_after_attempt(smtp.retry_attempts),
         wait=wait_exponential_jitter(
             multiplier=smtp.retry_delay, max=smtp.retry_max_delay, jitter=smtp.retry_delay

@@ -26,7 +26,7 @@ from digest.audience.listid import accepted_list_ids
 from digest.audience.tokens import UnsubscribeToken, read_unsubscribe_token, required_key
 from digest.clock import utc_now
 from digest.email.render import Personal, personalise_html, template_loader
-from digest.errors import DigestError
+from digest.errors import StoreError
 from digest.options import list_naming
 from digest.settings import Settings
 from digest.store import Store
@@ -75,7 +75,7 @@ class _Pages:
     async def healthz(self, request: Request) -> Response:
         try:
             await run_in_threadpool(self._ping)
-        except DigestError as exc:
+        except StoreError as exc:
             log.error("health check: %s", exc)
             return PlainTextResponse("database unavailable\n", status_code=503)
         return PlainTextResponse("ok\n")

@@ -134,6 +134,8 @@ class PreviewServer:
         try:
             settings, html, text, eml = self._build()
         except DigestError as exc:
+            # Whatever an edit broke (a setting, a seed, a template) is shown on the page,
+            # and the server goes on: the next edit may fix it.
             log.warning("preview failed: %s", exc)
             version = (
                 _fingerprint(watched_files(self._settings, self._config_file))
