@@ -2,18 +2,20 @@
 
 The renderer, the message builder and the list id rules never see :class:`Settings`,
 and so never import pydantic-settings: each declares the small frozen value it needs
-(:class:`RenderOptions`, :class:`MessageOptions`, :class:`ListNaming`), and the edges
+(:class:`RenderOptions`, :class:`MessageOptions`, :class:`ListNaming`, the
+:class:`DkimKey`), and the edges
 (pipeline, web, CLI) build it here from the settings.
 """
 
 from __future__ import annotations
 
 from digest.audience.listid import ListNaming, derive_list_id, effective_list_id
+from digest.email.dkim import DkimKey, load_dkim_key
 from digest.email.message import MessageOptions
 from digest.email.render import RenderOptions
 from digest.settings import Settings
 
-__all__ = ["list_naming", "message_options", "render_options"]
+__all__ = ["dkim_key", "list_naming", "message_options", "render_options"]
 
 
 def render_options(settings: Settings) -> RenderOptions:
@@ -48,4 +50,14 @@ def message_options(settings: Settings, *, list_id: str | None = None) -> Messag
         sending_domain=settings.sending_domain,
         public_url=settings.public_url,
         list_id=list_id or effective_list_id(list_naming(settings), ()),
+    )
+
+
+def dkim_key(settings: Settings) -> DkimKey | None:
+    """The configured DKIM key, checked by signing, or None when signing is not set up."""
+    configured = settings.dkim
+    return load_dkim_key(
+        private_key_file=configured.private_key_file,
+        selector=configured.selector,
+        domain=configured.domain or settings.sending_domain,
     )

@@ -18,7 +18,6 @@ from digest.clock import utc_now
 from digest.content.boilerplate import load_boilerplate
 from digest.content.loader import SeedFormat, load_paths
 from digest.content.picker import pick
-from digest.email.dkim import DkimKey, load_dkim_key
 from digest.email.message import MessageTemplate
 from digest.email.render import Renderer, personalise
 from digest.errors import ConfigError, NotFound
@@ -33,7 +32,6 @@ __all__ = [
     "IssueBuild",
     "Preview",
     "build_issue",
-    "dkim_key",
     "frozen_rendering",
     "load_seeds",
     "preview",
@@ -195,16 +193,6 @@ def _as_rendered(issue: Issue, frozen: tuple[str, str, str] | None) -> RenderedI
         text=text,
         article_count=len(issue.articles),
         related_count=issue.related_count,
-    )
-
-
-def dkim_key(settings: Settings) -> DkimKey | None:
-    """The configured DKIM key, checked by signing, or None when signing is not set up."""
-    configured = settings.dkim
-    return load_dkim_key(
-        private_key_file=configured.private_key_file,
-        selector=configured.selector,
-        domain=configured.domain or settings.sending_domain,
     )
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digest import pipeline, sending
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
+from digest.delivery import transport as transports
 from digest.errors import DigestError, StoreError
 from digest.settings import ScheduleSettings, Settings
 from digest.store import Store
@@ -215,7 +216,7 @@ async def _send_logged(
 ) -> sending.SendReport | DigestError:
     settings = running.settings
     try:
-        if sending.uses_preview_key(settings):
+        if transports.uses_preview_key(settings):
             log.warning("DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links")
         report = await sending.send_day(
             settings, running.store, day, stop=running.stop, worker=running.worker, resume=resume
@@ -235,7 +236,7 @@ async def _send_logged(
         log.info(
             "scheduled send for %s to %s: %d sent, %d failed, %d to retry, %d sent before",
             day.isoformat(),
-            sending.destination(settings),
+            transports.destination(settings),
             report.sent,
             report.failed,
             report.still_pending,

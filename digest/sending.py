@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from functools import partial
 
 from digest.audience.listid import current_list_id, list_id_for_send
-from digest.audience.tokens import PREVIEW_KEY, required_key
+from digest.audience.tokens import PREVIEW_KEY
 from digest.clock import utc_now
 from digest.delivery.ledger import Ledger
-from digest.delivery.mailer import OutboxTransport, RelayPool, Transport
+from digest.delivery.mailer import Transport
 from digest.delivery.sender import SendLoop, SendTotals, with_retries
+from digest.delivery.transport import transport_for
 from digest.email.message import MessageTemplate
-from digest.errors import ConfigError, DeliveryFailed, DigestError, StoreError
+from digest.errors import DeliveryFailed, DigestError, StoreError
 from digest.models import Issue, LoadFailure, Subscriber, SubscriberStatus
-from digest.options import list_naming, message_options
-from digest.pipeline import IssueBuild, build_issue, dkim_key, frozen_rendering, rendering
+from digest.options import dkim_key, list_naming, message_options
+from digest.pipeline import IssueBuild, build_issue, frozen_rendering, rendering
 from digest.settings import Settings
 from digest.store import Store
 from digest.store.deliveries import DeliveryCounts
@@ -39,14 +40,10 @@ __all__ = [
     "SendInterrupted",
     "SendReport",
     "SendStopped",
-    "check_ready_for_relay",
-    "destination",
     "plan_send",
     "send_day",
     "send_issue",
     "send_test_copies",
-    "transport_for",
-    "uses_preview_key",
 ]
 
 
@@ -343,45 +340,6 @@ async def send_test_copies(
         else:
             sent += 1
     return SendReport(date=date, sent=sent, failed=failed, failures=built.failures)
-
-
-def check_ready_for_relay(settings: Settings) -> None:
-    """Refuse a send through a real relay without what its links need."""
-    required_key(settings.secret_key, needed_by="a real send")
-    if settings.public_url is None:
-        raise ConfigError(
-            "DIGEST_PUBLIC_URL is not set: a real send needs it for one-click "
-            "unsubscribe links (RFC 8058; Gmail and Yahoo require them)"
-        )
-    # A DKIM key that cannot sign is refused before the issue is frozen, not by every copy.
-    dkim_key(settings)
-
-
-def transport_for(settings: Settings) -> tuple[Transport, str]:
-    """The transport a send uses and the key that signs its links.
-
-    The SMTP relays when ``smtp.host`` or ``smtp.hosts`` is set, else the local outbox.
-    Nothing leaves the machine through the outbox, so the preview key signs its links
-    when no secret key is set (see :func:`uses_preview_key`).
-    """
-    if settings.smtp.relays:
-        check_ready_for_relay(settings)
-        assert settings.secret_key is not None
-        return RelayPool(settings.smtp), settings.secret_key.get_secret_value()
-    key = settings.secret_key.get_secret_value() if settings.secret_key else PREVIEW_KEY
-    return OutboxTransport(settings.outbox_dir), key
-
-
-def uses_preview_key(settings: Settings) -> bool:
-    """True when copies go to the outbox signed with the preview key."""
-    return not settings.smtp.relays and settings.secret_key is None
-
-
-def destination(settings: Settings) -> str:
-    """Where a send goes, for messages: "smtp (host:port)" or "outbox (folder)"."""
-    if settings.smtp.relays:
-        return "smtp (" + ", ".join(f"{host}:{port}" for host, port in settings.smtp.relays) + ")"
-    return f"outbox ({settings.outbox_dir})"
 
 
 async def send_day(

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.errors import ConfigError
-from digest.pipeline import dkim_key
+from digest.options import dkim_key
 from digest.settings import load_settings
 from digest.store import Store
 

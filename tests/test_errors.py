@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import builtins
 import mailbox
 from pathlib import Path
 
 import pytest
 
-from digest import errors
+from digest import errors, sending
 from digest.delivery.mailer import OutboxTransport, classify
 from digest.errors import (
     ConfigError,
@@ -32,6 +34,61 @@ from digest.errors import (
 def test_every_error_is_a_digest_error() -> None:
     classes = [getattr(errors, name) for name in errors.__all__]
     assert all(issubclass(cls, DigestError) for cls in classes)
+
+
+def test_the_tree_lists_each_of_its_classes_once_in_order() -> None:
+    defined = sorted(
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+    )
+    assert errors.__all__ == defined
+
+
+# The send's outcomes carry the send's report, so they live with the send (for now).
+_OUTSIDE_THE_TREE = {
+    ("sending.py", "SendHalted"),
+    ("sending.py", "SendInterrupted"),
+    ("sending.py", "SendStopped"),
+}
+
+
+def _exception_bases() -> set[str]:
+    stdlib = {
+        name
+        for name, value in vars(builtins).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    return stdlib | set(errors.__all__)
+
+
+def test_no_module_but_errors_defines_an_error_class() -> None:
+    package = Path(errors.__file__).parent
+    bases = _exception_bases()
+    elsewhere: set[tuple[str, str]] = set()
+    for path in package.rglob("*.py"):
+        if path.name == "errors.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            names = {
+                base.id if isinstance(base, ast.Name) else base.attr
+                for base in node.bases
+                if isinstance(base, ast.Name | ast.Attribute)
+            }
+            if names & bases:
+                elsewhere.add((path.relative_to(package).as_posix(), node.name))
+    assert elsewhere == _OUTSIDE_THE_TREE
+
+
+@pytest.mark.parametrize(
+    "outcome", [sending.SendHalted, sending.SendInterrupted, sending.SendStopped]
+)
+def test_the_sends_outcomes_are_digest_errors(outcome: type[Exception]) -> None:
+    assert issubclass(outcome, DigestError)
 
 
 @pytest.mark.parametrize(

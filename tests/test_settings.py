@@ -365,7 +365,7 @@ def test_a_templates_dir_that_does_not_exist_is_a_setting_error(
 def test_a_relay_send_refuses_a_short_key_however_the_settings_were_made(workdir: Path) -> None:
     from pydantic import SecretStr
 
-    from digest.sending import check_ready_for_relay
+    from digest.delivery.transport import check_ready_for_relay
 
     # model_copy does not validate: the pipeline must not trust that a key was checked.
     settings = load_settings(public_url="https://news.example.org").model_copy(

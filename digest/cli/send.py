@@ -13,6 +13,7 @@ import click
 from digest import eventloop, pipeline, sending
 from digest.cli.output import address_argument, progress
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
+from digest.delivery import transport as transports
 from digest.delivery.ledger import Ledger
 from digest.errors import NotFound
 from digest.store import Store
@@ -66,7 +67,7 @@ def send(
             err=True,
         )
     if settings.smtp.relays:
-        sending.check_ready_for_relay(settings)
+        transports.check_ready_for_relay(settings)
     if dry_run:
         with Store.open(settings.database_url, create=False) as store:
             plan = sending.plan_send(settings, store, day)
@@ -79,12 +80,12 @@ def send(
             )
         return
     addresses = [address_argument(address) for address in test_addresses]
-    if sending.uses_preview_key(settings):
+    if transports.uses_preview_key(settings):
         click.echo(
             "note: DIGEST_SECRET_KEY is not set; the outbox copies carry preview-key links.",
             err=True,
         )
-    where = sending.destination(settings)
+    where = transports.destination(settings)
 
     async def run() -> sending.SendReport:
         stop = asyncio.Event()
@@ -94,7 +95,7 @@ def send(
             loop.add_signal_handler(signum, stop.set)
         try:
             if addresses:
-                transport, secret_key = sending.transport_for(settings)
+                transport, secret_key = transports.transport_for(settings)
                 try:
                     return await sending.send_test_copies(
                         settings, store, day, transport, addresses, secret_key=secret_key, stop=stop

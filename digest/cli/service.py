@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from digest import eventloop, sending
+from digest import eventloop
 from digest.cli.root import App, cli
+from digest.delivery import transport as transports
 from digest.settings import Settings
 from digest.store import Store
 
@@ -67,7 +68,7 @@ def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) ->
     """
     settings = app.settings()
     if settings.smtp.relays:
-        sending.check_ready_for_relay(settings)
+        transports.check_ready_for_relay(settings)
     _log_for_service(app)
     # Imported here: the other commands need no scheduler.
     from digest.schedule import Scheduler

@@ -1,0 +1,149 @@
+"""The settings' sections: the SMTP relay, DKIM signing and the schedule (``[smtp]``, …)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
+
+from digest.crontab import cron_trigger
+
+__all__ = ["DkimSettings", "ScheduleSettings", "SmtpSettings"]
+
+
+class SmtpSettings(BaseModel):
+    """Where and how to hand messages to an SMTP relay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    validate_certs: bool = True
+    concurrency: int = Field(default=8, ge=1, le=100)
+    max_rate: float | None = Field(default=None, gt=0)
+    timeout: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=4, ge=1)
+    retry_delay: float = Field(default=2.0, ge=0)
+    retry_max_delay: float = Field(default=60.0, ge=0)
+    failure_threshold: int = Field(default=50, ge=1)
+    # Several relays, "host[:port]" separated by commas; instead of `host`. Each gets its
+    # own `concurrency` connections and `max_rate`; copies are spread across them.
+    hosts: str | None = None
+    # A relay that fails is left out of the rotation this long; its copies go elsewhere.
+    relay_cooldown_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_host(value)
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _valid_hosts(cls, value: str | None) -> str | None:
+        if value is not None:
+            _relay_list(value, 587)
+        return value
+
+    @property
+    def relays(self) -> tuple[tuple[str, int], ...]:
+        """Every relay to send through, (host, port): `hosts`, else `host`, else none."""
+        if self.hosts:
+            return _relay_list(self.hosts, self.port)
+        return ((self.host, self.port),) if self.host else ()
+
+
+def _check_host(host: str) -> None:
+    # A URL or "user:password@host" here would be printed wherever the relay is named:
+    # credentials go in smtp.username and smtp.password, which are never shown.
+    if not host or any(char in host for char in "@/ ") or not host.isascii():
+        raise ValueError(
+            "expected a host name or IP address only, such as 'relay.example.org' "
+            "(no scheme, no user or password: use smtp.username and smtp.password)"
+        )
+
+
+def _relay_list(value: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    relays = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        host, colon, port = item.rpartition(":") if ":" in item else (item, "", "")
+        if (colon and not (port.isdigit() and 1 <= int(port) <= 65535)) or "@" in item:
+            raise ValueError(
+                "expected host or host:port, with a port from 1 to 65535 "
+                "(no user or password: use smtp.username and smtp.password)"
+            )
+        _check_host(host)
+        relays.append((host, int(port) if colon else default_port))
+    if not relays:
+        raise ValueError("expected relays as host[:port], separated by commas")
+    return tuple(relays)
+
+
+class DkimSettings(BaseModel):
+    """Signing every message with DKIM, when a key is configured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    private_key_file: Path | None = None
+    selector: str | None = None
+    domain: str | None = None
+
+
+class ScheduleSettings(BaseModel):
+    """When the daily digest goes out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+    # Five-field crontab, read in `timezone`: minute hour day-of-month month day-of-week.
+    cron: str = "0 7 * * *"
+    # A send missed (digest was down) is still made if digest is back within this long;
+    # later than that the day is skipped.
+    misfire_grace_seconds: PositiveInt = 3600
+    # On SIGINT or SIGTERM, how long a send under way may take to finish and be recorded.
+    stop_timeout_seconds: PositiveInt = 60
+    # At start and before each run, issues of this many recent days that still have
+    # pending deliveries (a send killed or halted) are finished first.
+    catch_up_days: int = Field(default=2, ge=0, le=30)
+    # A send that halted (relay down) is tried again after this many minutes, the same day.
+    retry_minutes: float = Field(default=15, gt=0)
+    # At most this many such retries of one day's send.
+    retry_limit: int = Field(default=8, ge=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            cron_trigger(value, ZoneInfo("UTC"))
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression such as '0 7 * * *': {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name such as 'Europe/London'") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The configured time zone."""
+        return ZoneInfo(self.timezone)
