@@ -21,6 +21,7 @@ The tree (the send's outcomes, which carry the send's report, are in
     ├── ServiceError (OSError)          a server that cannot start (a port in use)
     ├── OutboxError (OSError)           the local outbox folder cannot be used
     ├── RelayRefused                    the relay refuses the sender or the message
+    │   └── RelayUnusable (ConnectionError)   it cannot be used with these settings
     └── DeliveryFailed                  one copy not accepted
         ├── PermanentFailure            5xx: not retried
         │   └── MailboxUnknown          the address does not exist: stop mailing it
@@ -44,6 +45,7 @@ __all__ = [
     "PermanentFailure",
     "RelayRefused",
     "RelayUnavailable",
+    "RelayUnusable",
     "SeedError",
     "ServiceError",
     "StoreError",
@@ -109,12 +111,36 @@ class RelayRefused(DigestError):
     """The relay refuses the sender or the message itself: sending on would fail for all."""
 
 
-class DeliveryFailed(DigestError):
-    """One recipient's copy was not accepted; ``code`` is the SMTP reply's, when there was one."""
+class RelayUnusable(RelayRefused, ConnectionError):
+    """The relay cannot be used with these settings: the connection refused, no STARTTLS,
+    a TLS handshake or certificate failure, a refused login. The message names the
+    setting to change; ``reason`` is the failure alone."""
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
+    def __init__(self, message: str, *, reason: str, relay: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.relay = relay
+
+
+class DeliveryFailed(DigestError):
+    """One recipient's copy was not accepted; ``code`` is the SMTP reply's, when there was one.
+
+    ``reason`` says why without naming the recipient (what the ledger keeps, so copies
+    that failed alike are counted together); ``relay`` is "host:port", for the SMTP relays.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        reason: str | None = None,
+        relay: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason or message
+        self.relay = relay
 
 
 class PermanentFailure(DeliveryFailed):

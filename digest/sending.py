@@ -31,7 +31,7 @@ from digest.options import dkim_key, list_naming, message_options
 from digest.pipeline import IssueBuild, build_issue, frozen_rendering, rendering
 from digest.settings import Settings
 from digest.store import Store
-from digest.store.deliveries import DeliveryCounts
+from digest.store.deliveries import DeliveryCounts, ErrorCount
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class SendReport:
     would_send: int = 0
     nothing_new: bool = False
     failures: tuple[LoadFailure, ...] = ()
+    # Why the copies left failed or wait, most first: the reasons the ledger kept.
+    errors: tuple[ErrorCount, ...] = ()
 
 
 async def send_issue(
@@ -201,6 +203,7 @@ async def _send_frozen(
         still_pending=await asyncio.to_thread(_still_pending, ledger, before, totals),
         already_sent=before.sent,
         failures=built.failures,
+        errors=await asyncio.to_thread(_errors_left, ledger, totals),
     )
     if totals.halted is not None:
         raise SendHalted(report, totals.halted)
@@ -240,6 +243,17 @@ def _prepare_send(
         dkim=dkim_key(settings),
     )
     return template, before
+
+
+def _errors_left(ledger: Ledger, totals: SendTotals) -> tuple[ErrorCount, ...]:
+    """Why the issue's copies left failed or wait; nothing when the database cannot say."""
+    try:
+        return tuple(ledger.errors())
+    except StoreError as exc:
+        if totals.halted is None:
+            raise
+        log.warning("could not read why copies failed: %s", exc)
+        return ()
 
 
 def _still_pending(ledger: Ledger, before: DeliveryCounts, totals: SendTotals) -> int:
@@ -285,8 +299,10 @@ class SendStopped(DigestError):
     """Too many transient failures in a row: the relay looks down, so the send stopped."""
 
     def __init__(self, report: SendReport, threshold: int) -> None:
+        # The commonest reason, so the one line says why as well as what.
+        why = f" ({report.errors[0].error})" if report.errors else " (is the relay down?)"
         super().__init__(
-            f"stopped after {threshold} failures in a row (is the relay down?): "
+            f"stopped after {threshold} failures in a row{why}: "
             f"{report.sent} sent, {report.failed} failed, "
             f"{report.still_pending} left for the next run"
         )

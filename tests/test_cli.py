@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from email import policy
@@ -176,14 +178,46 @@ def test_a_bad_setting_is_one_error_line_and_exit_1(
     )
 
 
-def test_a_bad_date_is_refused(project: Path) -> None:
-    result = run("pick", "--date", "2026-13-01")
+@pytest.mark.parametrize("value", ["2026-13-45", "2026-02-30", "tomorrow", "26-11-23"])
+def test_a_bad_date_is_refused(project: Path, value: str) -> None:
+    result = run("pick", "--date", value)
 
     assert result.exit_code == 2
-    assert (
-        "Invalid value for '--date': '2026-13-01' does not match the format '%Y-%m-%d'"
-        in result.stderr
+    assert f"Invalid value for '--date': '{value}' is not a date (YYYY-MM-DD)" in result.stderr
+
+
+def test_a_good_date_is_taken(project: Path) -> None:
+    result = run("pick", "--date", "2026-11-23", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [["serve"], ["schedule", "--serve"]])
+def test_a_port_in_use_is_one_line_and_exit_1(project: Path, command: list[str]) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    with taken:
+        result = subprocess.run(
+            [sys.executable, "-m", "digest", *command, "--port", str(port)],
+            cwd=project,
+            env=clean_environment()
+            | {"DIGEST_SECRET_KEY": "port-test-key-of-at-least-32-characters"},
+            capture_output=True,
+            text=True,
+            timeout=50,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: cannot serve on 127.0.0.1:{port} (--host, --port): Address already in use"
     )
+    assert "Traceback" not in result.stderr
+    assert "Uvicorn" not in result.stderr
+
+
+def clean_environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("DIGEST_")}
 
 
 def test_a_missing_config_file_is_an_error(project: Path) -> None:

@@ -787,8 +787,8 @@ def wait_for_log(process: subprocess.Popen[str], text: str, timeout: float = 60)
 
 
 def served_url(log: str) -> str:
-    """The address uvicorn says, in ``log``, it is serving on."""
-    running = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log)
+    """The address digest says, in ``log``, it serves on."""
+    running = re.search(r"serving on (http://127\.0\.0\.1:\d+)", log)
     assert running, log
     return running[1]
 
@@ -942,7 +942,7 @@ def test_schedule_with_serve_runs_both_and_stops_on_sigterm(
         text=True,
     )
     try:
-        url = served_url(wait_for_log(process, "Uvicorn running"))
+        url = served_url(wait_for_log(process, "serving on"))
         with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
             assert (response.status, response.read()) == (200, b"ok\n")
     finally:

@@ -146,7 +146,7 @@ def test_secrets_are_never_shown(workdir: Path, monkeypatch: pytest.MonkeyPatch)
         (
             "DIGEST_KICKERS",
             '["Briefing", " "]',
-            "invalid setting kickers (DIGEST_KICKERS) = ['Briefing', ' ']: "
+            'invalid setting kickers (DIGEST_KICKERS) = \'["Briefing", " "]\': '
             "Value error, expected a list of non-empty names",
         ),
     ],
@@ -182,8 +182,9 @@ def test_an_invalid_secret_is_named_but_not_shown(workdir: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings()
 
+    # The value came from the file: the file and the key are named, not the variable.
     assert str(caught.value).startswith(
-        "invalid setting smtp.password (DIGEST_SMTP__PASSWORD) = '**********'"
+        "config/digest.toml: invalid setting smtp.password = '**********'"
     )
     assert "12345678" not in str(caught.value)
 
@@ -193,14 +194,15 @@ def test_unknown_and_misspelt_settings_are_refused(workdir: Path) -> None:
 
     with pytest.raises(
         ConfigError,
-        match=r"^unknown setting 'seed_dir' in config[/\\]digest\.toml \(misspelt\?\)$",
+        match=r"^unknown setting 'seed_dir' in config[/\\]digest\.toml \(did you mean seeds_dir\?\)$",
     ):
         load_settings()
 
     (workdir / "config" / "digest.toml").unlink()
     write(workdir / ".env", "DIGEST_SEED_DIR=seeds\n")
     with pytest.raises(
-        ConfigError, match=r"^unknown setting DIGEST_SEED_DIR in \.env \(misspelt\?\)$"
+        ConfigError,
+        match=r"^unknown setting DIGEST_SEED_DIR in \.env \(did you mean DIGEST_SEEDS_DIR\?\)$",
     ):
         load_settings()
 
@@ -252,16 +254,56 @@ def test_the_shipped_config_loads_as_it_is(workdir: Path) -> None:
     assert load_settings() == Settings(_env_file=None)
 
 
-def test_a_list_that_is_not_json_is_one_line(
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Briefing, Opinion", ("Briefing", "Opinion")),
+        ("Briefing", ("Briefing",)),
+        ('["Briefing", "Talking Point"]', ("Briefing", "Talking Point")),
+    ],
+)
+def test_a_list_in_a_variable_is_json_or_comma_separated(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("DIGEST_KICKERS", value)
+
+    assert load_settings().kickers == expected
+
+
+def test_a_list_that_is_broken_json_is_one_line(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DIGEST_KICKERS", "Briefing")
+    monkeypatch.setenv("DIGEST_KICKERS", '["Briefing", ')
 
     with pytest.raises(ConfigError) as caught:
         load_settings()
 
-    assert "kickers" in str(caught.value)
+    assert str(caught.value).startswith(
+        """invalid setting kickers (DIGEST_KICKERS) = '["Briefing", ': Value error, not a JSON list"""
+    )
     assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_bad_value_in_a_config_file_names_the_file_and_key(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(workdir / "other.toml", 'max_articles = "many"\n[smtp]\nport = "smtp"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(workdir / "other.toml")
+
+    assert str(caught.value).splitlines() == [
+        f"{workdir / 'other.toml'}: invalid setting max_articles = 'many': "
+        "Input should be a valid integer, unable to parse string as an integer",
+        f"{workdir / 'other.toml'}: invalid setting smtp.port = 'smtp': "
+        "Input should be a valid integer, unable to parse string as an integer",
+    ]
+    # A variable that overrides the file is what is named when it is the bad one.
+    monkeypatch.setenv("DIGEST_MAX_ARTICLES", "lots")
+    with pytest.raises(
+        ConfigError, match=r"invalid setting max_articles \(DIGEST_MAX_ARTICLES\) = 'lots'"
+    ):
+        load_settings(workdir / "other.toml")
 
 
 def test_a_config_file_that_is_not_utf8(workdir: Path) -> None:
@@ -299,7 +341,8 @@ def test_a_misspelt_nested_variable_is_named_as_a_variable(
     monkeypatch.setenv("DIGEST_SMTP__HOTS", "relay.example.org")
 
     with pytest.raises(
-        ConfigError, match=r"^unknown setting DIGEST_SMTP__HOTS in the environment \(misspelt\?\)$"
+        ConfigError,
+        match=r"^unknown setting DIGEST_SMTP__HOTS in the environment \(did you mean DIGEST_SMTP__HOSTS\?\)$",
     ):
         load_settings()
 

@@ -24,7 +24,7 @@ import pytest
 
 from digest import sending
 from digest.delivery.mailer import RelayPool, SmtpTransport
-from digest.errors import RelayUnavailable, TransientFailure
+from digest.errors import RelayUnusable, TransientFailure
 from digest.models import SubscriberStatus
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
@@ -273,16 +273,20 @@ def test_a_copy_over_the_relays_size_limit_is_refused_before_it_is_sent(
     assert handler.messages == []
 
 
-def test_nobody_listening_is_transient(project: Path) -> None:
+def test_nobody_listening_makes_the_relay_unusable(project: Path) -> None:
     with closed_port() as port:
         settings = settings_for(project, port, retry_attempts=1)
         transport = SmtpTransport(settings.smtp)
 
-        with pytest.raises(RelayUnavailable, match="cannot connect") as caught:
+        with pytest.raises(
+            RelayUnusable, match=rf"^127.0.0.1:{port}: connection refused \("
+        ) as caught:
             asyncio.run(transport.send(b"x", sender="a@example.org", recipient="b@example.org"))
 
-    assert isinstance(caught.value, TransientFailure)
+    # Not a copy's failure to retry: the send stops (see tests/test_relay_failures.py).
+    assert not isinstance(caught.value, TransientFailure)
     assert isinstance(caught.value, ConnectionError)
+    assert caught.value.reason == "connection refused"
 
 
 def sending_process(project: Path, port: int) -> subprocess.Popen[str]:

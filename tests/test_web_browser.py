@@ -76,7 +76,7 @@ def server(settings: Settings, project: Path) -> Iterator[str]:
         text=True,
     )
     try:
-        url = served_url(wait_for_log(process, "Uvicorn running", timeout=30))
+        url = served_url(wait_for_log(process, "serving on", timeout=30))
     except AssertionError:
         process.kill()
         process.communicate()

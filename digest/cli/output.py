@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -26,10 +26,13 @@ from digest.audience.subscribers import (
 )
 from digest.models import Article, Issue
 from digest.store import Store
+from digest.store.deliveries import ErrorCount
+from digest.store.tables import FAILED, PENDING
 
 __all__ = [
     "address_argument",
     "article_summary",
+    "error_lines",
     "issue_counts",
     "plural",
     "progress",
@@ -96,3 +99,12 @@ def plural(count: int, noun: str) -> str:
 
 def address_argument(email: str) -> str:
     return normalise_address(email)
+
+
+def error_lines(errors: Sequence[ErrorCount]) -> list[str]:
+    """Why copies failed or wait, a line per reason: "  6 to retry: 451 4.7.1 try later"."""
+    label = {FAILED: "failed", PENDING: "to retry"}
+    return [
+        f"  {error.count:,} {label.get(error.status, error.status)}: {error.error}"
+        for error in errors
+    ]

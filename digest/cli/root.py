@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import traceback
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from digest import __version__
 from digest.errors import DigestError
 from digest.settings import Settings, load_settings
 
-__all__ = ["DATE_OPTION", "SEEDS_OPTION", "App", "DigestGroup", "cli", "main"]
+__all__ = ["DATE_OPTION", "SEEDS_OPTION", "App", "DigestGroup", "cli", "issue_date", "main"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,21 @@ class DigestGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
+def issue_date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
+    """``--date`` as YYYY-MM-DD; anything else is "not a date", whatever is wrong with it."""
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
 DATE_OPTION = click.option(
     "--date",
     "date_",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    callback=issue_date,
     help="Issue date (default: today in the configured time zone).",
 )
 SEEDS_OPTION = click.option(

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from digest import eventloop, pipeline, sending
-from digest.cli.output import address_argument, progress
+from digest.cli.output import address_argument, error_lines, progress
 from digest.cli.root import DATE_OPTION, SEEDS_OPTION, App, cli
 from digest.delivery import transport as transports
 from digest.delivery.ledger import Ledger
@@ -128,6 +128,8 @@ def send(
         f"{report.sent} sent, {report.failed} failed, {report.still_pending} to retry, "
         f"{report.already_sent} sent before."
     )
+    for line in error_lines(report.errors):
+        click.echo(line)
     if report.failed or report.still_pending:
         raise SystemExit(2)
 
@@ -149,6 +151,7 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
         now = ledger.clock()
         counts = ledger.counts(now=now)
         workers = ledger.by_worker(now=now)
+        errors = ledger.errors()
         rate = ledger.sent_since(now - RATE_WINDOW) / RATE_WINDOW.total_seconds()
     if as_json:
         document = {
@@ -158,6 +161,10 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
             "sent": counts.sent,
             "failed": counts.failed,
             "msgs_per_s": round(rate, 1),
+            "errors": [
+                {"status": error.status, "error": error.error, "count": error.count}
+                for error in errors
+            ],
             "workers": [
                 {
                     "worker": worker.worker,
@@ -182,6 +189,8 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
         ("pending", counts.pending, ""),
     ):
         click.echo(f"  {label:<8} {value:>10,}{note}")
+    for line in error_lines(errors):
+        click.echo(line)
     window = int(RATE_WINDOW.total_seconds())
     click.echo(f"rate: {rate:,.0f} msg/s over the last {window} s")
     if workers:

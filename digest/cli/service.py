@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from typing import Any
 
 import click
@@ -12,10 +14,11 @@ import click
 from digest import eventloop
 from digest.cli.root import App, cli
 from digest.delivery import transport as transports
+from digest.errors import ServiceError
 from digest.settings import Settings
 from digest.store import Store
 
-__all__ = ["HOST_OPTION", "PORT_OPTION", "schedule", "serve", "web_server"]
+__all__ = ["HOST_OPTION", "PORT_OPTION", "listening_socket", "schedule", "serve", "web_server"]
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,10 @@ def serve(app: App, host: str, port: int) -> None:
     """
     settings = app.settings()
     _log_for_service(app)
-    with Store.open(settings.database_url) as store:
+    listening = listening_socket(host, port)
+    with listening, Store.open(settings.database_url) as store:
         server = web_server(settings, store, host, port)
-        eventloop.run(server.serve())
+        eventloop.run(server.serve(sockets=[listening]))
 
 
 @cli.command()
@@ -79,20 +83,42 @@ def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) ->
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            server = web_server(settings, store, host, port) if with_server else None
+            server = web_server(settings, store, host, port) if listening else None
             scheduler = Scheduler(settings, store, worker=worker)
             await scheduler.run(
                 stop,
-                also=server.serve() if server else None,
+                also=server.serve(sockets=[listening]) if server and listening else None,
                 stop_also=(lambda: setattr(server, "should_exit", True)) if server else None,
             )
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
 
+    # Bound before anything starts: a port in use stops the command, not the scheduler.
+    listening = listening_socket(host, port) if with_server else None
     with Store.open(settings.database_url) as store:
-        eventloop.run(run(store))
+        try:
+            eventloop.run(run(store))
+        finally:
+            if listening is not None:
+                listening.close()
     log.info("stopped")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here: a port in use is one line and exit 1, not a log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listening = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        # Not exc.strerror: asyncio-style wrappers add the address to it, said here already.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ServiceError(f"cannot serve on {host}:{port} (--host, --port): {reason}") from exc
+    # uvicorn says where it listens only for a socket it bound itself: said here (the port
+    # is the one the system gave, for --port 0). It listens already: requests wait.
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving on http://%s:%d", shown, listening.getsockname()[1])
+    return listening
 
 
 def web_server(settings: Settings, store: Store, host: str, port: int) -> Any:

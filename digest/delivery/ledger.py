@@ -37,7 +37,7 @@ from sqlalchemy.sql import Select
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, issues, subscriber_from_row, subscribers
 from digest.store.clock import DatabaseNow, aware
-from digest.store.deliveries import DeliveryCounts, WorkerCounts
+from digest.store.deliveries import DeliveryCounts, ErrorCount, WorkerCounts
 from digest.store.tables import FAILED, PENDING, SENT
 
 log = logging.getLogger(__name__)
@@ -466,6 +466,10 @@ class Ledger:
     def counts(self, *, now: dt.datetime | None = None) -> DeliveryCounts:
         """How this issue's deliveries stand (see :meth:`DeliveryRecords.counts`)."""
         return self.store.deliveries.counts(self.issue_id, now=now)
+
+    def errors(self) -> list[ErrorCount]:
+        """Why this issue's copies failed or wait (see :meth:`DeliveryRecords.errors`)."""
+        return self.store.deliveries.errors(self.issue_id)
 
     def by_worker(self, *, now: dt.datetime | None = None) -> list[WorkerCounts]:
         """Each worker's share of this issue (see :meth:`DeliveryRecords.by_worker`)."""

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from digest.delivery.reasons import connect_failure, lost_connection
 from digest.errors import (
     ConfigError,
     DeliveryFailed,
@@ -88,19 +89,26 @@ class OutboxTransport:
 
 
 def classify(
-    code: int, message: str, recipient: str, *, at_rcpt: bool = False, relay_failed: bool = False
+    code: int,
+    message: str,
+    recipient: str,
+    *,
+    at_rcpt: bool = False,
+    relay_failed: bool = False,
+    relay: str | None = None,
 ) -> DeliveryFailed:
     """The failure a refusal of one recipient's copy is: 5xx permanent (the mailbox unknown
     when, at RCPT, the reply says it does not exist), else transient (the relay's own
     failure with ``relay_failed``)."""
-    text = f"{recipient}: {code} {message}".strip()
+    reason = f"{code} {message}".strip()
+    text = f"{recipient}: {reason}"
+    kind: type[DeliveryFailed] = TransientFailure
     if 500 <= code < 600:
-        if at_rcpt and code in (550, 551, 553) and _NO_SUCH_USER.search(message):
-            return MailboxUnknown(text, code=code)
-        return PermanentFailure(text, code=code)
-    if relay_failed:
-        return RelayUnavailable(text, code=code)
-    return TransientFailure(text, code=code)
+        at_mailbox = at_rcpt and code in (550, 551, 553) and _NO_SUCH_USER.search(message)
+        kind = MailboxUnknown if at_mailbox else PermanentFailure
+    elif relay_failed:
+        kind = RelayUnavailable
+    return kind(text, code=code, reason=reason, relay=relay)
 
 
 class SmtpTransport:
@@ -113,6 +121,8 @@ class SmtpTransport:
             raise ConfigError("smtp.host is not set: there is no relay to send through")
         self.settings = settings
         self.host = settings.host
+        # How failures name it: "host:port".
+        self.relay = f"{settings.host}:{settings.port}"
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._interval = 1 / settings.max_rate if settings.max_rate else 0.0
@@ -134,7 +144,9 @@ class SmtpTransport:
                 reusable = True
             except aiosmtplib.SMTPRecipientRefused as exc:
                 reusable = failed = True
-                raise classify(exc.code, exc.message, recipient, at_rcpt=True) from exc
+                raise classify(
+                    exc.code, exc.message, recipient, at_rcpt=True, relay=self.relay
+                ) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 # 421 means the server is closing the connection.
                 reusable, failed = exc.code != 421, True
@@ -147,12 +159,14 @@ class SmtpTransport:
                     ) from exc
                 # 421: the relay is closing the connection, whoever the copy is for.
                 raise classify(
-                    exc.code, exc.message, recipient, relay_failed=exc.code == 421
+                    exc.code,
+                    exc.message,
+                    recipient,
+                    relay_failed=exc.code == 421,
+                    relay=self.relay,
                 ) from exc
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                raise RelayUnavailable(
-                    f"{recipient}: {self.host}: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise lost_connection(exc, relay=self.relay, recipient=recipient) from exc
             finally:
                 # Cancelled half way (reusable still False): the connection is closed,
                 # never handed to the next message in an unknown state.
@@ -184,8 +198,10 @@ class SmtpTransport:
             if client.is_ehlo_or_helo_needed:
                 await client.ehlo()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            raise RelayUnavailable(
-                f"cannot connect to {settings.host}:{settings.port}: {exc}"
+            # Connecting covers the greeting, EHLO, STARTTLS and the login (aiosmtplib):
+            # a failure of any of them is named, with the setting that would fix it.
+            raise connect_failure(
+                exc, relay=self.relay, security=settings.security, timeout=settings.timeout
             ) from exc
         return client
 

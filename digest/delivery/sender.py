@@ -309,10 +309,18 @@ class SendLoop:
                 await with_retries(self.smtp, send, first_failure=exc)
         except DeliveryFailed as exc:
             # Permanent: failed for good. Transient even after the retries: it stays
-            # pending, with the attempt counted, for the next run.
+            # pending, with the attempt counted, for the next run. The reason is kept
+            # without the address, so the summary counts copies that failed alike.
+            log.warning(
+                "the copy for %s was not accepted%s (%s): %s",
+                subscriber.email,
+                f" by {exc.relay}" if exc.relay else "",
+                "failed" if isinstance(exc, PermanentFailure) else "left to retry",
+                exc.reason,
+            )
             return DeliveryResult(
                 delivery_id=delivery.id,
-                error=str(exc),
+                error=exc.reason,
                 permanent=isinstance(exc, PermanentFailure),
                 bounced_subscriber_id=subscriber.id if isinstance(exc, MailboxUnknown) else None,
             )

@@ -6,17 +6,16 @@ Precedence, highest first: values passed by the CLI, ``DIGEST_*`` environment va
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
-import typing
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
-    BaseModel,
     Field,
     PositiveInt,
     SecretStr,
@@ -24,9 +23,9 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -38,6 +37,9 @@ from sqlalchemy.exc import ArgumentError
 from digest.audience.tokens import MIN_SECRET_KEY_LENGTH
 from digest.errors import ConfigError
 from digest.models import PickLimits
+from digest.settings.describe import ENV_PREFIX
+from digest.settings.describe import describe as _describe
+from digest.settings.describe import keys_in as _keys_in
 from digest.settings.sections import DkimSettings, ScheduleSettings, SmtpSettings
 
 __all__ = [
@@ -53,7 +55,6 @@ __all__ = [
     "load_settings",
 ]
 
-ENV_PREFIX = "DIGEST_"
 DEFAULT_CONFIG_FILE = Path("config/digest.toml")
 # Names the config file to read instead of the default; not a setting itself.
 CONFIG_FILE_ENV = "DIGEST_CONFIG"
@@ -95,8 +96,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/digest.db"
     # Unset: the rules shipped in the package (digest/data/boilerplate.toml).
     boilerplate_file: Path | None = None
-    kickers: tuple[str, ...] = DEFAULT_KICKERS
-    publishers: tuple[str, ...] = DEFAULT_PUBLISHERS
+    # NoDecode: in DIGEST_* a list is JSON or simply comma-separated (see _list_of_names).
+    kickers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_KICKERS
+    publishers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PUBLISHERS
     max_articles: int = Field(default=5, ge=1)
     max_related: int = Field(default=6, ge=0)
     secret_key: SecretStr | None = None
@@ -217,6 +219,19 @@ class Settings(BaseSettings):
             raise ValueError("expected one line of text, without line breaks or control characters")
         return value
 
+    @field_validator("kickers", "publishers", mode="before")
+    @classmethod
+    def _list_of_names(cls, value: Any) -> Any:
+        # From the environment a list arrives as text: a JSON list, or names with commas.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list ({exc.msg}); or give names with commas") from exc
+        return [entry for entry in value.split(",") if entry.strip()] if value.strip() else []
+
     @field_validator("kickers", "publishers")
     @classmethod
     def _no_blank_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -301,71 +316,9 @@ def load_settings(
             f"invalid setting: {exc} (lists and tables are JSON in DIGEST_*)"
         ) from exc
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(error, path) for error in exc.errors())) from exc
+        in_file = _keys_in(path)
+        raise ConfigError(
+            "\n".join(_describe(error, path, in_file, Settings) for error in exc.errors())
+        ) from exc
     finally:
         _toml_file.reset(token)
-
-
-def _describe(error: ErrorDetails, config_file: Path) -> str:
-    """One line naming the setting, where it came from, the bad value and what is expected."""
-    path = [str(part) for part in error["loc"] if isinstance(part, str)]
-    name = ".".join(path)
-    env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
-    if error["type"] == "extra_forbidden":
-        if name.upper().startswith(ENV_PREFIX):
-            return f"unknown setting {name.upper()} in .env (misspelt?)"
-        # Nested environment variables arrive as keys like the file's: say which it was.
-        in_environment = {key.upper() for key in os.environ}
-        if env_name in in_environment:
-            return f"unknown setting {env_name} in the environment (misspelt?)"
-        return f"unknown setting {name!r} in {config_file} (misspelt?)"
-    value = error.get("input")
-    if _is_secret(path):
-        shown = "'**********'"
-    elif isinstance(value, str):
-        # A URL or "user:password@host" in any setting (the database, a relay) shows no password.
-        shown = repr(_hide_password(value) if path == ["database_url"] else _hide_userinfo(value))
-    else:
-        shown = repr(value)
-    return f"invalid setting {name} ({env_name}) = {shown}: {error['msg']}"
-
-
-def _hide_userinfo(value: str) -> str:
-    """``value`` with everything between the first ":" of its user part and the last "@" starred.
-
-    A password may hold any character, "@", ":" and "/" included, so nothing in it can
-    mark where it ends but the last "@"; hiding a port with it is the lesser harm.
-    """
-    scheme, separator, rest = value.partition("://")
-    if not separator:
-        scheme, rest = "", value
-    userinfo, at, host = rest.rpartition("@")
-    user, colon, _password = userinfo.partition(":")
-    if not at or not colon:
-        return value
-    return f"{scheme}{separator}{user}:***@{host}"
-
-
-def _hide_password(url: str) -> str:
-    """``url`` with the password of its user part replaced by stars, however malformed."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        # Not a URL SQLAlchemy reads.
-        return _hide_userinfo(url)
-
-
-def _is_secret(path: list[str]) -> bool:
-    model: type[BaseModel] = Settings
-    for part in path:
-        field = model.model_fields.get(part)
-        if field is None:
-            return False
-        annotation = field.annotation
-        if annotation is SecretStr or SecretStr in typing.get_args(annotation):
-            return True
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-            continue
-        return False
-    return False

@@ -15,7 +15,7 @@ from digest.store.tables import FAILED, PENDING, SENT, deliveries, issues, subsc
 if TYPE_CHECKING:
     from digest.store.database import Store
 
-__all__ = ["CLAIMED", "DeliveryCounts", "DeliveryRecords", "WorkerCounts"]
+__all__ = ["CLAIMED", "DeliveryCounts", "DeliveryRecords", "ErrorCount", "WorkerCounts"]
 
 # Not a stored status: a pending delivery under a live claim, as counted.
 CLAIMED = "claimed"
@@ -31,6 +31,15 @@ class DeliveryCounts:
     claimed: int = 0
     sent: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ErrorCount:
+    """How many of an issue's deliveries in one state last failed for one reason."""
+
+    status: str
+    error: str
+    count: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +155,36 @@ class DeliveryRecords:
             sent=found.get(SENT, 0),
             failed=found.get(FAILED, 0),
         )
+
+    def errors(self, issue_id: int, *, limit: int = 10) -> list[ErrorCount]:
+        """The reasons the issue's failed and pending deliveries last failed, most first.
+
+        Pending copies never tried have no reason and are not counted; nor are pending
+        copies to someone no longer active (they will not be sent).
+        """
+        query = (
+            select(deliveries.c.status, deliveries.c.last_error, func.count().label("n"))
+            .select_from(
+                deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            )
+            .where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.last_error.is_not(None),
+                (deliveries.c.status == FAILED)
+                | (
+                    (deliveries.c.status == PENDING)
+                    & (subscribers.c.status == SubscriberStatus.ACTIVE.value)
+                ),
+            )
+            .group_by(deliveries.c.status, deliveries.c.last_error)
+            .order_by(func.count().desc(), deliveries.c.status, deliveries.c.last_error)
+            .limit(limit)
+        )
+        with self._db.reading() as connection:
+            return [
+                ErrorCount(status=str(status), error=str(error), count=int(count))
+                for status, error, count in connection.execute(query)
+            ]
 
     def by_worker(self, issue_id: int, *, now: dt.datetime | None = None) -> list[WorkerCounts]:
         """For each worker that claimed deliveries of an issue: sent, failed, claimed now.
