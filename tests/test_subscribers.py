@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
+import re
 import tracemalloc
 from collections.abc import Callable
 from email import policy
@@ -169,7 +171,7 @@ def test_cli_add_list_unsubscribe_remove(workdir: Path) -> None:
         == "Added Ann@example.org.\n"
     )
     assert run("subscribers", "add", "ann@example.org").stdout == (
-        "Ann@example.org is already on the list (active); left as it is.\n"
+        "Ann@example.org is already on the list; left as it is.\n"
     )
     assert run("subscribers", "add", "bo@example.org").exit_code == 0
     assert (
@@ -192,6 +194,38 @@ def test_cli_add_list_unsubscribe_remove(workdir: Path) -> None:
     missing = run("subscribers", "remove", "ann@example.org")
     assert missing.exit_code == 1
     assert missing.stderr == "Error: ann@example.org is not on the list\n"
+
+
+def test_an_unsubscribed_address_comes_back_only_by_resubscribe(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run("subscribers", "add", "bo@example.org")
+    run("subscribers", "unsubscribe", "bo@example.org")
+
+    # Adding it again leaves the reader's choice alone, and says how to override it.
+    assert run("subscribers", "add", "bo@example.org").stdout == (
+        "bo@example.org is already on the list (unsubscribed); left as it is. "
+        "To send to it again: digest subscribers resubscribe bo@example.org\n"
+    )
+    assert json.loads(run("subscribers", "list", "--json").stdout)[0]["status"] == "unsubscribed"
+
+    with caplog.at_level(logging.WARNING, logger="digest.cli.subscribers"):
+        result = run("subscribers", "resubscribe", "BO@example.org")
+    assert result.stdout == "Resubscribed bo@example.org (was unsubscribed).\n"
+    assert json.loads(run("subscribers", "list", "--json").stdout)[0]["status"] == "active"
+    [record] = caplog.records
+    assert re.fullmatch(
+        r"bo@example\.org resubscribed by \S.* at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 "
+        r"\(was unsubscribed\)",
+        record.getMessage(),
+    )
+
+    assert run("subscribers", "resubscribe", "bo@example.org").stdout == (
+        "bo@example.org is active already; nothing changed.\n"
+    )
+    missing = run("subscribers", "resubscribe", "nobody@example.org")
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: nobody@example.org is not on the list\n"
 
 
 def test_cli_refuses_a_bad_address(workdir: Path) -> None:

@@ -1,8 +1,11 @@
-"""The subscriber list: ``digest subscribers add/import/list/unsubscribe/remove``."""
+"""The subscriber list: ``digest subscribers add/import/list/unsubscribe/resubscribe/remove``."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import logging
+import os
 from pathlib import Path
 
 import click
@@ -18,19 +21,22 @@ from digest.errors import InputError, InvalidName, NotFound
 from digest.models import SubscriberStatus
 from digest.store import Store
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "subscribers_add",
     "subscribers_group",
     "subscribers_import",
     "subscribers_list",
     "subscribers_remove",
+    "subscribers_resubscribe",
     "subscribers_unsubscribe",
 ]
 
 
 @cli.group("subscribers")
 def subscribers_group() -> None:
-    """Manage the subscriber list: add, import, list, unsubscribe, remove."""
+    """Manage the subscriber list: add, import, list, unsubscribe, resubscribe, remove."""
 
 
 @subscribers_group.command("add")
@@ -48,9 +54,14 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
         subscriber, added = store.subscribers.add(address, checked_name, now=utc_now())
     if added:
         click.echo(f"Added {subscriber.email}.")
+    elif subscriber.status is SubscriberStatus.ACTIVE:
+        click.echo(f"{subscriber.email} is already on the list; left as it is.")
     else:
+        # Never silently undone: they left, or their mailbox bounced. An operator may
+        # bring them back on purpose, and the command says how.
         click.echo(
-            f"{subscriber.email} is already on the list ({subscriber.status}); left as it is."
+            f"{subscriber.email} is already on the list ({subscriber.status}); left as it "
+            f"is. To send to it again: digest subscribers resubscribe {subscriber.email}"
         )
 
 
@@ -128,6 +139,40 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
     if subscriber is None:
         raise NotFound(f"{address} is not on the list")
     click.echo(f"Unsubscribed {subscriber.email}.")
+
+
+@subscribers_group.command("resubscribe")
+@click.argument("email")
+@click.pass_obj
+def subscribers_resubscribe(app: App, email: str) -> None:
+    """Send to an unsubscribed or bounced address again (logged with who and when)."""
+    address = address_argument(email)
+    with Store.open(app.settings().database_url) as store:
+        before = store.subscribers.find(address)
+        if before is None:
+            raise NotFound(f"{address} is not on the list")
+        if before.status is SubscriberStatus.ACTIVE:
+            click.echo(f"{before.email} is active already; nothing changed.")
+            return
+        now = utc_now()
+        store.subscribers.set_status(address, SubscriberStatus.ACTIVE, now=now)
+    # An operator overrode the reader's choice or a bounce: that is kept on record.
+    log.warning(
+        "%s resubscribed by %s at %s (was %s)",
+        before.email,
+        _operator(),
+        now.isoformat(timespec="seconds"),
+        before.status,
+    )
+    click.echo(f"Resubscribed {before.email} (was {before.status}).")
+
+
+def _operator() -> str:
+    """Who runs this command, as the system knows them."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name for this uid (a container, say)
+        return f"uid {os.getuid()}"
 
 
 @subscribers_group.command("remove")
