@@ -118,6 +118,9 @@ class Preview:
     # Set when nothing was new for the date and an earlier issue is shown instead.
     instead_of: dt.date | None
     failures: tuple[LoadFailure, ...] = ()
+    # The issue's rendering as frozen at its first send was shown: later changes to the
+    # templates or settings do not show in it (``fresh`` renders them).
+    frozen: bool = False
 
 
 def preview(
@@ -127,11 +130,14 @@ def preview(
     *,
     out_dir: Path,
     now: dt.datetime | None = None,
+    fresh: bool = False,
 ) -> Preview:
     """Render the issue for ``date`` exactly as a send would, for a sample subscriber.
 
     Writes ``digest.html``, ``digest.txt`` and ``digest.eml`` into ``out_dir``. Nothing is
-    stored and nothing is sent: a later preview or send may pick differently.
+    stored and nothing is sent: a later preview or send may pick differently. An issue
+    already sent is shown as it was rendered then, unless ``fresh``: then with today's
+    templates and settings (what a send of it would not use).
     """
     built = build_issue(settings, store, date, freeze=False)
     issue, instead_of = built.issue, None
@@ -144,7 +150,12 @@ def preview(
             )
         issue = store.issues.get(earlier) or issue
         instead_of = date
-    rendered = rendering(settings, store, issue)
+    frozen = not fresh and store.issues.rendering(issue.date) is not None
+    rendered = (
+        Renderer(settings.templates_dir).render(issue, render_options(settings))
+        if fresh
+        else rendering(settings, store, issue)
+    )
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
     # Read, never kept: a preview is not a send.
     ident = current_list_id(list_naming(settings), store.list_ids)
@@ -169,6 +180,7 @@ def preview(
         html_bytes=len(html.encode("utf-8")),
         instead_of=instead_of,
         failures=built.failures,
+        frozen=frozen,
     )
 
 

@@ -334,3 +334,23 @@ def test_a_missing_seeds_directory_is_an_error(
         result.stderr
         == "Error: nope: seeds directory not found (setting seeds_dir, DIGEST_SEEDS_DIR)\n"
     )
+
+
+def test_preview_of_a_sent_issue_says_it_is_frozen_and_fresh_renders_anew(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("send").exit_code == 0  # to the outbox: the rendering is frozen
+    monkeypatch.setenv("DIGEST_NEWSLETTER_NAME", "The Renamed Brief")
+
+    as_sent = run("preview")
+    assert as_sent.exit_code == 0, as_sent.output
+    assert "was rendered and frozen at its first send" in as_sent.stderr
+    assert "digest preview --fresh renders it anew" in as_sent.stderr
+    page = (project / "var" / "preview" / "digest.html").read_text(encoding="utf-8")
+    assert "The Renamed Brief" not in page
+
+    fresh = run("preview", "--fresh")
+    assert fresh.exit_code == 0, fresh.output
+    assert "frozen" not in fresh.stderr
+    page = (project / "var" / "preview" / "digest.html").read_text(encoding="utf-8")
+    assert "The Renamed Brief" in page

@@ -122,6 +122,11 @@ def pick_command(
     help="Port for --serve.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in a web browser.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Render an issue already sent with today's templates and settings, not as sent.",
+)
 @click.pass_obj
 def preview(
     app: App,
@@ -131,6 +136,7 @@ def preview(
     serve: bool,
     port: int,
     open_browser: bool,
+    fresh: bool,
 ) -> None:
     """Render the day's digest exactly as a send would, for a sample subscriber, and write it.
 
@@ -144,7 +150,9 @@ def preview(
         settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir)
         day = date_.date() if date_ else pipeline.today(settings)
         with Store.open(settings.database_url, create=False) as store:
-            return settings, pipeline.preview(settings, store, day, out_dir=settings.preview_dir)
+            return settings, pipeline.preview(
+                settings, store, day, out_dir=settings.preview_dir, fresh=fresh
+            )
 
     if serve:
         _serve_preview(app, build, port, open_browser)
@@ -155,6 +163,13 @@ def preview(
     if result.instead_of is not None:
         wanted, shown = result.instead_of.isoformat(), result.rendered.date.isoformat()
         click.echo(f"Nothing new to send for {wanted}; previewing the issue of {shown}.")
+    if result.frozen:
+        click.echo(
+            f"note: the issue of {result.rendered.date.isoformat()} was rendered and frozen "
+            "at its first send; this is it as sent, whatever the templates and settings say "
+            "now. digest preview --fresh renders it anew (a send would not).",
+            err=True,
+        )
     if settings.secret_key is None:
         note = "unsubscribe links are signed with the preview key; set DIGEST_SECRET_KEY to send"
         click.echo(f"note: {note}.", err=True)
