@@ -14,7 +14,7 @@ $(BIN)/digest: pyproject.toml
 
 run: $(BIN)/digest
 	$(BIN)/digest load
-	$(BIN)/digest subscribers import config/subscribers.example.csv
+	$(BIN)/digest subscribers import --source example config/subscribers.example.csv
 	$(BIN)/digest preview
 	$(BIN)/digest send
 	@echo "Look at var/preview/digest.html in a browser, and at the sent copies in the"

@@ -173,6 +173,8 @@ class Subscriber:
     email: str
     name: str | None = None
     status: SubscriberStatus = SubscriberStatus.ACTIVE
+    # How the address got onto the list: "cli", or an import's label ("example").
+    source: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -32,6 +32,7 @@ from digest.pipeline import IssueBuild, build_issue, frozen_rendering, rendering
 from digest.settings import Settings
 from digest.store import Store
 from digest.store.deliveries import DeliveryCounts, ErrorCount
+from digest.store.tables import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ async def _send_frozen(
     enqueue: bool,
 ) -> SendReport:
     date = built.issue.date
-    ledger = Ledger(store, issue_id)
+    ledger = Ledger(store, issue_id, via=transport.name)
     # Rendering, freezing and enqueueing take seconds on a big list: off the loop, which
     # may be serving the web side at the same time (digest schedule --serve).
     template, before = await asyncio.to_thread(
@@ -226,6 +227,15 @@ def _prepare_send(
 ) -> tuple[MessageTemplate, DeliveryCounts]:
     """The issue's message template, its deliveries queued; and the counts before the run."""
     rendered = frozen_rendering(settings, store, issue)
+    if ledger.via != OUTBOX:
+        # Copies that only reached the outbox (trying digest out) are owed for real.
+        requeued = ledger.requeue_outbox_copies()
+        if requeued:
+            # Once, when going live: worth the operator's eye, whatever the log level.
+            log.warning(
+                "%d copies of this issue went only to the local outbox: sent for real now",
+                requeued,
+            )
     if enqueue:
         ledger.enqueue(now=started)
     else:

@@ -51,7 +51,9 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
     except InvalidName as exc:
         raise InvalidName(f"--name: {exc}") from exc
     with Store.open(app.settings().database_url) as store:
-        subscriber, added = store.subscribers.add(address, checked_name, now=utc_now())
+        subscriber, added = store.subscribers.add(
+            address, checked_name, now=utc_now(), source="cli"
+        )
     if added:
         click.echo(f"Added {subscriber.email}.")
     elif subscriber.status is SubscriberStatus.ACTIVE:
@@ -67,8 +69,14 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
 
 @subscribers_group.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--source",
+    default="import",
+    show_default=True,
+    help="A label kept with the new addresses; remove --source takes them all off again.",
+)
 @click.pass_obj
-def subscribers_import(app: App, csv_file: Path) -> None:
+def subscribers_import(app: App, csv_file: Path, source: str) -> None:
     """Import a CSV file with the columns email,name; importing it again changes nothing.
 
     Rows that cannot be imported are listed with their line numbers, the others are
@@ -82,7 +90,7 @@ def subscribers_import(app: App, csv_file: Path) -> None:
     errors = [row for row in rows if row.error is not None]
     valid = [(row.email, row.name) for row in rows if row.email is not None]
     with Store.open(app.settings().database_url) as store:
-        added, known = store.subscribers.import_rows(valid, now=utc_now())
+        added, known = store.subscribers.import_rows(valid, now=utc_now(), source=source)
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
     click.echo(
@@ -176,13 +184,20 @@ def _operator() -> str:
 
 
 @subscribers_group.command("remove")
-@click.argument("email")
+@click.argument("email", required=False)
+@click.option("--source", help="Remove every address imported with this --source (e.g. example).")
 @click.pass_obj
-def subscribers_remove(app: App, email: str) -> None:
-    """Delete an address from the list altogether."""
-    address = address_argument(email)
+def subscribers_remove(app: App, email: str | None, source: str | None) -> None:
+    """Delete an address from the list altogether, or every address of one --source."""
+    if (email is None) == (source is None):
+        raise click.UsageError("give an EMAIL or --source LABEL (one of them)")
     with Store.open(app.settings().database_url) as store:
-        removed = store.subscribers.remove(address)
-    if not removed:
-        raise NotFound(f"{address} is not on the list")
+        if source is not None:
+            removed = store.subscribers.remove_source(source)
+            click.echo(f"Removed {plural(removed, 'subscriber')} of source {source!r}.")
+            return
+        assert email is not None
+        address = address_argument(email)
+        if not store.subscribers.remove(address):
+            raise NotFound(f"{address} is not on the list")
     click.echo(f"Removed {address}.")

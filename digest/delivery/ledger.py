@@ -25,6 +25,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    delete,
     exists,
     literal,
     select,
@@ -38,7 +39,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, issues, subscriber_from_row, subscribers
 from digest.store.clock import DatabaseNow, aware
 from digest.store.deliveries import DeliveryCounts, ErrorCount, WorkerCounts
-from digest.store.tables import FAILED, PENDING, SENT
+from digest.store.tables import FAILED, OUTBOX, PENDING, SENT
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,14 @@ class DeliveryResult:
 class Ledger:
     """Deliveries of one issue."""
 
-    def __init__(self, store: Store, issue_id: int, *, worker: str = "") -> None:
+    def __init__(
+        self, store: Store, issue_id: int, *, worker: str = "", via: str | None = None
+    ) -> None:
         self.store = store
         self.issue_id = issue_id
+        # The transport copies sent through this ledger go to ("outbox", "smtp"), kept on
+        # each sent delivery (see :meth:`requeue_outbox_copies`).
+        self.via = via
         # Who claims deliveries through this ledger (see :meth:`claim`).
         self.worker = worker or default_worker_name()
         # Built once: a send records every delivery, and building a statement costs more
@@ -104,6 +110,7 @@ class Ledger:
                 attempts=deliveries.c.attempts + 1,
                 last_error=None,
                 claimed_until=None,
+                sent_via=via,
             )
         )
         self._failed = (
@@ -150,6 +157,47 @@ class Ledger:
             )
             .values(subscriber_id=owner.scalar_subquery())
         )
+
+    def requeue_outbox_copies(self) -> int:
+        """Make the copies that only reached the local outbox owed again; how many, to send.
+
+        Trying digest out sends to the outbox; what a relay send then owes are real
+        copies. Those to readers still active become pending; the others (removed, such
+        as a trial's example readers, or no longer active) are forgotten, as never sent:
+        were the address back on the list, it would get the issue for real.
+        """
+        outbox_only = and_(
+            deliveries.c.issue_id == self.issue_id,
+            deliveries.c.status == SENT,
+            deliveries.c.sent_via == OUTBOX,
+        )
+        active = deliveries.c.subscriber_id.in_(
+            select(subscribers.c.id).where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
+        )
+        requeue = (
+            update(deliveries)
+            .where(outbox_only, active)
+            .values(
+                status=PENDING,
+                message_id=None,
+                sent_at=None,
+                sent_via=None,
+                attempts=0,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=DatabaseNow(),
+            )
+        )
+        forget = delete(deliveries).where(
+            outbox_only, ~active | deliveries.c.subscriber_id.is_(None)
+        )
+
+        def write(connection: Connection) -> int:
+            requeued = int(connection.execute(requeue).rowcount or 0)
+            connection.execute(forget)
+            return requeued
+
+        return self.store.transact(write)
 
     def reattach(self) -> int:
         """Give back to a subscriber added again the deliveries their address had; how many.

@@ -29,6 +29,7 @@ from digest.errors import (
     TransientFailure,
 )
 from digest.settings import SmtpSettings
+from digest.store.tables import OUTBOX
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class OutboxTransport:
     folder) shows what subscribers would get.
     """
 
-    name = "outbox"
+    name = OUTBOX
 
     def __init__(self, folder: Path) -> None:
         try:

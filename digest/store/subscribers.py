@@ -28,7 +28,9 @@ class SubscriberRecords:
     def __init__(self, database: Store) -> None:
         self._db = database
 
-    def add(self, email: str, name: str | None, *, now: dt.datetime) -> tuple[Subscriber, bool]:
+    def add(
+        self, email: str, name: str | None, *, now: dt.datetime, source: str | None = None
+    ) -> tuple[Subscriber, bool]:
         """Add ``email`` (already normalised) as active; an address on the list is left as it is.
 
         Returns the subscriber and whether this call added them.
@@ -46,6 +48,7 @@ class SubscriberRecords:
                         status=SubscriberStatus.ACTIVE.value,
                         created_at=now,
                         updated_at=now,
+                        source=source,
                     )
                 )
         except StoreError:
@@ -58,9 +61,16 @@ class SubscriberRecords:
         return added, True
 
     def import_rows(
-        self, rows: Iterable[tuple[str, str | None]], *, now: dt.datetime
+        self,
+        rows: Iterable[tuple[str, str | None]],
+        *,
+        now: dt.datetime,
+        source: str | None = None,
     ) -> tuple[int, int]:
-        """Add every new address of ``rows`` (email, name); returns (added, already there)."""
+        """Add every new address of ``rows`` (email, name); returns (added, already there).
+
+        ``source`` labels the new ones (an address already there keeps its own).
+        """
         wanted: dict[str, tuple[str, str | None]] = {}
         for email, name in rows:
             wanted.setdefault(email.casefold(), (email, name))
@@ -82,6 +92,7 @@ class SubscriberRecords:
                         "status": SubscriberStatus.ACTIVE.value,
                         "created_at": now,
                         "updated_at": now,
+                        "source": source,
                     }
                     for key in batch
                     if key not in known
@@ -159,6 +170,12 @@ class SubscriberRecords:
             )
         return found is not None
 
+    def remove_source(self, source: str) -> int:
+        """Delete every subscriber added under ``source``; how many (their deliveries stay)."""
+        with self._db.writing() as connection:
+            result = connection.execute(subscribers.delete().where(subscribers.c.source == source))
+        return int(result.rowcount or 0)
+
     def remove(self, email: str) -> bool:
         """Delete a subscriber altogether; False if the address is not on the list.
 
@@ -175,5 +192,9 @@ class SubscriberRecords:
 def subscriber_from_row(row: Row[Any]) -> Subscriber:
     """A :class:`Subscriber` from a row with the subscribers table's columns."""
     return Subscriber(
-        id=row.id, email=row.email, name=row.name, status=SubscriberStatus(row.status)
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        status=SubscriberStatus(row.status),
+        source=row.source,
     )

@@ -19,6 +19,7 @@ from sqlalchemy import (
 
 __all__ = [
     "FAILED",
+    "OUTBOX",
     "PENDING",
     "SENT",
     "deliveries",
@@ -32,6 +33,8 @@ __all__ = [
 # A delivery's status: still to send, sent, or failed for good. Here, beside the table,
 # so the ledger and the records that read deliveries share them without importing each other.
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+# deliveries.sent_via of a copy that went to the local outbox only (digest.delivery.mailer).
+OUTBOX = "outbox"
 
 metadata = MetaData(
     naming_convention={
@@ -85,6 +88,8 @@ subscribers = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # How the address got onto the list: "cli", or an import's --source ("example").
+    Column("source", String(64), nullable=True),
     UniqueConstraint("email_key"),
     Index("ix_subscribers_status", "status", "id"),
 )
@@ -111,6 +116,9 @@ deliveries = Table(
     # The worker that claimed it, kept after the send; and until when the claim holds.
     Column("claimed_by", String(128), nullable=True),
     Column("claimed_until", DateTime(timezone=True), nullable=True),
+    # The transport a sent copy was handed to: "outbox" copies are sent again by a relay
+    # send; null (copies sent before this was kept) counts as really sent.
+    Column("sent_via", String(16), nullable=True),
     UniqueConstraint("issue_id", "subscriber_id"),
     UniqueConstraint("issue_id", "email_key"),
     Index("ix_deliveries_pending", "issue_id", "status", "id"),
