@@ -465,3 +465,41 @@ def test_every_name_the_rule_accepts_can_be_sent(
     if name is not None:
         assert normalise_name(name) == name
         assert_sent_as_is(copy_for, name)
+
+
+def test_an_import_reports_an_address_repeated_in_the_file(workdir: Path) -> None:
+    csv_file = workdir / "list.csv"
+    csv_file.write_text(
+        "email,name\nann@example.org,Ann\nbo@example.org,\nANN@example.org,Ann again\n"
+    )
+
+    result = run("subscribers", "import", str(csv_file))
+
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "2 subscribers added, 0 already on the list, 1 repeated in the file, 0 rows refused.\n"
+    )
+    assert result.stderr == f"note: {csv_file}:4: same address as line 2\n"
+
+
+def test_a_latin1_import_names_the_line_and_the_way_to_read_it(workdir: Path) -> None:
+    csv_file = workdir / "excel.csv"
+    csv_file.write_bytes(
+        "email,name\nann@example.org,Ann\nbo@example.org,Bo Müller\n".encode("latin-1")
+    )
+
+    refused = run("subscribers", "import", str(csv_file))
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"Error: {csv_file}:3: not utf-8-sig text (byte 0xfc); if the file is Latin-1 "
+        "(Excel on Windows often writes it), import it with --encoding latin-1\n"
+    )
+    assert run("subscribers", "list").stdout == ""
+
+    read = run("subscribers", "import", "--encoding", "latin-1", str(csv_file))
+    assert read.exit_code == 0, read.output
+    assert run("subscribers", "list").stdout == (
+        "ann@example.org\tAnn\tactive\nbo@example.org\tBo Müller\tactive\n"
+    )
+    unknown = run("subscribers", "import", "--encoding", "klingon", str(csv_file))
+    assert unknown.stderr == "Error: --encoding klingon: not an encoding Python knows\n"

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from digest.content.text import LINE_BREAKS
-from digest.errors import InvalidAddress, InvalidName
+from digest.errors import InputError, InvalidAddress, InvalidName
 
 __all__ = [
     "NAME_LIMIT",
     "CsvRow",
+    "decode_csv",
     "normalise_address",
     "normalise_name",
     "read_csv",
@@ -39,6 +40,8 @@ class CsvRow:
     email: str | None = None
     name: str | None = None
     error: str | None = None
+    # The line an earlier row with the same address is on: this one is not imported.
+    repeat_of: int | None = None
 
 
 def normalise_address(address: str) -> str:
@@ -108,6 +111,8 @@ def _shown(value: str) -> str:
 def read_csv(text: str) -> list[CsvRow]:
     """Rows of a CSV with an ``email`` column and optionally ``name``, by file line number.
 
+    A row whose address an earlier row has (in any case) is returned with ``repeat_of``.
+
     The CSV is read strictly. A row that is not valid CSV (a quote left open, a field
     over the csv module's limit) ends the reading: it is returned as refused, with the
     reason, after the rows before it; nothing after it is read.
@@ -115,6 +120,7 @@ def read_csv(text: str) -> list[CsvRow]:
     reader = csv.reader(io.StringIO(text), strict=True)
     rows: list[CsvRow] = []
     columns: list[str] | None = None
+    first_line: dict[str, int] = {}
     while True:
         # A record may span lines (a quoted line break): it is reported by its first.
         line = reader.line_num + 1
@@ -131,6 +137,11 @@ def read_csv(text: str) -> list[CsvRow]:
                 return [CsvRow(line=1, error="the first line must name the columns: email,name")]
             continue
         row = _row(line, dict(zip(columns, record, strict=False)))
+        if row is not None and row.email is not None:
+            # Said, not silently merged: the counts then add up to the file's rows.
+            first = first_line.setdefault(row.email.casefold(), line)
+            if first != line:
+                row = CsvRow(line=line, repeat_of=first)
         if row is not None:
             rows.append(row)
     return rows
@@ -159,3 +170,21 @@ def _not_csv(exc: csv.Error) -> str:
         f"not valid CSV: {reason}; the file was not read past it, "
         "so this row and any after it were not imported"
     )
+
+
+def decode_csv(data: bytes, source: str, encoding: str = "utf-8-sig") -> str:
+    """The text of an import file; an undecodable byte is one line naming its line."""
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise InputError(f"--encoding {encoding}: not an encoding Python knows") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        hint = (
+            "; if the file is Latin-1 (Excel on Windows often writes it), import it with "
+            "--encoding latin-1"
+            if encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig")
+            else ""
+        )
+        raise InputError(f"{source}:{line}: not {encoding} text (byte 0x{byte}){hint}") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from digest.audience.subscribers import (
+    decode_csv,
     normalise_name,
     read_csv,
 )
@@ -75,27 +76,37 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
     show_default=True,
     help="A label kept with the new addresses; remove --source takes them all off again.",
 )
+@click.option(
+    "--encoding",
+    default="utf-8-sig",
+    show_default=True,
+    help="The file's encoding, e.g. latin-1 for a CSV saved by Excel on Windows.",
+)
 @click.pass_obj
-def subscribers_import(app: App, csv_file: Path, source: str) -> None:
+def subscribers_import(app: App, csv_file: Path, source: str, encoding: str) -> None:
     """Import a CSV file with the columns email,name; importing it again changes nothing.
 
     Rows that cannot be imported are listed with their line numbers, the others are
     imported; the exit status is then 1.
     """
     try:
-        text = csv_file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{csv_file}: cannot read it as UTF-8 text: {exc}") from exc
-    rows = read_csv(text)
+        data = csv_file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{csv_file}: cannot read it: {exc.strerror}") from exc
+    rows = read_csv(decode_csv(data, str(csv_file), encoding))
     errors = [row for row in rows if row.error is not None]
+    repeats = [row for row in rows if row.repeat_of is not None]
     valid = [(row.email, row.name) for row in rows if row.email is not None]
     with Store.open(app.settings().database_url) as store:
         added, known = store.subscribers.import_rows(valid, now=utc_now(), source=source)
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
+    for row in repeats:
+        click.echo(f"note: {csv_file}:{row.line}: same address as line {row.repeat_of}", err=True)
+    repeated = f"{len(repeats)} repeated in the file, " if repeats else ""
     click.echo(
         f"{plural(added, 'subscriber')} added, {known} already on the list, "
-        f"{plural(len(errors), 'row')} refused."
+        f"{repeated}{plural(len(errors), 'row')} refused."
     )
     if errors:
         raise SystemExit(1)
