@@ -39,7 +39,7 @@ from digest import pipeline, sending
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.delivery import transport as transports
-from digest.errors import DigestError, StoreError
+from digest.errors import ConfigError, DigestError, StoreError
 from digest.settings import ScheduleSettings, Settings
 from digest.store import Store
 
@@ -326,12 +326,16 @@ class Scheduler:
         store: Store,
         *,
         worker: bool = False,
+        replace: bool = False,
         on_run: Callable[[sending.SendReport | DigestError], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.on_run = on_run
         self.worker = worker
+        # Whether a schedule that differs from the one another running scheduler keeps
+        # may replace it (--replace).
+        self.replace = replace
         self._scheduler: AsyncIOScheduler | None = None
 
     async def run(
@@ -344,13 +348,30 @@ class Scheduler:
         """Schedule the send; on ``stop``, let a send under way finish (bounded), then return.
 
         ``also`` runs beside the scheduler on the same loop (``--serve``); ``stop_also``
-        asks it to finish, when the scheduler stops.
+        asks it to finish, when the scheduler stops. While another scheduler runs on the
+        same database with another schedule, this one refuses to start (a
+        :class:`ConfigError`) unless made with ``replace``.
         """
+        with self.store.scheduler_presence() as others:
+            await self._run(stop, others, also=also, stop_also=stop_also)
+
+    async def _run(
+        self,
+        stop: asyncio.Event,
+        others: bool,
+        *,
+        also: Awaitable[None] | None,
+        stop_also: Callable[[], None] | None,
+    ) -> None:
         global _running
         _running = running = _Running(
             settings=self.settings, store=self.store, worker=self.worker, on_run=self.on_run
         )
-        scheduler = running.scheduler = self._start()
+        try:
+            scheduler = running.scheduler = self._start(others)
+        except BaseException:
+            _running = None
+            raise
         if not stop.is_set():
             # Counted as a send from now on, so a stop waits for it even before it starts.
             running.sends.add(asyncio.ensure_future(_catch_up_at_start(running)))
@@ -394,7 +415,7 @@ class Scheduler:
         job = self._scheduler.get_job(JOB_ID)
         return job.next_run_time if job is not None else None
 
-    def _start(self) -> AsyncIOScheduler:
+    def _start(self, others: bool) -> AsyncIOScheduler:
         schedule = self.settings.schedule
         scheduler = AsyncIOScheduler(
             jobstores={
@@ -425,6 +446,14 @@ class Scheduler:
         else:
             # Kept as stored, next run time included, so a run missed while digest was
             # down is still due now; only a changed schedule starts afresh.
+            if not _same_schedule(job.trigger, wanted) and others and not self.replace:
+                scheduler.shutdown(wait=False)
+                raise ConfigError(
+                    f"another digest schedule is running on this database with another "
+                    f"schedule ({_described(job.trigger)}); this one wants "
+                    f"{schedule.cron!r} in {schedule.timezone}: stop the other first, or "
+                    "start this one with --replace"
+                )
             scheduler.modify_job(JOB_ID, **options)
             if not _same_schedule(job.trigger, wanted):
                 log.info("the schedule changed to %r: the next run follows it", schedule.cron)
@@ -469,3 +498,8 @@ def _same_schedule(stored: Any, wanted: LocalCronTrigger) -> bool:
 
 def _shown(when: dt.datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M %Z") if when is not None else "never"
+
+
+def _described(stored: Any) -> str:
+    """A stored trigger as APScheduler writes it, with its zone."""
+    return f"{stored} in {getattr(stored, 'timezone', 'UTC')}"

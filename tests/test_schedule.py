@@ -286,6 +286,71 @@ def test_a_restart_keeps_the_stored_next_run_and_a_new_cron_replaces_it(
     assert (local.weekday(), local.hour, local.minute) == (0, 9, 15)
 
 
+@pytest.mark.timeout(120)
+def test_a_second_scheduler_with_another_schedule_is_refused_unless_it_replaces(
+    settings: Settings, project: Path
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
+    running = subprocess.Popen(
+        [sys.executable, "-m", "digest", "schedule"],
+        cwd=project,
+        env=env | {"DIGEST_DATABASE_URL": settings.database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    other = settings.model_copy(update={"schedule": ScheduleSettings(cron="30 5 * * *")})
+
+    def start(settings: Settings, *, replace: bool = False) -> None:
+        async def go() -> None:
+            stop = asyncio.Event()
+            stop.set()
+            with Store.open(settings.database_url) as store:
+                await Scheduler(settings, store, replace=replace).run(stop)
+
+        asyncio.run(go())
+
+    try:
+        wait_for_log(running, "scheduled '0 7 * * *' in UTC")
+        with pytest.raises(ConfigError) as refused:
+            start(other)
+        start(settings)  # the same schedule is no conflict: a --worker may join
+        start(other, replace=True)
+    finally:
+        stop(running)
+
+    message = str(refused.value)
+    assert message.startswith("another digest schedule is running on this database with ")
+    assert "hour='7', minute='0'" in message
+    assert message.endswith(
+        "this one wants '30 5 * * *' in UTC: stop the other first, or start this one with --replace"
+    )
+
+    async def stored_next_run() -> dt.datetime | None:
+        with Store.open(settings.database_url) as store:
+            jobs = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
+            jobs.start(AsyncIOScheduler(), "default")
+            job = jobs.lookup_job(JOB_ID)
+            return job.next_run_time if job else None
+
+    next_run = asyncio.run(stored_next_run())
+    assert next_run is not None
+    assert (next_run.hour, next_run.minute) == (5, 30)  # replaced
+
+
+def test_a_scheduler_alone_may_change_the_schedule(settings: Settings) -> None:
+    # Nobody else is running: a changed cron is the operator's, no --replace needed.
+    async def go() -> None:
+        with Store.open(settings.database_url) as store:
+            for cron in ("0 7 * * *", "30 5 * * *"):
+                stop = asyncio.Event()
+                stop.set()
+                changed = settings.model_copy(update={"schedule": ScheduleSettings(cron=cron)})
+                await Scheduler(changed, store).run(stop)
+
+    asyncio.run(go())
+
+
 def test_a_stored_job_from_an_older_trigger_keeps_its_next_run(settings: Settings) -> None:
     due = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
 

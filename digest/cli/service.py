@@ -56,10 +56,17 @@ def serve(app: App, host: str, port: int) -> None:
     is_flag=True,
     help="Send as one of several workers sharing each issue (PostgreSQL).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the schedule another running digest schedule keeps, if it differs.",
+)
 @HOST_OPTION
 @PORT_OPTION
 @click.pass_obj
-def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) -> None:
+def schedule(
+    app: App, with_server: bool, worker: bool, host: str, port: int, replace: bool
+) -> None:
     """Send the digest every day at schedule.cron in schedule.timezone, in the foreground.
 
     The schedule's state is kept in the database: a send missed while this was not
@@ -84,7 +91,7 @@ def schedule(app: App, with_server: bool, worker: bool, host: str, port: int) ->
             loop.add_signal_handler(signum, stop.set)
         try:
             server = web_server(settings, store, host, port) if listening else None
-            scheduler = Scheduler(settings, store, worker=worker)
+            scheduler = Scheduler(settings, store, worker=worker, replace=replace)
             await scheduler.run(
                 stop,
                 also=server.serve(sockets=[listening]) if server and listening else None,

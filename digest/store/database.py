@@ -20,7 +20,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from digest.errors import StoreError
@@ -37,6 +37,8 @@ _WRITE_ATTEMPTS = 5
 # sending one issue, at once.
 _MIGRATION_LOCK = 0x6469676573
 _SEND_LOCK = 0x64696773
+# Held shared by every running digest schedule (see Store.scheduler_presence).
+_SCHEDULER_LOCK = 0x64697363
 # Advisory locks are per database, not per schema: the schema's name goes into the key, so
 # two installations in one database (or two test runs) do not block each other.
 _SCHEMA_LOCK = "SELECT {call}(hashtext(current_schema()) # CAST(:space AS integer), :issue)"
@@ -169,6 +171,55 @@ class Store:
                 raise StoreError("another digest send of this issue is running") from None
             try:
                 yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def scheduler_presence(self) -> Iterator[bool]:
+        """Held by every ``digest schedule`` while it runs; yields whether another was.
+
+        Every scheduler holds the lock shared; one that starts tries it alone first, which
+        succeeds only when no other scheduler is running on this database. On PostgreSQL
+        an advisory lock on a connection of its own, on SQLite a lock on a file beside
+        the database (one machine).
+        """
+        if self.engine.dialect.name == "postgresql":
+            # A connection of its own, outside the pool: APScheduler's job store disposes
+            # of the store's engine when the scheduler shuts down, under this lock.
+            own = create_engine(self.engine.url, poolclass=NullPool)
+            with own.connect() as connection:
+                key = {"space": _SCHEDULER_LOCK, "issue": 0}
+                alone = connection.scalar(
+                    text(_SCHEMA_LOCK.format(call="pg_try_advisory_lock")), key
+                )
+                if alone:
+                    connection.execute(text(_SCHEMA_LOCK.format(call="pg_advisory_unlock")), key)
+                connection.execute(text(_SCHEMA_LOCK.format(call="pg_advisory_lock_shared")), key)
+                # Out of the transaction: the session lock stays, the connection not idle in one.
+                connection.commit()
+                try:
+                    yield not alone
+                finally:
+                    connection.execute(
+                        text(_SCHEMA_LOCK.format(call="pg_advisory_unlock_shared")), key
+                    )
+                    connection.commit()
+            own.dispose()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield False
+            return
+        with Path(f"{database}.scheduler.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                others = False
+            except BlockingIOError:
+                others = True
+            # From alone to shared (or shared at once): the next one to start sees this one.
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                yield others
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
