@@ -31,6 +31,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"delivery"}),
     frozenset({"pipeline"}),
     frozenset({"sending"}),
+    frozenset({"checks"}),
     frozenset({"schedule", "web"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),
