@@ -14,18 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosmtplib
-
-from digest.audience.listid import current_list_id
 from digest.audience.tokens import PREVIEW_KEY
 from digest.clock import utc_now
-from digest.delivery.reasons import connect_failure
-from digest.email.message import MessageTemplate
+from digest.delivery.mailer import RelayPool, connect, disconnect
 from digest.email.render import personalise
-from digest.errors import DigestError
+from digest.errors import DigestError, RelayUnavailable, RelayUnusable
 from digest.models import Subscriber
-from digest.options import list_naming, message_options
-from digest.pipeline import build_issue, rendering
+from digest.pipeline import build_issue, rendering, unsent_template
 from digest.settings import Settings, SmtpSettings
 from digest.store import Store
 
@@ -132,37 +127,19 @@ def check_settings(settings: Settings) -> list[Check]:
 async def check_relay(smtp: SmtpSettings) -> list[Check]:
     """Each relay tried as a send would use it: connect, EHLO, TLS, AUTH, then QUIT."""
     checks = []
-    for host, port in smtp.relays:
-        relay = f"{host}:{port}"
-        client = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
-            use_tls=smtp.security == "tls",
-            start_tls=smtp.security == "starttls",
-            validate_certs=smtp.validate_certs,
-            timeout=smtp.timeout,
-            username=smtp.username,
-            password=smtp.password.get_secret_value() if smtp.password else None,
-        )
+    for transport in RelayPool(smtp).relays:
+        relay = transport.relay
         try:
-            await client.connect()
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            failure = connect_failure(
-                exc, relay=relay, security=smtp.security, timeout=smtp.timeout
-            )
+            client = await connect(transport.settings)
+        except (RelayUnusable, RelayUnavailable) as failure:
             checks.append(Check(name=f"relay {relay}", status="FAIL", detail=str(failure)))
             continue
+        await disconnect(client)
         steps = ["connected", "EHLO"]
         if smtp.security != "none":
             steps.append("TLS")
         if smtp.username:
             steps.append("AUTH")
-        try:
-            await client.quit()
-        except (TimeoutError, aiosmtplib.SMTPException, OSError):
-            client.close()
         checks.append(Check(name=f"relay {relay}", status="ok", detail=", ".join(steps)))
     return checks
 
@@ -182,13 +159,7 @@ def check_message(settings: Settings, store: Store, date: dt.date) -> list[Check
             )
         ]
     rendered = rendering(settings, store, built.issue)
-    ident = current_list_id(list_naming(settings), store.list_ids)
-    template = MessageTemplate.build(
-        rendered,
-        message_options(settings, list_id=ident),
-        secret_key=PREVIEW_KEY,
-        now=utc_now(),
-    )
+    template = unsent_template(settings, store, rendered, now=utc_now())
     sample = Subscriber(id=0, email=settings.from_address)
     data = template.render(sample)
     page, _ = personalise(rendered, template.personal(sample))

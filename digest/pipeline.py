@@ -38,6 +38,7 @@ __all__ = [
     "rendering",
     "seed_format",
     "today",
+    "unsent_template",
 ]
 
 
@@ -157,14 +158,7 @@ def preview(
         else rendering(settings, store, issue)
     )
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
-    # Read, never kept: a preview is not a send.
-    ident = current_list_id(list_naming(settings), store.list_ids)
-    template = MessageTemplate.build(
-        rendered,
-        message_options(settings, list_id=ident),
-        secret_key=PREVIEW_KEY,
-        now=now or utc_now(),
-    )
+    template = unsent_template(settings, store, rendered, now=now or utc_now())
     eml = template.render(sample)
     html, text = personalise(rendered, template.personal(sample))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +175,30 @@ def preview(
         instead_of=instead_of,
         failures=built.failures,
         frozen=frozen,
+    )
+
+
+def unsent_template(
+    settings: Settings,
+    store: Store,
+    rendered: RenderedIssue,
+    *,
+    now: dt.datetime,
+    secret_key: str = PREVIEW_KEY,
+    test: bool = False,
+) -> MessageTemplate:
+    """The message of copies that are no send (a preview, a dry run, test copies, a check).
+
+    They carry the list id a send would, read and never kept: only a real send keeps
+    one (see :mod:`digest.audience.listid`).
+    """
+    ident = current_list_id(list_naming(settings), store.list_ids)
+    return MessageTemplate.build(
+        rendered,
+        message_options(settings, list_id=ident),
+        secret_key=secret_key,
+        now=now,
+        test=test,
     )
 
 

@@ -17,8 +17,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from digest.audience.listid import current_list_id, list_id_for_send
-from digest.audience.tokens import PREVIEW_KEY
+from digest.audience.listid import list_id_for_send
 from digest.clock import utc_now
 from digest.delivery.ledger import Ledger
 from digest.delivery.mailer import Transport
@@ -28,7 +27,13 @@ from digest.email.message import MessageTemplate
 from digest.errors import DeliveryFailed, DigestError, StoreError
 from digest.models import Issue, LoadFailure, Subscriber, SubscriberStatus
 from digest.options import dkim_key, list_naming, message_options
-from digest.pipeline import IssueBuild, build_issue, frozen_rendering, rendering
+from digest.pipeline import (
+    IssueBuild,
+    build_issue,
+    frozen_rendering,
+    rendering,
+    unsent_template,
+)
 from digest.settings import Settings
 from digest.store import Store
 from digest.store.deliveries import DeliveryCounts, ErrorCount
@@ -197,14 +202,16 @@ async def _send_frozen(
         stop=stop,
         on_delivery=on_delivery,
     ).run()
+    # In a thread, as the set-up: counting a big issue's deliveries takes a while.
+    still_pending, errors = await asyncio.to_thread(_what_is_left, ledger, before, totals)
     report = SendReport(
         date=date,
         sent=totals.sent,
         failed=totals.failed,
-        still_pending=await asyncio.to_thread(_still_pending, ledger, before, totals),
+        still_pending=still_pending,
         already_sent=before.sent,
         failures=built.failures,
-        errors=await asyncio.to_thread(_errors_left, ledger, totals),
+        errors=errors,
     )
     if totals.halted is not None:
         raise SendHalted(report, totals.halted)
@@ -255,31 +262,23 @@ def _prepare_send(
     return template, before
 
 
-def _errors_left(ledger: Ledger, totals: SendTotals) -> tuple[ErrorCount, ...]:
-    """Why the issue's copies left failed or wait; nothing when the database cannot say."""
-    try:
-        return tuple(ledger.errors())
-    except StoreError as exc:
-        if totals.halted is None:
-            raise
-        log.warning("could not read why copies failed: %s", exc)
-        return ()
-
-
-def _still_pending(ledger: Ledger, before: DeliveryCounts, totals: SendTotals) -> int:
-    """The copies left pending after a run, as the ledger counts them.
+def _what_is_left(
+    ledger: Ledger, before: DeliveryCounts, totals: SendTotals
+) -> tuple[int, tuple[ErrorCount, ...]]:
+    """The copies left pending after a run, and why copies failed or wait, by reason.
 
     When the run was halted, the database may be what halted it: then what it had pending
-    less what this run finished stands in, so the reason for the halt is what is reported.
+    less what this run finished stands in, without reasons, so the reason for the halt is
+    what is reported.
     """
     try:
-        return ledger.counts().pending
+        return ledger.counts().pending, tuple(ledger.errors())
     except StoreError as exc:
         if totals.halted is None:
             raise
         log.warning("could not count the copies left pending: %s", exc)
         left = before.pending + before.claimed - totals.sent - totals.failed
-        return max(0, left)
+        return max(0, left), ()
 
 
 class SendHalted(DigestError):
@@ -339,14 +338,8 @@ async def send_test_copies(
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = rendering(settings, store, built.issue)
-    # Read, never kept: test copies are no send.
-    ident = current_list_id(list_naming(settings), store.list_ids)
-    template = MessageTemplate.build(
-        rendered,
-        message_options(settings, list_id=ident),
-        secret_key=secret_key,
-        now=started,
-        test=True,
+    template = unsent_template(
+        settings, store, rendered, secret_key=secret_key, now=started, test=True
     )
     sent = failed = 0
     for done, address in enumerate(addresses):
@@ -409,11 +402,7 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
     if built.issue.is_empty:
         return SendReport(date=date, nothing_new=True, failures=built.failures)
     rendered = rendering(settings, store, built.issue)
-    # Read, never kept: a dry run stores nothing.
-    ident = current_list_id(list_naming(settings), store.list_ids)
-    template = MessageTemplate.build(
-        rendered, message_options(settings, list_id=ident), secret_key=PREVIEW_KEY, now=utc_now()
-    )
+    template = unsent_template(settings, store, rendered, now=utc_now())
     issue_id = store.issues.id_of(date)
     counts = Ledger(store, issue_id).counts() if issue_id is not None else None
     done = store.deliveries.finished_subscriber_ids(issue_id) if issue_id is not None else set()

@@ -39,6 +39,8 @@ __all__ = [
     "SmtpTransport",
     "Transport",
     "classify",
+    "connect",
+    "disconnect",
 ]
 
 # Replies that say the mailbox does not exist, as opposed to "not now" or "not from you".
@@ -176,46 +178,25 @@ class SmtpTransport:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for client in idle:
-            await _quit(client)
+            await disconnect(client)
 
     async def _connection(self) -> aiosmtplib.SMTP:
         while self._idle:
             client = self._idle.pop()
             if client.is_connected:
                 return client
-        settings = self.settings
-        client = aiosmtplib.SMTP(
-            hostname=settings.host,
-            port=settings.port,
-            use_tls=settings.security == "tls",
-            start_tls=settings.security == "starttls",
-            validate_certs=settings.validate_certs,
-            timeout=settings.timeout,
-            username=settings.username,
-            password=settings.password.get_secret_value() if settings.password else None,
-        )
-        try:
-            await client.connect()
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            # Connecting covers the greeting, EHLO, STARTTLS and the login (aiosmtplib):
-            # a failure of any of them is named, with the setting that would fix it.
-            raise connect_failure(
-                exc, relay=self.relay, security=settings.security, timeout=settings.timeout
-            ) from exc
-        return client
+        return await connect(self.settings)
 
     async def _release(self, client: aiosmtplib.SMTP, reusable: bool, failed: bool) -> None:
         if not reusable or not client.is_connected:
-            await _quit(client)
+            await disconnect(client)
             return
         if failed:
             try:
                 # A failed transaction must not leave the next one half begun.
                 await client.rset()
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
-                await _quit(client)
+                await disconnect(client)
                 return
         self._idle.append(client)
 
@@ -303,6 +284,38 @@ class RelayPool:
         return min(untried, key=lambda index: self._down_until[index])
 
 
+async def connect(settings: SmtpSettings) -> aiosmtplib.SMTP:
+    """A connection to the relay ``settings.host``, greeted, TLS and login done as configured.
+
+    Raises :class:`RelayUnusable` when these settings can never work with it (the reason
+    names the setting), :class:`RelayUnavailable` when it may work later.
+    """
+    client = aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        use_tls=settings.security == "tls",
+        start_tls=settings.security == "starttls",
+        validate_certs=settings.validate_certs,
+        timeout=settings.timeout,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+    )
+    try:
+        await client.connect()
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        # Connecting covers the greeting, EHLO, STARTTLS and the login (aiosmtplib): a
+        # failure of any of them is named, with the setting that would fix it.
+        raise connect_failure(
+            exc,
+            relay=f"{settings.host}:{settings.port}",
+            security=settings.security,
+            timeout=settings.timeout,
+        ) from exc
+    return client
+
+
 def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
     """RFC 1870 SIZE, when the relay takes it, so an oversized copy is refused up front."""
     if not client.supports_extension("size"):
@@ -312,7 +325,8 @@ def _size_option(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
     return [f"SIZE={size}"]
 
 
-async def _quit(client: aiosmtplib.SMTP) -> None:
+async def disconnect(client: aiosmtplib.SMTP) -> None:
+    """QUIT, or just close the connection when the relay does not answer."""
     try:
         await client.quit()
     except (TimeoutError, aiosmtplib.SMTPException, OSError):
