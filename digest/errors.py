@@ -20,6 +20,7 @@ The tree (the send's outcomes, which carry the send's report, are in
     ├── StoreError                      the database cannot be opened, read or written
     ├── ServiceError (OSError)          a server that cannot start (a port in use)
     ├── OutboxError (OSError)           the local outbox folder cannot be used
+    ├── CheckFailed                     the check before a scheduled send found a FAIL
     ├── RelayRefused                    the relay refuses the sender or the message
     │   └── RelayUnusable (ConnectionError)   it cannot be used with these settings
     └── DeliveryFailed                  one copy not accepted
@@ -32,6 +33,7 @@ The tree (the send's outcomes, which carry the send's report, are in
 from __future__ import annotations
 
 __all__ = [
+    "CheckFailed",
     "ConfigError",
     "DeliveryFailed",
     "DigestError",
@@ -105,6 +107,10 @@ class ServiceError(DigestError, OSError):
 
 class OutboxError(DigestError, OSError):
     """The local outbox (a Maildir) cannot be made or used."""
+
+
+class CheckFailed(DigestError):
+    """The check before a scheduled send found what would make it fail: nothing was sent."""
 
 
 class RelayRefused(DigestError):

@@ -35,11 +35,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest import pipeline, sending
+from digest import checks, pipeline, sending
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.delivery import transport as transports
-from digest.errors import ConfigError, DigestError, StoreError
+from digest.errors import CheckFailed, ConfigError, DigestError, StoreError
 from digest.settings import ScheduleSettings, Settings
 from digest.store import Store
 
@@ -114,10 +114,12 @@ async def scheduled_send() -> None:
             await _send(running, day)
 
 
-async def retry_send(day: str, attempt: int) -> None:
+async def retry_send(day: str, attempt: int, fresh: bool = False) -> None:
     """A retry job: the send of the issue of ``day`` (ISO date) that stopped, finished now.
 
-    Only the copies already pending are sent; ``attempt`` counts the retries so far. A
+    Only the copies already pending are sent; ``attempt`` counts the retries so far. With
+    ``fresh`` (the check before the send failed, so nothing was queued) the whole send is
+    made, checked again first. A
     retry that comes due after digest was down runs only if ``day`` is still one of the
     last ``schedule.catch_up_days`` days; an older issue is left alone, as a catch-up
     would leave it.
@@ -146,7 +148,7 @@ async def retry_send(day: str, attempt: int) -> None:
             running.settings.schedule.retry_limit,
             day,
         )
-        await _send(running, dt.date.fromisoformat(day), resume=True, attempt=attempt)
+        await _send(running, dt.date.fromisoformat(day), resume=not fresh, attempt=attempt)
 
 
 async def _catch_up_at_start(running: _Running) -> None:
@@ -202,13 +204,44 @@ async def _send(
     """One send of the issue for ``day``, logged; a send that stopped is retried later.
 
     With ``resume`` only the copies already pending go out (see :func:`sending.send_issue`).
+    Otherwise a send through a relay is checked first (``schedule.check_before_send``).
     """
-    outcome = await _send_logged(running, day, resume=resume)
-    if isinstance(outcome, sending.SendHalted | sending.SendStopped):
-        _retry_later(running, day, attempt)
+    refused = None if resume else await _check_before_send(running, day)
+    outcome = refused or await _send_logged(running, day, resume=resume)
+    if isinstance(outcome, sending.SendHalted | sending.SendStopped | CheckFailed):
+        _retry_later(running, day, attempt, fresh=refused is not None)
     if running.on_run is not None:
         running.on_run(outcome)
     return outcome
+
+
+async def _check_before_send(running: _Running, day: dt.date) -> CheckFailed | None:
+    """The checks of ``digest check`` before a send through a relay: a FAIL stops it.
+
+    Each failing line is logged. A send to the local outbox is not checked: nothing
+    leaves the machine, and the trial set-up would fail the settings checks.
+    """
+    settings = running.settings
+    if not settings.schedule.check_before_send or not settings.smtp.relays:
+        return None
+    found = await checks.run_checks(settings, day, store=running.store)
+    failing = [check for check in found if check.status == "FAIL"]
+    for check in failing:
+        log.error("check before the send of %s: %s", day.isoformat(), check.line())
+    for check in found:
+        if check.status == "warn":
+            log.warning("check before the send of %s: %s", day.isoformat(), check.line())
+    if not failing:
+        return None
+    names = ", ".join(check.name for check in failing)
+    log.error(
+        "the send of %s did not start: the check found %d FAIL (%s); `digest check` shows "
+        "them, schedule.check_before_send = false turns the check off",
+        day.isoformat(),
+        len(failing),
+        names,
+    )
+    return CheckFailed(f"the check before the send of {day.isoformat()} failed: {names}")
 
 
 async def _send_logged(
@@ -254,8 +287,11 @@ async def _send_logged(
     return report
 
 
-def _retry_later(running: _Running, day: dt.date, attempt: int) -> None:
-    """After a send stopped (``attempt`` retries made): a one-off retry job, the same day."""
+def _retry_later(running: _Running, day: dt.date, attempt: int, *, fresh: bool = False) -> None:
+    """After a send stopped (``attempt`` retries made): a one-off retry job, the same day.
+
+    ``fresh``: nothing was queued (the check failed), so the retry makes the whole send.
+    """
     schedule = running.settings.schedule
     if attempt >= schedule.retry_limit:
         log.error(
@@ -280,7 +316,7 @@ def _retry_later(running: _Running, day: dt.date, attempt: int) -> None:
         running.scheduler.add_job(
             retry_send,
             trigger=DateTrigger(run_date=at),
-            args=[day.isoformat(), attempt + 1],
+            args=[day.isoformat(), attempt + 1, fresh],
             id=f"{RETRY_JOB_PREFIX}{day.isoformat()}",
             name=f"retry of the send of {day.isoformat()}",
             replace_existing=True,

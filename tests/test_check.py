@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
+from tests.dns_server import DnsServer
 from tests.smtp_sink import Recorder, SmtpServer
 
 # A domain of no one's (test data), but not one of the reserved example names.
@@ -20,6 +22,17 @@ READY = {
     "DIGEST_SMTP__HOST": "127.0.0.1",
     "DIGEST_SMTP__SECURITY": "none",
 }
+
+
+@pytest.fixture
+def ready(project: Path) -> Iterator[dict[str, str]]:
+    """READY, with the From domain's SPF and DMARC records served by a local DNS server."""
+    zone = {
+        "news.digest-check-tests.net": ["v=spf1 ip4:127.0.0.1 -all"],
+        "_dmarc.news.digest-check-tests.net": ["v=DMARC1; p=none"],
+    }
+    with DnsServer(zone) as dns:
+        yield READY | {"DIGEST_CHECK__NAMESERVERS": dns.nameservers}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -51,9 +64,9 @@ def test_the_defaults_are_not_ready_for_a_real_send(project: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_ready_setup_passes_and_the_relay_is_tried(project: Path) -> None:
+def test_a_ready_setup_passes_and_the_relay_is_tried(ready: dict[str, str]) -> None:
     with SmtpServer(Recorder()) as relay:
-        result = run(env=READY | {"DIGEST_SMTP__PORT": str(relay.port)})
+        result = run(env=ready | {"DIGEST_SMTP__PORT": str(relay.port)})
         assert relay.handler.messages == []  # nothing sent
 
     assert result.exit_code == 0, result.output
@@ -65,9 +78,9 @@ def test_a_ready_setup_passes_and_the_relay_is_tried(project: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_relay_without_starttls_fails_naming_the_setting(project: Path) -> None:
+def test_a_relay_without_starttls_fails_naming_the_setting(ready: dict[str, str]) -> None:
     with SmtpServer(Recorder()) as relay:
-        env = READY | {"DIGEST_SMTP__PORT": str(relay.port), "DIGEST_SMTP__SECURITY": "starttls"}
+        env = ready | {"DIGEST_SMTP__PORT": str(relay.port), "DIGEST_SMTP__SECURITY": "starttls"}
         result = run(env=env)
 
     assert result.exit_code == 1

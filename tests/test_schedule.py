@@ -28,12 +28,19 @@ from sqlalchemy import create_engine, text
 
 from digest import pipeline, sending
 from digest.delivery.ledger import Ledger
-from digest.errors import ConfigError, DigestError
+from digest.errors import CheckFailed, ConfigError, DigestError
 from digest.models import Issue, SubscriberStatus
 from digest.schedule import JOB_ID, JOBS_TABLE, Scheduler, trigger
-from digest.settings import ScheduleSettings, Settings, SmtpSettings, load_settings
+from digest.settings import (
+    CheckSettings,
+    ScheduleSettings,
+    Settings,
+    SmtpSettings,
+    load_settings,
+)
 from digest.store import Store
 from tests.conftest import REPO
+from tests.dns_server import DnsServer
 from tests.smtp_sink import Recorder, Slow, closed_port
 
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
@@ -410,7 +417,10 @@ def relay_settings(settings: Settings, port: int, **schedule: Any) -> Settings:
         secret_key="schedule-test-key-of-at-least-32-characters",
         public_url="https://news.example.org",
         from_address="digest@news.example.org",
-        schedule=ScheduleSettings(misfire_grace_seconds=3600, **schedule),
+        # These tests are about the schedule: the check before each send has its own below.
+        schedule=ScheduleSettings(
+            misfire_grace_seconds=3600, **({"check_before_send": False} | schedule)
+        ),
         smtp=SmtpSettings(
             host="127.0.0.1",
             port=port,
@@ -494,6 +504,50 @@ def test_retries_stop_at_retry_limit(settings: Settings, caplog: pytest.LogCaptu
     assert f"the send of {today} stopped after 2 retries (schedule.retry_limit)" in caplog.text
     assert job_ids(down) == [JOB_ID]  # no further retry waits
     assert outbox_count(down) == 0
+
+
+def test_a_send_whose_check_fails_sends_nothing_says_why_and_is_made_when_it_passes(
+    settings: Settings, smtp_server: tuple[Recorder, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, port = smtp_server
+    domain = "news.digest-schedule-tests.net"
+    zone: dict[str, list[str]] = {domain: []}  # no SPF record yet
+    sent_while_failing: list[object] = []
+    with DnsServer(zone) as dns:
+        checked = relay_settings(settings, port, check_before_send=True, retry_minutes=0.02)
+        checked = checked.model_copy(
+            update={
+                "from_address": f"digest@{domain}",
+                "public_url": f"https://{domain}",
+                "postal_address": "1 Test Street, Testtown",
+                "check": CheckSettings(nameservers=dns.nameservers),
+            }
+        )
+
+        def enough(outcomes: list[tuple[float, Outcome]]) -> bool:
+            if len(outcomes) == 1:
+                sent_while_failing.extend(handler.messages)
+            dns.zone[domain] = ["v=spf1 ip4:127.0.0.1 -all"]  # the operator publishes SPF
+            return isinstance(outcomes[-1][1], sending.SendReport)
+
+        with caplog.at_level(logging.INFO, logger="digest.schedule"):
+            outcomes = asyncio.run(run_scheduler_until(checked, enough))
+
+    (_, refused), (_, report) = outcomes
+    assert sent_while_failing == []
+    assert isinstance(refused, CheckFailed)
+    assert str(refused) == (
+        f"the check before the send of {pipeline.today(checked).isoformat()} failed: dns.spf"
+    )
+    assert isinstance(report, sending.SendReport)
+    assert report.sent == len(ADDRESSES)
+    assert sorted(rcpt[0] for _, rcpt, _ in handler.messages) == sorted(ADDRESSES)
+    today = pipeline.today(checked).isoformat()
+    assert f"check before the send of {today}: FAIL  dns.spf: no SPF record at {domain}" in (
+        caplog.text
+    )
+    assert f"the send of {today} did not start: the check found 1 FAIL (dns.spf)" in caplog.text
+    assert f"the send of {today} stopped; retry 1 of 8 at " in caplog.text
 
 
 def enqueue_issue(settings: Settings, store: Store, day: dt.date) -> None:
@@ -801,6 +855,7 @@ def schedule_process(
         "DIGEST_SECRET_KEY": "schedule-test-key-of-at-least-32-characters",
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
+        "DIGEST_SCHEDULE__CHECK_BEFORE_SEND": "false",
         **extra,
     }
     return subprocess.Popen(

@@ -9,7 +9,6 @@ import click
 
 from digest import checks, eventloop, pipeline
 from digest.cli.root import DATE_OPTION, App, cli
-from digest.store import Store
 
 __all__ = ["check"]
 
@@ -21,17 +20,14 @@ __all__ = ["check"]
 def check(app: App, date_: dt.datetime | None, as_json: bool) -> None:
     """Check, without sending anything, what would make the day's send fail or land in spam.
 
-    The settings a real send needs, each relay (connect, EHLO, TLS, AUTH, QUIT), and the
-    message as a send would build it. One line per check: ok, warn or FAIL, with what to
-    do. Exit status 0 when nothing failed, 1 otherwise.
+    The settings a real send needs, each relay (connect, EHLO, TLS, AUTH, QUIT), the From
+    domain's DNS (SPF, DMARC, the DKIM key), and the message as a send would build it,
+    scored by SpamAssassin where installed. One line per check: ok, warn, FAIL or skip, with
+    what to do. Exit status 0 when nothing failed, 1 otherwise.
     """
     settings = app.settings()
     day = date_.date() if date_ else pipeline.today(settings)
-    found = checks.check_settings(settings)
-    if settings.smtp.relays:
-        found += eventloop.run(checks.check_relay(settings.smtp))
-    with Store.open(settings.database_url) as store:
-        found += checks.check_message(settings, store, day)
+    found = eventloop.run(checks.run_checks(settings, day))
     if as_json:
         click.echo(
             json.dumps(

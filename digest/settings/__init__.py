@@ -40,7 +40,12 @@ from digest.models import PickLimits
 from digest.settings.describe import ENV_PREFIX
 from digest.settings.describe import describe as _describe
 from digest.settings.describe import keys_in as _keys_in
-from digest.settings.sections import DkimSettings, ScheduleSettings, SmtpSettings
+from digest.settings.sections import (
+    CheckSettings,
+    DkimSettings,
+    ScheduleSettings,
+    SmtpSettings,
+)
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -48,6 +53,7 @@ __all__ = [
     "DEFAULT_KICKERS",
     "DEFAULT_PUBLISHERS",
     "ENV_PREFIX",
+    "CheckSettings",
     "DkimSettings",
     "ScheduleSettings",
     "Settings",
@@ -122,6 +128,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     smtp: SmtpSettings = SmtpSettings()
     dkim: DkimSettings = DkimSettings()
+    check: CheckSettings = CheckSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -1,7 +1,8 @@
-"""The settings' sections: the SMTP relay, DKIM signing and the schedule (``[smtp]``, …)."""
+"""The settings' sections: the SMTP relay, DKIM, the schedule and the check (``[smtp]``, …)."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,7 +18,7 @@ from pydantic import (
 
 from digest.crontab import cron_trigger
 
-__all__ = ["DkimSettings", "ScheduleSettings", "SmtpSettings"]
+__all__ = ["CheckSettings", "DkimSettings", "ScheduleSettings", "SmtpSettings"]
 
 
 class SmtpSettings(BaseModel):
@@ -124,6 +125,9 @@ class ScheduleSettings(BaseModel):
     retry_minutes: float = Field(default=15, gt=0)
     # At most this many such retries of one day's send.
     retry_limit: int = Field(default=8, ge=0)
+    # Before each scheduled send, the checks of `digest check`: a FAIL skips the send (and
+    # says why in the log) rather than sending what would bounce or land in spam.
+    check_before_send: bool = True
 
     @field_validator("cron")
     @classmethod
@@ -147,3 +151,56 @@ class ScheduleSettings(BaseModel):
     def zone(self) -> ZoneInfo:
         """The configured time zone."""
         return ZoneInfo(self.timezone)
+
+
+class CheckSettings(BaseModel):
+    """How ``digest check`` looks things up: the DNS servers it asks, and its time limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # DNS servers for the checks of the From domain, "address" or "address:port" ("[::1]:53"
+    # for IPv6) separated by commas. Unset: the system's resolver (/etc/resolv.conf).
+    nameservers: str | None = None
+    # Each DNS look-up gives up after this many seconds; no answer is a warning, not a FAIL.
+    dns_timeout: float = Field(default=3.0, gt=0, le=60)
+    # SpamAssassin, where installed, may take this long to score the message.
+    spam_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _valid_nameservers(cls, value: str | None) -> str | None:
+        if value is not None:
+            _nameserver_list(value)
+        return value
+
+    @property
+    def nameserver_list(self) -> tuple[tuple[str, int], ...]:
+        """The DNS servers to ask, (address, port); empty for the system's resolver."""
+        return _nameserver_list(self.nameservers) if self.nameservers else ()
+
+
+def _nameserver_list(value: str) -> tuple[tuple[str, int], ...]:
+    servers = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        if item.startswith("["):
+            address, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") if rest.startswith(":") else ("" if not rest else "x")
+        elif item.count(":") == 1:
+            address, _, port = item.partition(":")
+        else:
+            address, port = item, ""
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(
+                f"{item!r}: expected an IP address, optionally with :port "
+                "('192.0.2.53', '192.0.2.53:5353', '[2001:db8::53]:53')"
+            ) from None
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"{item!r}: expected a port from 1 to 65535")
+        servers.append((address, int(port) if port else 53))
+    if not servers:
+        raise ValueError("expected IP addresses separated by commas")
+    return tuple(servers)
