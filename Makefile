@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint browser bench bench-scale clean
+.PHONY: run test lint test-tools bench bench-scale clean
 
 $(BIN)/digest: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,21 +25,27 @@ lint: $(BIN)/digest
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The browser tests need Chromium and its WebDriver. As root with apt (a fresh machine, CI)
-# they are installed from Debian's packages by .ci/install-chromium (which waits for apt's
-# locks); elsewhere the tests skip and say why (under CI=true they fail).
-browser:
-	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+# Some tests need programs from Debian's packages: Chromium and its WebDriver (the browser
+# tests), SpamAssassin (digest check's spam score). As root with apt (a fresh machine, CI)
+# the missing ones are installed by .ci/install-debs, which waits for apt's locks;
+# elsewhere those tests skip and say why (under CI=true they fail).
+TEST_TOOLS := chromium:chromium chromedriver:chromium-driver spamassassin:spamassassin
+
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do \
+	  command -v "$${tool%%:*}" >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium and chromium-driver for the browser tests"; \
-	    .ci/install-chromium; \
+	    echo "installing Debian's$$missing for the tests"; \
+	    .ci/install-debs $$missing; \
 	  else \
-	    echo "chromium not found and cannot be installed here: the browser tests will be skipped"; \
-	  fi; }
+	    echo "not found and cannot be installed here:$$missing (the tests that need them skip)"; \
+	  fi; \
+	fi
 
 # The tests run under coverage, with the gate in pyproject.toml ([tool.coverage.report]
 # fail_under): below it, the run fails. The report lists the files not wholly covered.
-test: lint browser
+test: lint test-tools
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 bench: $(BIN)/digest
