@@ -26,10 +26,12 @@ lint: $(BIN)/digest
 	$(BIN)/mypy
 
 # Some tests need programs from Debian's packages: Chromium and its WebDriver (the browser
-# tests), SpamAssassin (digest check's spam score). As root with apt (a fresh machine, CI)
-# the missing ones are installed by .ci/install-debs, which waits for apt's locks;
-# elsewhere those tests skip and say why (under CI=true they fail).
-TEST_TOOLS := chromium:chromium chromedriver:chromium-driver spamassassin:spamassassin
+# tests), SpamAssassin (digest check's spam score), Postfix (the bounce round trip). As
+# root with apt (a fresh machine, CI) the missing ones are installed by .ci/install-debs,
+# which waits for apt's locks; elsewhere those tests skip and say why (under CI=true they
+# fail).
+TEST_TOOLS := chromium:chromium chromedriver:chromium-driver spamassassin:spamassassin \
+	postconf:postfix
 
 test-tools:
 	@missing=""; for tool in $(TEST_TOOLS); do \

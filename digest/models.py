@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "Article",
+    "BounceKind",
     "Issue",
     "LoadFailure",
     "LoadResult",
@@ -162,7 +163,21 @@ class SubscriberStatus(enum.StrEnum):
 
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
+    # Suppressed: the address does not exist (a hard bounce, or soft ones in a row), or
+    # its reader reported the digest as spam. Only an operator's --force brings it back.
     BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class BounceKind(enum.StrEnum):
+    """What a message that came back says of an address."""
+
+    HARD = "hard"  # the address does not exist or takes no mail: suppressed at once
+    SOFT = "soft"  # temporary (mailbox full, expired): suppressed after several in a row
+    REFUSED = "refused"  # permanent, about the message or sender: the address stays
+    COMPLAINT = "complaint"  # marked as spam (ARF): suppressed at once
+    UNSUBSCRIBE = "unsubscribe"  # a mail to the List-Unsubscribe address
+    IGNORED = "ignored"  # an automatic reply, a delivery report, a not-spam report
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

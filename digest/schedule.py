@@ -30,12 +30,16 @@ from apscheduler.events import (
     JobExecutionEvent,
     JobSubmissionEvent,
 )
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest import checks, pipeline, sending
+from digest.bounces.mailbox import open_source
+from digest.bounces.process import ProcessReport, process_mailbox
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.delivery import transport as transports
@@ -46,10 +50,12 @@ from digest.store import Store
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BOUNCES_JOB_ID",
     "JOBS_TABLE",
     "JOB_ID",
     "RETRY_JOB_PREFIX",
     "Scheduler",
+    "poll_bounces",
     "retry_send",
     "scheduled_send",
     "trigger",
@@ -58,6 +64,8 @@ __all__ = [
 JOB_ID = "daily-send"
 # A retry of one day's send is a one-off job of its own, named after the day.
 RETRY_JOB_PREFIX = "retry-"
+# Reading bounces.source every bounces.poll_minutes (kept in memory, not in the database).
+BOUNCES_JOB_ID = "read-bounces"
 # APScheduler creates and owns this table, beside digest's own.
 JOBS_TABLE = "apscheduler_jobs"
 
@@ -151,6 +159,34 @@ async def retry_send(day: str, attempt: int, fresh: bool = False) -> None:
         await _send(running, dt.date.fromisoformat(day), resume=not fresh, attempt=attempt)
 
 
+async def poll_bounces() -> None:
+    """The bounce job: the unread messages of ``bounces.source`` read and applied."""
+    running = _running
+    if running is None:
+        return
+    source = running.settings.bounces.source
+    assert source is not None
+    try:
+        report = await asyncio.to_thread(_read_bounces, running.settings, running.store, source)
+    except DigestError as exc:
+        # The mailbox or the database: logged, and read again at the next poll.
+        log.error("reading bounces from %s failed: %s", source, exc)
+        return
+    if report.messages:
+        log.info(
+            "read %d messages from %s: %s",
+            report.messages,
+            source,
+            ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items()))
+            or "no events",
+        )
+
+
+def _read_bounces(settings: Settings, store: Store, source: str) -> ProcessReport:
+    with open_source(source) as mailbox:
+        return process_mailbox(settings, store, mailbox)
+
+
 async def _catch_up_at_start(running: _Running) -> None:
     """At start: finish the sends of today and the recent days that were left unfinished."""
     today = pipeline.today(running.settings)
@@ -208,7 +244,11 @@ async def _send(
     """
     refused = None if resume else await _check_before_send(running, day)
     outcome = refused or await _send_logged(running, day, resume=resume)
-    if isinstance(outcome, sending.SendHalted | sending.SendStopped | CheckFailed):
+    if isinstance(outcome, sending.SendHalted) and not outcome.retry:
+        log.error(
+            "the send of %s is left stopped for a person to look at: %s", day.isoformat(), outcome
+        )
+    elif isinstance(outcome, sending.SendHalted | sending.SendStopped | CheckFailed):
         _retry_later(running, day, attempt, fresh=refused is not None)
     if running.on_run is not None:
         running.on_run(outcome)
@@ -455,7 +495,8 @@ class Scheduler:
         schedule = self.settings.schedule
         scheduler = AsyncIOScheduler(
             jobstores={
-                "default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE)
+                "default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE),
+                "memory": MemoryJobStore(),
             },
             timezone=schedule.zone,
         )
@@ -498,6 +539,19 @@ class Scheduler:
                 # Stored by an older digest: the same times, but fired twice on the night
                 # clocks go back. Replaced, the next run time kept.
                 scheduler.modify_job(JOB_ID, trigger=wanted)
+        if self.settings.bounces.source:
+            # Kept in memory: a poll missed while digest was down is simply the next one.
+            scheduler.add_job(
+                poll_bounces,
+                trigger=IntervalTrigger(minutes=self.settings.bounces.poll_minutes),
+                id=BOUNCES_JOB_ID,
+                name="reading bounces",
+                jobstore="memory",
+                next_run_time=utc_now(),
+                max_instances=1,
+                coalesce=True,
+                replace_existing=True,
+            )
         scheduler.resume()
         log.info(
             "scheduled %r in %s; next send at %s",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from digest.audience.listid import list_id_for_send
+from digest.audience.verp import ReturnPath
 from digest.clock import utc_now
 from digest.delivery.ledger import Ledger
 from digest.delivery.mailer import Transport
@@ -196,6 +197,12 @@ async def _send_frozen(
         transport=transport,
         sender=settings.from_address,
         smtp=settings.smtp,
+        return_path=(
+            ReturnPath(bounce_address=settings.bounce_address, secret_key=secret_key)
+            if settings.bounce_address
+            else None
+        ),
+        max_refused_rate=settings.bounces.max_rate,
         concurrency=concurrency,
         lease=dt.timedelta(seconds=settings.claim_lease_seconds),
         take_over=take_over,
@@ -214,7 +221,7 @@ async def _send_frozen(
         errors=errors,
     )
     if totals.halted is not None:
-        raise SendHalted(report, totals.halted)
+        raise SendHalted(report, totals.halted, retry=not totals.halted_by_refusals)
     if totals.tripped:
         raise SendStopped(report, settings.smtp.failure_threshold)
     if totals.interrupted:
@@ -282,14 +289,19 @@ def _what_is_left(
 
 
 class SendHalted(DigestError):
-    """Something that would fail every copy stopped the send; what was sent is recorded."""
+    """Something that would fail every copy stopped the send; what was sent is recorded.
 
-    def __init__(self, report: SendReport, reason: str) -> None:
+    ``retry``: whether trying again later by itself makes sense (a relay down), or a
+    person should look first (too many copies refused for good).
+    """
+
+    def __init__(self, report: SendReport, reason: str, *, retry: bool = True) -> None:
         super().__init__(
             f"stopped: {reason}; {report.sent} sent, {report.failed} failed, "
             f"{report.still_pending} left for the next run"
         )
         self.report = report
+        self.retry = retry
 
 
 class SendInterrupted(DigestError):

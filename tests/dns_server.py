@@ -30,8 +30,10 @@ def txt_chunks(record: str) -> list[str]:
 class DnsServer:
     """Answers TXT queries from ``zone`` (name -> records) until closed."""
 
-    def __init__(self, zone: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, zone: Mapping[str, Sequence[str]], *, servfail: Sequence[str] = ()) -> None:
         self.zone = {name.lower().rstrip("."): list(records) for name, records in zone.items()}
+        # Names answered with SERVFAIL, as a broken or unreachable authoritative server.
+        self.servfail = {name.lower().rstrip(".") for name in servfail}
         self.queries: list[str] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
@@ -76,7 +78,9 @@ class DnsServer:
         name = question.name.to_text(omit_final_dot=True).lower()
         self.queries.append(name)
         exists = name in self.zone or any(known.endswith("." + name) for known in self.zone)
-        if not exists:
+        if name in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif not exists:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif question.rdtype == dns.rdatatype.TXT and self.zone.get(name):
             texts = [

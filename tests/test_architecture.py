@@ -29,6 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"settings"}),
     frozenset({"options"}),
     frozenset({"delivery"}),
+    frozenset({"bounces"}),
     frozenset({"pipeline"}),
     frozenset({"sending"}),
     frozenset({"checks"}),

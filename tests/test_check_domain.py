@@ -280,3 +280,57 @@ def test_spamassassin_fails_a_message_it_takes_for_spam() -> None:
 
     assert found.status == "FAIL"
     assert "GTUBE" in found.detail
+
+
+@pytest.mark.timeout(60)
+def test_a_revoked_or_unaligned_dkim_key_and_a_broken_dns_are_named(project: Path) -> None:
+    key, record = dkim_key(project)
+    zone = {
+        DOMAIN: [SPF],
+        f"_dmarc.{DOMAIN}": [DMARC, "v=DMARC1; p=reject"],
+        f"news._domainkey.{DOMAIN}": ["v=DKIM1; k=rsa; p="],
+        "news._domainkey.other-signer.net": [record],
+    }
+    with DnsServer(zone, servfail=[ORG, f"_dmarc.{ORG}"]) as dns:
+        base = READY | {
+            "DIGEST_CHECK__NAMESERVERS": dns.nameservers,
+            "DIGEST_DKIM__PRIVATE_KEY_FILE": str(key),
+            "DIGEST_DKIM__SELECTOR": "news",
+        }
+        revoked = lines(run(base))
+        unaligned = lines(run(base | {"DIGEST_DKIM__DOMAIN": "other-signer.net"}))
+        broken = lines(run(base | {"DIGEST_FROM_ADDRESS": f"digest@{ORG}"}))
+        half_set = lines(
+            run(
+                READY
+                | {"DIGEST_CHECK__NAMESERVERS": dns.nameservers, "DIGEST_DKIM__SELECTOR": "news"}
+            )
+        )
+
+    assert revoked["dns.dkim"].startswith(
+        f"FAIL  dns.dkim: the key at news._domainkey.{DOMAIN} is revoked (empty p=)"
+    )
+    assert revoked["dns.dmarc"].startswith(f"warn  dns.dmarc: 2 DMARC records at _dmarc.{DOMAIN}")
+    assert unaligned["dns.dkim"].startswith(
+        "warn  dns.dkim: the key at news._domainkey.other-signer.net matches, but signs for "
+        f"other-signer.net, not the From domain {DOMAIN}"
+    )
+    assert broken["dns.spf"] == (
+        f"warn  dns.spf: could not look up {ORG}: no DNS server gave an answer (SERVFAIL or "
+        "refused)"
+    )
+    assert half_set["dns.dkim"].startswith("FAIL  dns.dkim: dkim: set both")
+
+
+def test_without_spamassassin_the_score_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    found = asyncio.run(check_spam(b"Subject: x\r\n\r\nx\r\n", timeout=5))
+
+    assert (found.status, found.detail) == (
+        "skip",
+        "SpamAssassin is not installed (apt-get install spamassassin) to score it",
+    )
+    assert spam_check("no report here").status == "warn"

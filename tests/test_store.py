@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from digest.errors import StoreError
-from digest.models import Article, Issue, RelatedStory
+from digest.models import Article, Issue, RelatedStory, SubscriberStatus
 from digest.store import Store, deliveries, issues, metadata, subscribers
 
 DAY = dt.date(2026, 11, 23)
@@ -277,6 +277,50 @@ def test_deliveries_made_before_0006_keep_their_address_past_a_removal(database_
         assert added
         assert store.deliveries.count_to_send(1) == 0
         assert store.deliveries.finished_subscriber_ids(1) == {again.id, 2}
+
+
+def test_upgrading_to_0009_keeps_every_delivery_tied_to_its_subscriber(
+    database_url: str,
+) -> None:
+    # 0009 widens the subscribers' status check, which SQLite does by copying the table:
+    # with foreign keys on, dropping the old copy set every delivery's subscriber to null.
+    migrate_to(database_url, "0008")
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(issues.insert().values(id=1, date=DAY, created_at=NOW))
+        connection.execute(
+            subscribers.insert().values(
+                id=7,
+                email="ann@example.org",
+                email_key="ann@example.org",
+                status="active",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        connection.execute(
+            deliveries.insert().values(
+                issue_id=1,
+                subscriber_id=7,
+                email_key="ann@example.org",
+                status="sent",
+                attempts=1,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    engine.dispose()
+
+    with Store.open(database_url) as store:
+        with store.reading() as connection:
+            linked = connection.execute(select(deliveries.c.subscriber_id)).scalars().all()
+        assert linked == [7]
+        assert store.deliveries.finished_subscriber_ids(1) == {7}
+        found = store.subscribers.set_status(
+            "ann@example.org", SubscriberStatus.COMPLAINED, now=NOW
+        )
+        assert found is not None
+        assert found.status is SubscriberStatus.COMPLAINED
 
 
 def test_sends_made_before_0007_are_taken_as_finished(database_url: str) -> None:

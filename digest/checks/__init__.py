@@ -3,7 +3,8 @@
 Each check gives one line: ``ok``, ``warn``, ``FAIL`` or ``skip``, with what to do. The
 settings and the message are checked from data; the relay is tried for real (connect,
 EHLO, STARTTLS or TLS, AUTH, QUIT), the From domain's DNS is looked up (SPF, DMARC, the
-DKIM key), and SpamAssassin scores the message where it is installed. Nothing is sent.
+DKIM key), the last issue's bounce and complaint rates are read, and SpamAssassin scores
+the message where it is installed. Nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from digest.checks.message import (
 )
 from digest.checks.outcome import Check, Status, failed
 from digest.checks.relay import check_relay
+from digest.checks.reputation import check_reputation
 from digest.checks.settings import check_settings, reserved_domain
 from digest.checks.spam import check_spam
 from digest.settings import Settings
@@ -35,6 +37,7 @@ __all__ = [
     "check_domain",
     "check_message",
     "check_relay",
+    "check_reputation",
     "check_settings",
     "check_spam",
     "failed",
@@ -57,10 +60,10 @@ async def run_checks(
     found = check_settings(settings)
     network = asyncio.gather(check_relay(settings.smtp), check_domain(settings))
     try:
-        copy = await asyncio.to_thread(_sample_copy, settings, date, store)
+        copy, reputation = await asyncio.to_thread(_from_the_database, settings, date, store)
     finally:
         relay, domain = await network
-    found += relay + domain
+    found += relay + domain + reputation
     if isinstance(copy, Check):
         return [*found, copy]
     found += check_message(copy)
@@ -68,8 +71,10 @@ async def run_checks(
     return found
 
 
-def _sample_copy(settings: Settings, date: dt.date, store: Store | None) -> SampleCopy | Check:
+def _from_the_database(
+    settings: Settings, date: dt.date, store: Store | None
+) -> tuple[SampleCopy | Check, list[Check]]:
     if store is not None:
-        return sample_copy(settings, store, date)
+        return sample_copy(settings, store, date), check_reputation(store)
     with Store.open(settings.database_url) as opened:
-        return sample_copy(settings, opened, date)
+        return sample_copy(settings, opened, date), check_reputation(opened)

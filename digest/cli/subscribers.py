@@ -19,12 +19,13 @@ from digest.cli.output import address_argument, plural
 from digest.cli.root import App, cli
 from digest.clock import utc_now
 from digest.errors import InputError, InvalidName, NotFound
-from digest.models import SubscriberStatus
+from digest.models import BounceKind, SubscriberStatus
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "SUPPRESSED",
     "subscribers_add",
     "subscribers_group",
     "subscribers_import",
@@ -55,10 +56,16 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
         subscriber, added = store.subscribers.add(
             address, checked_name, now=utc_now(), source="cli"
         )
+        why = _suppression(store, subscriber.email) if subscriber.status in SUPPRESSED else ""
     if added:
         click.echo(f"Added {subscriber.email}.")
     elif subscriber.status is SubscriberStatus.ACTIVE:
         click.echo(f"{subscriber.email} is already on the list; left as it is.")
+    elif why:
+        click.echo(
+            f"{subscriber.email} is suppressed ({why}); left as it is. Only `digest "
+            f"subscribers resubscribe {subscriber.email} --force` sends to it again."
+        )
     else:
         # Never silently undone: they left, or their mailbox bounced. An operator may
         # bring them back on purpose, and the command says how.
@@ -99,13 +106,23 @@ def subscribers_import(app: App, csv_file: Path, source: str, encoding: str) -> 
     valid = [(row.email, row.name) for row in rows if row.email is not None]
     with Store.open(app.settings().database_url) as store:
         added, known = store.subscribers.import_rows(valid, now=utc_now(), source=source)
+        suppressed = store.subscribers.suppressed(email for email, _ in valid)
+        reasons = {key: _suppression(store, key) for key in suppressed}
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
+    for row in rows:
+        if row.email is not None and row.email.casefold() in reasons:
+            click.echo(
+                f"note: {csv_file}:{row.line}: {row.email} is suppressed "
+                f"({reasons[row.email.casefold()]}): not reactivated",
+                err=True,
+            )
     for row in repeats:
         click.echo(f"note: {csv_file}:{row.line}: same address as line {row.repeat_of}", err=True)
     repeated = f"{len(repeats)} repeated in the file, " if repeats else ""
+    held = f" ({len(suppressed)} of them suppressed)" if suppressed else ""
     click.echo(
-        f"{plural(added, 'subscriber')} added, {known} already on the list, "
+        f"{plural(added, 'subscriber')} added, {known} already on the list{held}, "
         f"{repeated}{plural(len(errors), 'row')} refused."
     )
     if errors:
@@ -162,9 +179,15 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 
 @subscribers_group.command("resubscribe")
 @click.argument("email")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also for a suppressed address (bounced, or it reported the digest as spam).",
+)
 @click.pass_obj
-def subscribers_resubscribe(app: App, email: str) -> None:
-    """Send to an unsubscribed or bounced address again (logged with who and when)."""
+def subscribers_resubscribe(app: App, email: str, force: bool) -> None:
+    """Send to an unsubscribed address again; a suppressed one (bounced, complained) only
+    with --force. Logged with who and when."""
     address = address_argument(email)
     with Store.open(app.settings().database_url) as store:
         before = store.subscribers.find(address)
@@ -173,6 +196,12 @@ def subscribers_resubscribe(app: App, email: str) -> None:
         if before.status is SubscriberStatus.ACTIVE:
             click.echo(f"{before.email} is active already; nothing changed.")
             return
+        if before.status in SUPPRESSED and not force:
+            why = _suppression(store, before.email) or before.status.value
+            raise InputError(
+                f"{before.email} is suppressed ({why}): mailing it again hurts the list's "
+                "reputation with every mailbox provider; add --force if you are sure"
+            )
         now = utc_now()
         store.subscribers.set_status(address, SubscriberStatus.ACTIVE, now=now)
     # An operator overrode the reader's choice or a bounce: that is kept on record.
@@ -184,6 +213,22 @@ def subscribers_resubscribe(app: App, email: str) -> None:
         before.status,
     )
     click.echo(f"Resubscribed {before.email} (was {before.status}).")
+
+
+# Statuses only an operator's --force undoes: the address does not exist, or its reader
+# reported the digest as spam.
+SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+def _suppression(store: Store, email: str) -> str:
+    """Why and since when an address is suppressed: ``bounced 2026-12-06: hard: 5.1.1 …``."""
+    event = store.returns.last_suppressing(email)
+    if event is None:
+        return ""
+    what = "complained" if event.kind is BounceKind.COMPLAINT else "bounced"
+    detail = " ".join(part for part in (event.status, event.reason) if part)
+    detail = detail if len(detail) <= 100 else detail[:99] + "…"
+    return f"{what} {event.created_at.date().isoformat()}: {event.kind.value}: {detail}"
 
 
 def _operator() -> str:

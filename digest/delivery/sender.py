@@ -28,6 +28,7 @@ from functools import partial
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from digest.audience.verp import ReturnPath
 from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
 from digest.delivery.mailer import Transport
 from digest.email.message import MessageTemplate
@@ -44,12 +45,15 @@ from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SendLoop", "SendTotals", "with_retries"]
+__all__ = ["REFUSAL_RATE_MIN_COPIES", "SendLoop", "SendTotals", "with_retries"]
 
 # The share of the lease a claim must still have, by this worker's own reckoning, to be
 # sent on without extending it in the database first: a copy under way is then still
 # covered by the claim when renewals are late.
 _SAFE_SHARE_OF_LEASE = 0.25
+# The refusal-rate breaker judges a run only after this many copies were decided (sent or
+# failed for good): below it, a few dead addresses early on would look like a disaster.
+REFUSAL_RATE_MIN_COPIES = 200
 
 
 @dataclass(kw_only=True, slots=True)
@@ -64,6 +68,9 @@ class SendTotals:
     tripped: bool = False
     # Set when the run was asked to stop.
     interrupted: bool = False
+    # Set when halted because too many copies were refused for good: a person should look
+    # before the rest goes, so it is not tried again by itself.
+    halted_by_refusals: bool = False
     _in_a_row: int = field(default=0, repr=False)
 
 
@@ -78,6 +85,8 @@ class SendLoop:
         transport: Transport,
         sender: str,
         smtp: SmtpSettings,
+        return_path: ReturnPath | None = None,
+        max_refused_rate: float | None = None,
         concurrency: int,
         lease: dt.timedelta = dt.timedelta(minutes=5),
         take_over: bool = True,
@@ -88,6 +97,10 @@ class SendLoop:
         self.template = template
         self.transport = transport
         self.sender = sender
+        # With a bounce address, each copy's envelope sender names its delivery (VERP).
+        self.return_path = return_path
+        # Above this share of copies refused for good, the run stops (bounces.max_rate).
+        self.max_refused_rate = max_refused_rate
         self.smtp = smtp
         self.concurrency = concurrency
         self.lease = lease
@@ -300,7 +313,8 @@ class SendLoop:
             # This subscriber's copy cannot be made (a name with a line break, say): it
             # fails for good; the others go on.
             return DeliveryResult(delivery_id=delivery.id, error=str(exc), permanent=True)
-        send = partial(self.transport.send, data, sender=self.sender, recipient=subscriber.email)
+        sender = self.return_path.for_delivery(delivery.id) if self.return_path else self.sender
+        send = partial(self.transport.send, data, sender=sender, recipient=subscriber.email)
         try:
             try:
                 await send()
@@ -340,6 +354,24 @@ class SendLoop:
             totals._in_a_row += 1
             # Once tripped it stays so, whatever copies still under way then do.
             totals.tripped = totals.tripped or totals._in_a_row >= self.smtp.failure_threshold
+            decided = totals.sent + totals.failed
+            if (
+                result.permanent
+                and self.max_refused_rate is not None
+                and totals.halted is None
+                and decided >= REFUSAL_RATE_MIN_COPIES
+                and totals.failed / decided > self.max_refused_rate
+            ):
+                # Mailbox providers throttle and then block senders whose mail keeps
+                # bouncing: stop while the list can still be cleaned.
+                totals.halted_by_refusals = True
+                totals.halted = (
+                    f"{totals.failed} of {decided} copies were refused for good "
+                    f"({totals.failed / decided:.1%}), over bounces.max_rate "
+                    f"({self.max_refused_rate:.0%}): stopped before the sender's reputation "
+                    "suffers; `digest status` shows the reasons, and `digest send` sends the "
+                    "rest"
+                )
         if self.on_delivery is not None:
             self.on_delivery()
 

@@ -22,6 +22,7 @@ DKIM_HEADERS = (
     b"List-Id",
     b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
+    b"Feedback-ID",
     b"MIME-Version",
     b"Content-Type",
 )

@@ -143,6 +143,9 @@ class MessageTemplate:
         if options.public_url is not None:
             # RFC 8058: the https URL takes a POST with this body and unsubscribes at once.
             common["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        # Gmail's feedback loop reports complaints counted by these fields, the sender's
+        # own id last: per issue, per list.
+        common["Feedback-ID"] = f"{rendered.date.isoformat()}:{options.list_id}:digest"
         common["MIME-Version"] = "1.0"
         boundary = f"=_digest_{secrets.token_hex(12)}"
         common["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'

@@ -41,6 +41,7 @@ from digest.settings.describe import ENV_PREFIX
 from digest.settings.describe import describe as _describe
 from digest.settings.describe import keys_in as _keys_in
 from digest.settings.sections import (
+    BounceSettings,
     CheckSettings,
     DkimSettings,
     ScheduleSettings,
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_KICKERS",
     "DEFAULT_PUBLISHERS",
     "ENV_PREFIX",
+    "BounceSettings",
     "CheckSettings",
     "DkimSettings",
     "ScheduleSettings",
@@ -114,6 +116,10 @@ class Settings(BaseSettings):
     list_id: str | None = None
     newsletter_name: str = Field(default="The Digest", min_length=1)
     from_address: str = "digest@localhost"
+    # The envelope sender of every copy, made per copy (VERP): bounces+TOKEN@domain, so a
+    # bounce names the copy it is about. Unset: from_address, and bounces are traced by
+    # address only.
+    bounce_address: str | None = None
     from_name: str | None = None
     public_url: str | None = None
     postal_address: str = ""
@@ -129,6 +135,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     dkim: DkimSettings = DkimSettings()
     check: CheckSettings = CheckSettings()
+    bounces: BounceSettings = BounceSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -141,6 +148,15 @@ class Settings(BaseSettings):
                 "'postgresql+psycopg://user@host/dbname'"
             ) from None
         return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "+" in value.rpartition("@")[0]:
+            raise ValueError("expected an address without '+': digest adds +TOKEN to it")
+        return cls._address(value)
 
     @field_validator("from_address")
     @classmethod

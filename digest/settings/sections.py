@@ -18,7 +18,7 @@ from pydantic import (
 
 from digest.crontab import cron_trigger
 
-__all__ = ["CheckSettings", "DkimSettings", "ScheduleSettings", "SmtpSettings"]
+__all__ = ["BounceSettings", "CheckSettings", "DkimSettings", "ScheduleSettings", "SmtpSettings"]
 
 
 class SmtpSettings(BaseModel):
@@ -204,3 +204,21 @@ def _nameserver_list(value: str) -> tuple[tuple[str, int], ...]:
     if not servers:
         raise ValueError("expected IP addresses separated by commas")
     return tuple(servers)
+
+
+class BounceSettings(BaseModel):
+    """Reading what comes back after a send: where, how often, and when soft bounces count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The mailbox bounces, complaints and unsubscribe mails arrive in: a Maildir folder
+    # or an mbox file. `digest schedule` reads it every poll_minutes.
+    source: str | None = None
+    poll_minutes: float = Field(default=10, gt=0)
+    # Soft bounces (a full mailbox, delivery expired) on this many issues in a row,
+    # within soft_days and with no issue arriving between, suppress the address.
+    soft_limit: int = Field(default=3, ge=1)
+    soft_days: int = Field(default=30, ge=1)
+    # During a send, when more than this share of the copies decided so far (200 at
+    # least) were refused for good by the relay, the send stops; unset: it never does.
+    max_rate: float | None = Field(default=0.05, gt=0, le=1)

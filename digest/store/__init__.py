@@ -1,13 +1,15 @@
 """The database: one :class:`Store` per database, with a record class per concept.
 
-``store.issues``, ``store.subscribers``, ``store.deliveries`` and ``store.list_ids`` read
-and write their own tables; :mod:`digest.delivery.ledger` sends one issue's deliveries.
+``store.issues``, ``store.subscribers``, ``store.deliveries``, ``store.list_ids`` and
+``store.returns`` (what came back after a send) read and write their own tables;
+:mod:`digest.delivery.ledger` sends one issue's deliveries.
 """
 
 from digest.store.database import Store
 from digest.store.deliveries import DeliveryRecords
 from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
+from digest.store.returns import ReturnRecords
 from digest.store.subscribers import SubscriberRecords, subscriber_from_row
 from digest.store.tables import deliveries, issue_articles, issues, list_ids, metadata, subscribers
 
@@ -15,6 +17,7 @@ __all__ = [
     "DeliveryRecords",
     "IssueRecords",
     "ListIdRecords",
+    "ReturnRecords",
     "Store",
     "SubscriberRecords",
     "deliveries",

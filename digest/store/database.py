@@ -27,6 +27,7 @@ from digest.errors import StoreError
 from digest.store.deliveries import DeliveryRecords
 from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
+from digest.store.returns import ReturnRecords
 from digest.store.subscribers import SubscriberRecords
 
 # SQLSTATEs of a transaction the database rolled back so that another could go on
@@ -57,6 +58,7 @@ class Store:
         self.engine = engine
         self.issues = IssueRecords(self)
         self.subscribers = SubscriberRecords(self)
+        self.returns = ReturnRecords(self)
         self.deliveries = DeliveryRecords(self)
         self.list_ids = ListIdRecords(self)
 
@@ -117,13 +119,29 @@ class Store:
         """Apply every migration not yet applied."""
         config = Config()
         config.set_main_option("script_location", str(files("digest.store") / "migrations"))
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
-                )
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with self.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite changes a table's constraints by copying it and dropping the old
+                # one; with foreign keys on, the drop would set every reference to it to
+                # null (deliveries.subscriber_id, say). Off for the migration, outside any
+                # transaction as SQLite requires, and checked before the commit.
+                connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                        )
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                        raise StoreError("the migration left references to missing rows")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+                    connection.commit()
 
     @contextmanager
     def send_lock(self, issue_id: int, *, shared: bool = False) -> Iterator[None]:

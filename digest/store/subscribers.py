@@ -110,6 +110,28 @@ class SubscriberRecords:
             ).first()
         return subscriber_from_row(row) if row is not None else None
 
+    def suppressed(self, emails: Iterable[str]) -> dict[str, tuple[SubscriberStatus, dt.datetime]]:
+        """Of ``emails``, those suppressed (bounced or complained), by case-folded address,
+        with their status and since when."""
+        keys = list({email.casefold() for email in emails})
+        found: dict[str, tuple[SubscriberStatus, dt.datetime]] = {}
+        for start in range(0, len(keys), _BATCH):
+            with self._db.reading() as connection:
+                rows = connection.execute(
+                    select(
+                        subscribers.c.email_key, subscribers.c.status, subscribers.c.updated_at
+                    ).where(
+                        subscribers.c.email_key.in_(keys[start : start + _BATCH]),
+                        subscribers.c.status.in_(
+                            [SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value]
+                        ),
+                    )
+                ).all()
+            found.update(
+                {row.email_key: (SubscriberStatus(row.status), row.updated_at) for row in rows}
+            )
+        return found
+
     def by_id(self, subscriber_id: int) -> Subscriber | None:
         """The subscriber with this id, or None."""
         with self._db.reading() as connection:

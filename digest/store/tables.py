@@ -22,11 +22,13 @@ __all__ = [
     "OUTBOX",
     "PENDING",
     "SENT",
+    "bounce_events",
     "deliveries",
     "issue_articles",
     "issues",
     "list_ids",
     "metadata",
+    "returned_messages",
     "subscribers",
 ]
 
@@ -122,6 +124,8 @@ deliveries = Table(
     UniqueConstraint("issue_id", "subscriber_id"),
     UniqueConstraint("issue_id", "email_key"),
     Index("ix_deliveries_pending", "issue_id", "status", "id"),
+    # A bounce that quotes the copy's Message-ID is traced back to its delivery by it.
+    Index("ix_deliveries_message_id", "message_id"),
 )
 
 # Every list identifier copies went out under, oldest first (see digest.audience.listid).
@@ -130,4 +134,49 @@ list_ids = Table(
     metadata,
     Column("list_id", String(255), primary_key=True),
     Column("first_used_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every message read from a bounce mailbox, once: by the SHA-256 of its bytes.
+returned_messages = Table(
+    "returned_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("message_id", Text, nullable=True),
+    # What it was: dsn, arf, bounce (plain text), unsubscribe, auto-reply, unrecognised, …
+    Column("form", String(16), nullable=False),
+    # The mailbox it was read from (a path, or an IMAP URL without its password).
+    Column("source", Text, nullable=False),
+    # Why it could not be read, for one that could not.
+    Column("problem", Text, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("digest"),
+)
+
+# What a returned message said of one address, and what it was traced to.
+bounce_events = Table(
+    "bounce_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "returned_id",
+        Integer,
+        ForeignKey("returned_messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="SET NULL"), nullable=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="SET NULL"), nullable=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True
+    ),
+    # The address case-folded, as subscribers.email_key; null when the message named none.
+    Column("email_key", String(320), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=True),
+    Column("reason", Text, nullable=False),
+    # How it was traced: token (VERP), message-id, address; forged, or null (to nobody).
+    Column("matched_by", String(16), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_bounce_events_subscriber", "subscriber_id", "kind"),
+    Index("ix_bounce_events_issue", "issue_id", "kind"),
 )

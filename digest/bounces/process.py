@@ -1,0 +1,107 @@
+"""``digest bounces process``: every unread message of a mailbox read, traced, recorded and
+applied to the list, one message at a time; one that cannot be read is counted, and the
+others go on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from digest.bounces.mailbox import MailSource
+from digest.bounces.parse import read_returned
+from digest.bounces.trace import Tracing, trace
+from digest.clock import utc_now
+from digest.models import BounceKind
+from digest.settings import Settings
+from digest.store import Store
+from digest.store.returns import SoftRule, StatusChange
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProcessReport", "process_mailbox"]
+
+
+@dataclass(kw_only=True, slots=True)
+class ProcessReport:
+    """What one run read and did."""
+
+    source: str
+    messages: int = 0
+    already_read: int = 0
+    # By form (dsn, arf, bounce, unsubscribe, auto-reply, unrecognised, unreadable).
+    forms: Counter[str] = field(default_factory=Counter)
+    # Events by kind; and those about no one on the list, or with a forged return path.
+    kinds: Counter[str] = field(default_factory=Counter)
+    not_on_list: int = 0
+    forged: int = 0
+    changes: list[StatusChange] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as JSON-ready data."""
+        return {
+            "source": self.source,
+            "messages": self.messages,
+            "already_read": self.already_read,
+            "forms": dict(sorted(self.forms.items())),
+            "kinds": dict(sorted(self.kinds.items())),
+            "not_on_list": self.not_on_list,
+            "forged": self.forged,
+            "changes": [
+                {
+                    "email": change.email,
+                    "before": change.before.value,
+                    "after": change.after.value,
+                    "reason": change.reason,
+                }
+                for change in self.changes
+            ],
+        }
+
+
+def process_mailbox(
+    settings: Settings, store: Store, source: MailSource, *, now: dt.datetime | None = None
+) -> ProcessReport:
+    """Read every unread message of ``source`` once, and apply what it says to the list."""
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    tracing = Tracing(bounce_address=settings.bounce_address, secret_key=key)
+    soft = SoftRule(limit=settings.bounces.soft_limit, days=settings.bounces.soft_days)
+    report = ProcessReport(source=source.label)
+    for message_key, raw in source.unread():
+        report.messages += 1
+        digest = hashlib.sha256(raw).hexdigest()
+        if store.returns.known(digest):
+            report.already_read += 1
+            source.mark_read(message_key)
+            continue
+        returned = read_returned(raw, unsubscribe_addresses=(settings.from_address,))
+        events = trace(store, returned, tracing)
+        changes = store.returns.record(
+            digest=digest,
+            message_id=returned.message_id,
+            form=returned.form,
+            source=source.label,
+            problem=returned.problem,
+            events=events,
+            now=now or utc_now(),
+            soft=soft,
+        )
+        source.mark_read(message_key)
+        if changes is None:
+            report.already_read += 1
+            continue
+        report.forms[returned.form] += 1
+        for event in events:
+            report.kinds[event.kind.value] += 1
+            if event.matched_by == "forged":
+                report.forged += 1
+            elif event.subscriber_id is None and event.kind is not BounceKind.IGNORED:
+                report.not_on_list += 1
+        report.changes.extend(changes)
+        if returned.problem:
+            log.warning("%s: %s: %s", source.label, message_key, returned.problem)
+        for change in changes:
+            log.info("%s is now %s (%s)", change.email, change.after.value, change.reason)
+    return report
