@@ -26,12 +26,13 @@ lint: $(BIN)/digest
 	$(BIN)/mypy
 
 # Some tests need programs from Debian's packages: Chromium and its WebDriver (the browser
-# tests), SpamAssassin (digest check's spam score), Postfix (the bounce round trip). As
+# tests), SpamAssassin (digest check's spam score), Postfix (the bounce round trip),
+# Dovecot (reading bounces over IMAP). As
 # root with apt (a fresh machine, CI) the missing ones are installed by .ci/install-debs,
 # which waits for apt's locks; elsewhere those tests skip and say why (under CI=true they
 # fail).
 TEST_TOOLS := chromium:chromium chromedriver:chromium-driver spamassassin:spamassassin \
-	postconf:postfix
+	postconf:postfix dovecot:dovecot-imapd
 
 test-tools:
 	@missing=""; for tool in $(TEST_TOOLS); do \

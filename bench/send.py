@@ -55,9 +55,13 @@ def wait_for(port: int) -> None:
     raise SystemExit(f"smtp-sink did not start on port {port}")
 
 
-def digest_env(database: str, port: int, concurrency: int) -> dict[str, str]:
+def digest_env(
+    database: str, port: int, concurrency: int, bounce_address: str | None = None
+) -> dict[str, str]:
     """The environment of a `digest send` through the local sink, and nothing of ours."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
+    if bounce_address:
+        env["DIGEST_BOUNCE_ADDRESS"] = bounce_address
     return env | {
         "DIGEST_DATABASE_URL": database,
         "DIGEST_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
@@ -101,6 +105,10 @@ def main() -> None:
     )
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--bounce-address",
+        help="send with a return path per copy (VERP), e.g. bounces@news.example.org",
+    )
     args = parser.parse_args()
 
     sink, source = shutil.which("smtp-sink"), shutil.which("smtp-source")
@@ -131,7 +139,7 @@ def main() -> None:
         )
         try:
             wait_for(port)
-            env = digest_env(database, port, args.concurrency)
+            env = digest_env(database, port, args.concurrency, args.bounce_address)
             # Output to a file, not a pipe: nobody reads a pipe while the memory is watched.
             log_path = work / "send.log"
             with log_path.open("w") as log:

@@ -20,6 +20,7 @@ The tree (the send's outcomes, which carry the send's report, are in
     ├── StoreError                      the database cannot be opened, read or written
     ├── ServiceError (OSError)          a server that cannot start (a port in use)
     ├── OutboxError (OSError)           the local outbox folder cannot be used
+    ├── MailboxError (OSError)          a bounce mailbox (IMAP) cannot be read
     ├── CheckFailed                     the check before a scheduled send found a FAIL
     ├── RelayRefused                    the relay refuses the sender or the message
     │   └── RelayUnusable (ConnectionError)   it cannot be used with these settings
@@ -40,6 +41,7 @@ __all__ = [
     "InputError",
     "InvalidAddress",
     "InvalidName",
+    "MailboxError",
     "MailboxUnknown",
     "MessageError",
     "NotFound",
@@ -111,6 +113,10 @@ class OutboxError(DigestError, OSError):
 
 class CheckFailed(DigestError):
     """The check before a scheduled send found what would make it fail: nothing was sent."""
+
+
+class MailboxError(DigestError, OSError):
+    """A bounce mailbox cannot be reached, logged into or read."""
 
 
 class RelayRefused(DigestError):

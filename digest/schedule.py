@@ -38,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest import checks, pipeline, sending
-from digest.bounces.mailbox import open_source
+from digest.bounces.mailbox import configured_source
 from digest.bounces.process import ProcessReport, process_mailbox
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
@@ -183,7 +183,7 @@ async def poll_bounces() -> None:
 
 
 def _read_bounces(settings: Settings, store: Store, source: str) -> ProcessReport:
-    with open_source(source) as mailbox:
+    with configured_source(settings, source) as mailbox:
         return process_mailbox(settings, store, mailbox)
 
 

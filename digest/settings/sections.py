@@ -211,9 +211,11 @@ class BounceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # The mailbox bounces, complaints and unsubscribe mails arrive in: a Maildir folder
-    # or an mbox file. `digest schedule` reads it every poll_minutes.
+    # The mailbox bounces, complaints and unsubscribe mails arrive in: a Maildir folder,
+    # an mbox file, or an IMAP folder (imaps://user@host/INBOX, or imap:// for STARTTLS;
+    # the password in `password`). `digest schedule` reads it every poll_minutes.
     source: str | None = None
+    password: SecretStr | None = None
     poll_minutes: float = Field(default=10, gt=0)
     # Soft bounces (a full mailbox, delivery expired) on this many issues in a row,
     # within soft_days and with no issue arriving between, suppress the address.
