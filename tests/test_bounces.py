@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
 import json
 import mailbox
 import os
@@ -28,6 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from imapclient import SEEN, IMAPClient
 from sqlalchemy import select
+from starlette.testclient import TestClient
 
 from digest import pipeline, sending
 from digest.audience.verp import ReturnPath, delivery_of
@@ -41,9 +44,16 @@ from digest.delivery.sender import REFUSAL_RATE_MIN_COPIES
 from digest.errors import DigestError
 from digest.models import BounceKind, Issue, SubscriberStatus
 from digest.schedule import Scheduler
-from digest.settings import BounceSettings, Settings, SmtpSettings, load_settings
+from digest.settings import (
+    BounceSettings,
+    Settings,
+    SmtpSettings,
+    WebhookSettings,
+    load_settings,
+)
 from digest.store import Store, deliveries
 from digest.store.returns import SoftRule, TracedEvent
+from digest.web.app import create_app
 from tests.dovecot import Dovecot, dovecot_missing
 from tests.smtp_sink import Recorder, closed_port
 
@@ -789,3 +799,80 @@ def test_an_imap_folder_that_cannot_be_read_says_why_in_one_line(
         assert failure(closed, "x").endswith(": cannot connect: connection refused")
     monkeypatch.delenv("SSL_CERT_FILE")
     assert "certificate verify failed" in failure(url, dovecot.password)
+
+
+# A relay's webhook: Mailgun's signed events.
+
+SIGNING_KEY = "mailgun-signing-key-for-tests"
+
+
+def mailgun_event(
+    event: dict[str, Any], *, key: str = SIGNING_KEY, token: str = ""
+) -> dict[str, Any]:
+    """A webhook body as Mailgun signs it (HMAC-SHA256 of timestamp and token)."""
+    timestamp = str(int(time.time()))
+    token = token or uuid.uuid4().hex
+    signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": event,
+    }
+
+
+def test_mailguns_signed_events_reach_the_list_and_unsigned_ones_change_nothing(
+    sent: Sent,
+) -> None:
+    _, ann_message_id = sent.copies["ann@example.net"]
+    settings = sent.settings.model_copy(
+        update={"webhooks": WebhookSettings(mailgun_signing_key=SIGNING_KEY)}
+    )
+    failed = {
+        "event": "failed",
+        "severity": "permanent",
+        "reason": "bounce",
+        "recipient": "ann@example.net",
+        "id": "event-1",
+        "message": {"headers": {"message-id": ann_message_id.strip("<>")}},
+        "delivery-status": {"code": 550, "message": "5.1.1 The email account does not exist"},
+    }
+    complaint = {"event": "complained", "recipient": "bob@example.net", "id": "event-2"}
+    forged_complaint = {"event": "complained", "recipient": "cat@example.net", "id": "event-3"}
+    with (
+        Store.open(settings.database_url) as store,
+        TestClient(create_app(settings, store)) as client,
+    ):
+        signed = mailgun_event(failed, token="replayed-token")
+        first = client.post("/webhooks/mailgun", json=signed)
+        replayed = client.post("/webhooks/mailgun", json=signed)
+        complained = client.post("/webhooks/mailgun", json=mailgun_event(complaint))
+        forged = client.post(
+            "/webhooks/mailgun", json=mailgun_event(forged_complaint, key="not the key")
+        )
+        unsigned = client.post("/webhooks/mailgun", json={"event-data": forged_complaint})
+        opened = client.post("/webhooks/mailgun", json=mailgun_event({"event": "opened"}))
+        garbage = client.post("/webhooks/mailgun", content=b"not json")
+        events = store.returns.events()
+
+    assert (first.status_code, first.json()) == (200, {"recorded": True})
+    assert (replayed.status_code, replayed.json()) == (200, {"recorded": False})
+    assert complained.json() == {"recorded": True}
+    assert (forged.status_code, unsigned.status_code) == (401, 401)
+    assert (opened.status_code, opened.json()) == (200, {"recorded": False})
+    assert garbage.status_code == 400
+    assert status_of(sent, "ann@example.net") is SubscriberStatus.BOUNCED
+    assert status_of(sent, "bob@example.net") is SubscriberStatus.COMPLAINED
+    assert status_of(sent, "cat@example.net") is SubscriberStatus.ACTIVE
+    assert [(e.email, e.kind, e.matched_by) for e in events] == [
+        ("ann@example.net", BounceKind.HARD, "message-id"),
+        ("bob@example.net", BounceKind.COMPLAINT, "address"),
+    ]
+
+
+def test_without_a_signing_key_the_webhook_is_not_there(sent: Sent) -> None:
+    with (
+        Store.open(sent.settings.database_url) as store,
+        TestClient(create_app(sent.settings, store)) as client,
+    ):
+        answer = client.post("/webhooks/mailgun", json=mailgun_event({"event": "complained"}))
+
+    assert answer.status_code == 404

@@ -61,7 +61,9 @@ _BOUNCE_SUBJECT = re.compile(
 _MESSAGE_ID = re.compile(r"^Message-Id:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _RETURN_PATH = re.compile(r"^Return-Path:\s*<([^>\s]*)>", re.IGNORECASE | re.MULTILINE)
 
-Form = Literal["arf", "dsn", "unsubscribe", "auto-reply", "bounce", "unrecognised", "unreadable"]
+Form = Literal[
+    "arf", "dsn", "unsubscribe", "auto-reply", "bounce", "unrecognised", "unreadable", "webhook"
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

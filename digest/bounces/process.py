@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from digest.bounces.mailbox import MailSource
-from digest.bounces.parse import read_returned
+from digest.bounces.parse import Returned, read_returned
 from digest.bounces.trace import Tracing, trace
 from digest.clock import utc_now
 from digest.models import BounceKind
@@ -21,7 +21,7 @@ from digest.store.returns import SoftRule, StatusChange
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProcessReport", "process_mailbox"]
+__all__ = ["ProcessReport", "apply_returned", "process_mailbox"]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -65,9 +65,6 @@ def process_mailbox(
     settings: Settings, store: Store, source: MailSource, *, now: dt.datetime | None = None
 ) -> ProcessReport:
     """Read every unread message of ``source`` once, and apply what it says to the list."""
-    key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    tracing = Tracing(bounce_address=settings.bounce_address, secret_key=key)
-    soft = SoftRule(limit=settings.bounces.soft_limit, days=settings.bounces.soft_days)
     report = ProcessReport(source=source.label)
     for message_key, raw in source.unread():
         report.messages += 1
@@ -77,31 +74,52 @@ def process_mailbox(
             source.mark_read(message_key)
             continue
         returned = read_returned(raw, unsubscribe_addresses=(settings.from_address,))
-        events = trace(store, returned, tracing)
-        changes = store.returns.record(
-            digest=digest,
-            message_id=returned.message_id,
-            form=returned.form,
-            source=source.label,
-            problem=returned.problem,
-            events=events,
-            now=now or utc_now(),
-            soft=soft,
+        applied = apply_returned(
+            settings, store, returned, digest=digest, source=source.label, now=now, into=report
         )
         source.mark_read(message_key)
-        if changes is None:
-            report.already_read += 1
-            continue
-        report.forms[returned.form] += 1
-        for event in events:
-            report.kinds[event.kind.value] += 1
-            if event.matched_by == "forged":
-                report.forged += 1
-            elif event.subscriber_id is None and event.kind is not BounceKind.IGNORED:
-                report.not_on_list += 1
-        report.changes.extend(changes)
-        if returned.problem:
+        if applied and returned.problem:
             log.warning("%s: %s: %s", source.label, message_key, returned.problem)
-        for change in changes:
-            log.info("%s is now %s (%s)", change.email, change.after.value, change.reason)
     return report
+
+
+def apply_returned(
+    settings: Settings,
+    store: Store,
+    returned: Returned,
+    *,
+    digest: str,
+    source: str,
+    now: dt.datetime | None = None,
+    into: ProcessReport,
+) -> bool:
+    """Trace, record and apply one returned message (or webhook event) known by ``digest``,
+    counted ``into`` the report; False when it was recorded before."""
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    tracing = Tracing(bounce_address=settings.bounce_address, secret_key=key)
+    soft = SoftRule(limit=settings.bounces.soft_limit, days=settings.bounces.soft_days)
+    events = trace(store, returned, tracing)
+    changes = store.returns.record(
+        digest=digest,
+        message_id=returned.message_id,
+        form=returned.form,
+        source=source,
+        problem=returned.problem,
+        events=events,
+        now=now or utc_now(),
+        soft=soft,
+    )
+    if changes is None:
+        into.already_read += 1
+        return False
+    into.forms[returned.form] += 1
+    for event in events:
+        into.kinds[event.kind.value] += 1
+        if event.matched_by == "forged":
+            into.forged += 1
+        elif event.subscriber_id is None and event.kind is not BounceKind.IGNORED:
+            into.not_on_list += 1
+    into.changes.extend(changes)
+    for change in changes:
+        log.info("%s is now %s (%s)", change.email, change.after.value, change.reason)
+    return True

@@ -46,6 +46,7 @@ from digest.settings.sections import (
     DkimSettings,
     ScheduleSettings,
     SmtpSettings,
+    WebhookSettings,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "ScheduleSettings",
     "Settings",
     "SmtpSettings",
+    "WebhookSettings",
     "load_settings",
 ]
 
@@ -136,6 +138,7 @@ class Settings(BaseSettings):
     dkim: DkimSettings = DkimSettings()
     check: CheckSettings = CheckSettings()
     bounces: BounceSettings = BounceSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,14 @@ from pydantic import (
 
 from digest.crontab import cron_trigger
 
-__all__ = ["BounceSettings", "CheckSettings", "DkimSettings", "ScheduleSettings", "SmtpSettings"]
+__all__ = [
+    "BounceSettings",
+    "CheckSettings",
+    "DkimSettings",
+    "ScheduleSettings",
+    "SmtpSettings",
+    "WebhookSettings",
+]
 
 
 class SmtpSettings(BaseModel):
@@ -224,3 +231,13 @@ class BounceSettings(BaseModel):
     # During a send, when more than this share of the copies decided so far (200 at
     # least) were refused for good by the relay, the send stops; unset: it never does.
     max_rate: float | None = Field(default=0.05, gt=0, le=1)
+
+
+class WebhookSettings(BaseModel):
+    """Relays that report bounces and complaints by HTTP, to ``digest serve``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Mailgun's webhook signing key: with it, POST /webhooks/mailgun takes Mailgun's
+    # events (signature checked); without it, that address answers 404.
+    mailgun_signing_key: SecretStr | None = None

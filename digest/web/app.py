@@ -1,4 +1,5 @@
-"""``digest serve``: one-click unsubscribe, the web archive and a health check (Starlette).
+"""``digest serve``: one-click unsubscribe, the web archive, a health check and a relay's
+event webhook (Starlette).
 
 It sits behind the operator's reverse proxy at ``public_url``. A GET never changes
 anything, since mail scanners follow links; unsubscribing takes a POST, as RFC 8058's
@@ -8,6 +9,7 @@ one-click does. No page shows a subscriber's address, and no response sets a coo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from http import HTTPStatus
@@ -18,12 +20,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.audience.listid import accepted_list_ids
 from digest.audience.tokens import UnsubscribeToken, read_unsubscribe_token, required_key
+from digest.bounces.process import ProcessReport, apply_returned
+from digest.bounces.webhook import read_mailgun
 from digest.clock import utc_now
 from digest.email.render import Personal, personalise_html, template_loader
 from digest.errors import StoreError
@@ -33,11 +37,20 @@ from digest.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "ONE_CLICK", "HideTokens", "create_app", "hide_tokens"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_WEBHOOK_BYTES",
+    "ONE_CLICK",
+    "HideTokens",
+    "create_app",
+    "hide_tokens",
+]
 
 # A one-click POST body is 26 bytes ("List-Unsubscribe=One-Click"), a little more as
 # multipart; anything much bigger is not one.
 MAX_BODY_BYTES = 4096
+# A relay's webhook event carries the message's headers: a few KB, rarely more.
+MAX_WEBHOOK_BYTES = 256 * 1024
 ONE_CLICK = "One-Click"
 
 
@@ -53,10 +66,11 @@ def create_app(settings: Settings, store: Store) -> ASGIApp:
             Route("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"]),
             Route("/issues", pages.archive, methods=["GET", "HEAD"]),
             Route("/issues/{date}", pages.issue, methods=["GET", "HEAD"]),
+            Route("/webhooks/mailgun", pages.mailgun, methods=["POST"]),
         ],
         exception_handlers={HTTPException: pages.error, Exception: pages.crash},
     )
-    return _BodyLimit(app, MAX_BODY_BYTES)
+    return _BodyLimit(app, MAX_BODY_BYTES, webhook_limit=MAX_WEBHOOK_BYTES)
 
 
 class _Pages:
@@ -113,6 +127,34 @@ class _Pages:
             )
         log.info("subscriber %d unsubscribed through their link", token.subscriber_id)
         return self._message("Unsubscribed", [f"You will get no more issues of {name}."])
+
+    async def mailgun(self, request: Request) -> Response:
+        """Mailgun's event webhook: bounces, complaints and unsubscribes, signature checked."""
+        key = self.settings.webhooks.mailgun_signing_key
+        if key is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND)
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"error": "not JSON"}, status_code=HTTPStatus.BAD_REQUEST)
+        event = read_mailgun(payload, key.get_secret_value())
+        if event is None:
+            log.warning("a Mailgun webhook request with no valid signature was refused")
+            return JSONResponse({"error": "bad signature"}, status_code=HTTPStatus.UNAUTHORIZED)
+        if event.returned is None:
+            return JSONResponse({"recorded": False})
+        returned = event.returned
+        report = ProcessReport(source="mailgun webhook")
+        recorded = await run_in_threadpool(
+            apply_returned,
+            self.settings,
+            self.store,
+            returned,
+            digest=event.digest,
+            source="mailgun webhook",
+            into=report,
+        )
+        return JSONResponse({"recorded": recorded})
 
     async def archive(self, request: Request) -> Response:
         issues = await run_in_threadpool(self.store.issues.sent)
@@ -236,19 +278,23 @@ _EXPLAINED = {
 
 
 class _BodyLimit:
-    """Refuses a request body over ``limit`` bytes with 413 before the app reads it."""
+    """Refuses a request body over ``limit`` bytes (``webhook_limit`` under /webhooks/) with
+    413 before the app reads it."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, *, webhook_limit: int) -> None:
         self.app = app
-        self.limit = limit
+        self.page_limit = limit
+        self.webhook_limit = webhook_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        webhook = str(scope.get("path", "")).startswith("/webhooks/")
+        limit = self.webhook_limit if webhook else self.page_limit
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _too_large(send, self.limit)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
             return
         # Read it all here (it is small), counting, whatever the client declared.
         chunks: list[bytes] = []
@@ -259,8 +305,8 @@ class _BodyLimit:
                 return  # the client went away before its body was complete
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await _too_large(send, self.limit)
+            if size > limit:
+                await _too_large(send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
