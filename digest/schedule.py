@@ -38,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest import checks, pipeline, sending
-from digest.bounces.mailbox import configured_source
+from digest.bounces.mailbox import configured_source, shown_source
 from digest.bounces.process import ProcessReport, process_mailbox
 from digest.clock import utc_now
 from digest.crontab import LocalCronTrigger, cron_trigger
@@ -170,13 +170,13 @@ async def poll_bounces() -> None:
         report = await asyncio.to_thread(_read_bounces, running.settings, running.store, source)
     except DigestError as exc:
         # The mailbox or the database: logged, and read again at the next poll.
-        log.error("reading bounces from %s failed: %s", source, exc)
+        log.error("reading bounces from %s failed: %s", shown_source(source), exc)
         return
     if report.messages:
         log.info(
             "read %d messages from %s: %s",
             report.messages,
-            source,
+            shown_source(source),
             ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items()))
             or "no events",
         )

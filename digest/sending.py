@@ -221,6 +221,9 @@ async def _send_frozen(
         errors=errors,
     )
     if totals.halted is not None:
+        if totals.halted_by_refusals:
+            # Until `digest send` is run again by a person, no catch-up resumes it.
+            await asyncio.to_thread(store.issues.hold, date, totals.halted, at=utc_now())
         raise SendHalted(report, totals.halted, retry=not totals.halted_by_refusals)
     if totals.tripped:
         raise SendStopped(report, settings.smtp.failure_threshold)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from digest.checks.domain import TxtAnswer, dmarc_check, dmarc_names, spf_check
+from digest.checks.domain import TxtAnswer, aligned, dmarc_check, dmarc_names, spf_check
 from digest.checks.spam import check_spam, spam_check
 from digest.cli import cli
 from tests.dns_server import DnsServer, Silent
@@ -334,3 +334,30 @@ def test_without_spamassassin_the_score_is_skipped(
         "SpamAssassin is not installed (apt-get install spamassassin) to score it",
     )
     assert spam_check("no report here").status == "warn"
+
+
+@pytest.mark.timeout(60)
+def test_spf_is_checked_where_the_envelope_sender_is(project: Path) -> None:
+    zone = {"bounces.elsewhere.net": [SPF], DOMAIN: ["v=spf1 -all"]}
+    with DnsServer(zone) as dns:
+        found = lines(
+            run(
+                READY
+                | {
+                    "DIGEST_CHECK__NAMESERVERS": dns.nameservers,
+                    "DIGEST_BOUNCE_ADDRESS": "bounces@bounces.elsewhere.net",
+                }
+            )
+        )
+
+    assert found["dns.spf"] == f"ok    dns.spf: {SPF}"
+    assert found["dns.spf.alignment"].startswith(
+        "warn  dns.spf.alignment: the envelope sender's domain bounces.elsewhere.net"
+    )
+
+
+def test_relaxed_alignment_takes_a_parent_or_a_child_domain() -> None:
+    assert aligned("news.example.org", "example.org")
+    assert aligned("example.org", "news.example.org")
+    assert not aligned("example.org", "example.net")
+    assert not aligned("badexample.org", "example.org")

@@ -34,6 +34,23 @@ _SOFT_SUBJECTS = {"4"}
 _REFUSED_SUBJECTS = {"5", "6", "7"}
 _REFUSED_STATUSES = {"5.1.7", "5.1.8", "5.2.3", "5.2.4", "5.3.4"}
 
+# Said of the sender, not the recipient: the fix is the sender's, the address stays.
+_SENDER_WORDS = (
+    "sender address",
+    "sender domain",
+    "sender rejected",
+    "sender verify",
+    "sender verification",
+    "your domain",
+    "mail from",
+    "envelope from",
+    "return path",
+)
+# A temporary refusal in the server's own words: retried later by the server.
+_TEMPORARY_WORDS = ("greylist", "graylist", "try again", "too many connections")
+# An SMTP reply of class 4 at the start of the words, or after the server's name.
+_TEMPORARY_REPLY = re.compile(r"(?:^|[\s:;(])4[0-9]{2}[ -]")
+
 _WORDS = {
     BounceKind.SOFT: (
         "mailbox full",
@@ -68,7 +85,6 @@ _WORDS = {
         "invalid recipient",
         "invalid mailbox",
         "mailbox not found",
-        "mailbox unavailable",
         "user not found",
         "recipient not found",
         "address not found",
@@ -88,6 +104,7 @@ _WORDS = {
         "mailbox disabled",
         "account expired",
         "account is locked",
+        "user does not have",
         "recipient name is not recognized",
         "not listed in domino directory",
         "not listed in the domino directory",
@@ -155,6 +172,10 @@ def classify(status: str | None, text: str) -> tuple[BounceKind | None, str | No
         return BounceKind.SOFT, code
     if code is not None and (code in _REFUSED_STATUSES or subject in _REFUSED_SUBJECTS):
         return BounceKind.REFUSED, code
+    if any(word in words for word in _SENDER_WORDS):
+        return BounceKind.REFUSED, code
+    if _TEMPORARY_REPLY.search(words) or any(word in words for word in _TEMPORARY_WORDS):
+        return BounceKind.SOFT, code
     for kind in (BounceKind.HARD, BounceKind.SOFT, BounceKind.REFUSED):
         if any(word in words for word in _WORDS[kind]):
             return kind, code

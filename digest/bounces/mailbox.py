@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from imapclient import SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from digest.bounces.parse import MAX_MESSAGE_BYTES
 from digest.errors import InputError, MailboxError
 from digest.settings import Settings
 
@@ -36,6 +37,7 @@ __all__ = [
     "Mbox",
     "configured_source",
     "open_source",
+    "shown_source",
 ]
 
 # Where read IMAP messages go: out of the folder that is read, kept.
@@ -74,6 +76,17 @@ def open_source(
     raise InputError(f"{path}: no such Maildir folder or mbox file")
 
 
+def shown_source(spec: str) -> str:
+    """``spec`` as it may be shown: without a password, should a URL hold one."""
+    if "://" not in spec:
+        return spec
+    parts = urlsplit(spec)
+    if parts.password is None:
+        return spec
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
 def configured_source(settings: Settings, spec: str) -> AbstractContextManager[MailSource]:
     """``spec`` opened with the password and time-out the settings give."""
     password = settings.bounces.password
@@ -107,7 +120,9 @@ class Maildir(AbstractContextManager["Maildir"]):
                 if sub == "cur" and "S" in _flags(name):
                     continue
                 try:
-                    data = (self.path / sub / name).read_bytes()
+                    with (self.path / sub / name).open("rb") as handle:
+                        # A message over the limit is not read whole: its start says so.
+                        data = handle.read(MAX_MESSAGE_BYTES + 1)
                 except FileNotFoundError:
                     continue  # taken meanwhile by another reader
                 yield f"{sub}/{name}", data
@@ -156,7 +171,8 @@ class Mbox(AbstractContextManager["Mbox"]):
             if "R" in self._box.get_message(key).get_flags():
                 continue
             # The key as the mailbox module gives it (a number, typed as text).
-            yield key, self._box.get_bytes(key)
+            with self._box.get_file(key) as handle:
+                yield key, handle.read(MAX_MESSAGE_BYTES + 1)
 
     def mark_read(self, key: str) -> None:
         self._read.append(key)
@@ -193,13 +209,14 @@ class ImapFolder(AbstractContextManager["ImapFolder"]):
     def from_url(cls, url: str, *, password: str | None, timeout: float) -> ImapFolder:
         """``imaps://user@host[:port]/FOLDER``; the password comes from the settings."""
         parts = urlsplit(url)
-        if parts.scheme not in ("imap", "imaps"):
-            raise InputError(f"{url}: expected imaps://user@host/FOLDER or imap://…")
+        # Before anything names the URL: a password in it must never be shown.
         if parts.password is not None:
             raise InputError(
                 f"{parts.scheme}://…: no password in the URL (it would be shown wherever the "
                 "source is named): set bounces.password (DIGEST_BOUNCES__PASSWORD)"
             )
+        if parts.scheme not in ("imap", "imaps"):
+            raise InputError(f"{url}: expected imaps://user@host/FOLDER or imap://…")
         if not parts.username or not parts.hostname:
             raise InputError(f"{url}: expected a user and a host, as imaps://user@host/FOLDER")
         if not password:
@@ -261,9 +278,16 @@ class ImapFolder(AbstractContextManager["ImapFolder"]):
     def unread(self) -> Iterator[tuple[str, bytes]]:
         client = self._connected()
         for uid in client.search("ALL"):
-            # PEEK: reading it does not mark it seen; mark_read does, once it is recorded.
-            fetched = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
-            data = fetched.get(b"BODY[]")
+            size = client.fetch([uid], ["RFC822.SIZE"]).get(uid, {}).get(b"RFC822.SIZE", 0)
+            # PEEK: reading it does not mark it seen; mark_read does, once it is recorded. A
+            # message over the limit is not fetched whole: its start says what it is.
+            part = (
+                f"BODY.PEEK[]<0.{MAX_MESSAGE_BYTES + 1}>"
+                if size > MAX_MESSAGE_BYTES
+                else "BODY.PEEK[]"
+            )
+            fetched = client.fetch([uid], [part]).get(uid, {})
+            data = fetched.get(b"BODY[]") or fetched.get(b"BODY[]<0>")
             if isinstance(data, bytes):
                 yield str(uid), data
 
@@ -276,7 +300,7 @@ class ImapFolder(AbstractContextManager["ImapFolder"]):
         else:  # a server without MOVE (RFC 6851): copy, then take it out of this folder
             client.copy([uid], PROCESSED_FOLDER)
             client.delete_messages([uid])
-            client.expunge()
+            client.uid_expunge([uid])  # this one only, not whatever else is marked deleted
 
     def _connected(self) -> IMAPClient:
         if self._client is None:

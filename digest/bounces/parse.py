@@ -14,6 +14,7 @@ import email
 import email.message
 import email.utils
 import re
+import unicodedata
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from email.parser import HeaderParser
@@ -31,7 +32,7 @@ __all__ = ["MAX_MESSAGE_BYTES", "Finding", "Form", "Returned", "read_returned"]
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 _REASON_CHARS = 300
 # ARF feedback types that are a reader's complaint; auth-failure and not-spam are not.
-_COMPLAINTS = {"abuse", "fraud", "virus", "other", "opt-out", ""}
+_COMPLAINTS = {"abuse", "fraud", "virus", "other", "opt-out"}
 # Where the address a message was delivered to is kept by the servers that delivered it.
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 # Subjects of automatic replies from servers that do not say so in a header.
@@ -40,14 +41,22 @@ _AUTO_SUBJECT = re.compile(
     r"abwesenheitsnotiz|r[ée]ponse automatique|away from|on vacation|vacation reply)",
     re.IGNORECASE,
 )
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Bounded and possessive, and never starting inside a longer run: linear on any input (a
+# hostile body of one long "word" would otherwise take quadratic time).
+_ADDRESS = re.compile(
+    r"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}+"
+    r"@[A-Za-z0-9-]{1,63}+(?:\.[A-Za-z0-9-]{1,63}+){1,8}+(?![A-Za-z0-9-])"
+)
 # Where a report's own words end and the copy of the original message begins.
 _ORIGINAL_FOLLOWS = re.compile(
-    r"^[ \t-]*(-+ ?)?(below this line is a copy|this is a copy of|original message|unsent message"
-    r"|returned message|message headers follow|headers of the original|----- ?the following"
-    r" addresses had)",
+    r"^[ \t-]*+(?:below this line is a copy|this is a copy of|original message|unsent message"
+    r"|returned message|message headers follow|headers of the original)",
     re.IGNORECASE | re.MULTILINE,
 )
+# A report's own words come first: only this much of a message's text is searched.
+_TEXT_CHARS = 256 * 1024
+# RFC 5321's longest path, less its angle brackets: anything longer names no mailbox.
+_LONGEST_ADDRESS = 254
 _NOT_RECIPIENT_LINES = re.compile(
     r"^(?:from|return-path|reply-to|sender|message-id|in-reply-to|references):.*$",
     re.IGNORECASE | re.MULTILINE,
@@ -196,9 +205,12 @@ def _statuses(part: email.message.Message, explanation: str) -> Iterator[Finding
         # The human-readable part often says more than a bare "5.0.0".
         near = _words_near(explanation, address)
         found, code = classify(status, f"{_readable(diagnostic)} {near}")
-        # Delayed: still being tried; whatever the words, not a verdict on the address yet.
-        kind = BounceKind.SOFT if action == "delayed" else found or BounceKind.REFUSED
+        # Delayed: still being tried, and it may yet arrive. Recorded, but not a soft
+        # bounce: three delay warnings are not three failed issues.
+        kind = BounceKind.IGNORED if action == "delayed" else found or BounceKind.REFUSED
         reason = _readable(diagnostic) or near or status_field or action
+        if action == "delayed":
+            reason = f"delayed: {reason}"
         yield Finding(kind=kind, address=address, status=code, reason=_clip(reason))
 
 
@@ -230,7 +242,12 @@ def _plain_text_bounce(message: email.message.Message) -> Iterator[Finding]:
         # A detector may take an address from the quoted copy's headers: one the report
         # itself does not name is not the failed one.
         named = not report.strip() or address.lower() in report.lower()
-        if _ADDRESS.fullmatch(address) and address.lower() not in ours and named:
+        if (
+            _ADDRESS.fullmatch(address)
+            and _plausible(address)
+            and address.lower() not in ours
+            and named
+        ):
             candidates.setdefault(address, transient)
     if not candidates and _looks_like_bounce(message):
         for address in _ADDRESS.findall(report):
@@ -252,7 +269,7 @@ def _report_text(message: email.message.Message) -> str:
             break
         if part.get_content_maintype() == "text":
             texts.append(_decoded(part))
-    text = "\n".join(texts)
+    text = "\n".join(texts)[:_TEXT_CHARS]
     cut = _ORIGINAL_FOLLOWS.search(text)
     return text[: cut.start()] if cut else text
 
@@ -269,10 +286,13 @@ def _not_recipients(message: email.message.Message) -> set[str]:
 
 
 def _looks_like_bounce(message: email.message.Message) -> bool:
-    sender = email.utils.parseaddr(str(message.get("From", "")))[1].lower()
-    return sender.split("@")[0] in ("mailer-daemon", "postmaster", "") or bool(
-        _BOUNCE_SUBJECT.search(str(message.get("Subject", "")))
+    """From a mail system (MAILER-DAEMON, postmaster), or with a bounce's subject."""
+    written = str(message.get("From", "")).lower()
+    sender = email.utils.parseaddr(written)[1]
+    system = sender.split("@")[0] in ("mailer-daemon", "postmaster") or any(
+        name in written for name in ("mailer-daemon", "mail delivery")
     )
+    return system or bool(_BOUNCE_SUBJECT.search(str(message.get("Subject", ""))))
 
 
 def _words_near(text: str, address: str) -> str:
@@ -325,9 +345,10 @@ def _part(message: email.message.Message, content_type: str) -> email.message.Me
 
 def _text(message: email.message.Message) -> str:
     """The message's text parts, decoded, one after the other."""
-    return "\n".join(
+    text = "\n".join(
         _decoded(part) for part in message.walk() if part.get_content_maintype() == "text"
     )
+    return text[:_TEXT_CHARS]
 
 
 def _decoded(part: email.message.Message) -> str:
@@ -354,9 +375,14 @@ def _addresses(message: email.message.Message, names: Iterable[str]) -> list[str
     for name in names:
         for value in message.get_all(name, []):
             for _, address in email.utils.getaddresses([str(value)]):
-                if "@" in address and address not in found:
+                if _plausible(address) and address not in found:
                     found.append(address)
     return found
+
+
+def _plausible(address: str) -> bool:
+    """An address a mailbox could have: one @, no longer than a path may be."""
+    return address.count("@") == 1 and len(address) <= _LONGEST_ADDRESS
 
 
 def _typed_address(value: object) -> str | None:
@@ -365,7 +391,7 @@ def _typed_address(value: object) -> str | None:
         return None
     text = _one_line(str(value))
     address = (text.split(";", 1)[1] if ";" in text else text).strip().strip("<>").strip()
-    return address if "@" in address else None
+    return address if _plausible(address) else None
 
 
 def _header(message: email.message.Message, name: str) -> str | None:
@@ -389,7 +415,9 @@ def _one_line(text: str) -> str:
 
 
 def _clip(text: str) -> str:
-    text = _one_line(text)
+    """One printable line of at most _REASON_CHARS: a hostile report's terminal control
+    sequences (ESC, BEL, bidi marks) are dropped before it is stored and printed."""
+    text = "".join(char for char in _one_line(text) if unicodedata.category(char)[0] != "C")
     return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 

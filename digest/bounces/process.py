@@ -17,7 +17,7 @@ from digest.clock import utc_now
 from digest.models import BounceKind
 from digest.settings import Settings
 from digest.store import Store
-from digest.store.returns import SoftRule, StatusChange
+from digest.store.suppression import SoftRule, StatusChange
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ class ProcessReport:
     kinds: Counter[str] = field(default_factory=Counter)
     not_on_list: int = 0
     forged: int = 0
+    # About a subscriber, but traced by the address alone while bounce_address is set:
+    # recorded, not applied (a real bounce would carry its copy's token).
+    unverified: int = 0
     changes: list[StatusChange] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -49,6 +52,7 @@ class ProcessReport:
             "kinds": dict(sorted(self.kinds.items())),
             "not_on_list": self.not_on_list,
             "forged": self.forged,
+            "unverified": self.unverified,
             "changes": [
                 {
                     "email": change.email,
@@ -69,15 +73,20 @@ def process_mailbox(
     for message_key, raw in source.unread():
         report.messages += 1
         digest = hashlib.sha256(raw).hexdigest()
-        if store.returns.known(digest):
+        form = store.returns.known(digest)
+        if form is not None:
             report.already_read += 1
-            source.mark_read(message_key)
+            if form != "unrecognised":
+                source.mark_read(message_key)
             continue
         returned = read_returned(raw, unsubscribe_addresses=(settings.from_address,))
         applied = apply_returned(
             settings, store, returned, digest=digest, source=source.label, now=now, into=report
         )
-        source.mark_read(message_key)
+        # A message that is none of ours to read (a reader's reply, say) stays as it was,
+        # unread, where a person will look for it.
+        if returned.form != "unrecognised":
+            source.mark_read(message_key)
         if applied and returned.problem:
             log.warning("%s: %s: %s", source.label, message_key, returned.problem)
     return report
@@ -117,6 +126,8 @@ def apply_returned(
         into.kinds[event.kind.value] += 1
         if event.matched_by == "forged":
             into.forged += 1
+        elif event.subscriber_id is not None and not event.applies:
+            into.unverified += 1
         elif event.subscriber_id is None and event.kind is not BounceKind.IGNORED:
             into.not_on_list += 1
     into.changes.extend(changes)

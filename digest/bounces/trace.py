@@ -4,6 +4,12 @@ First the VERP token of the return path the message came back to (or that the qu
 copy carries); then the quoted copy's Message-ID; then the address the report names,
 matched against the list case-insensitively. A return path of ours whose token does
 not verify is forged: its findings are recorded against no one.
+
+Anyone can send a message naming an address. With ``bounce_address`` set, a real bounce
+carries its copy's token, and a feedback report its copy's Message-ID: a finding traced
+by the address alone is then recorded, not applied. Without it, the address is all there
+is, and it is applied. An unsubscribe mail is about its sender, and always applies; so
+does a relay's webhook event, whose signature was checked.
 """
 
 from __future__ import annotations
@@ -14,9 +20,12 @@ from digest.audience.verp import delivery_of, is_return_path
 from digest.bounces.parse import Returned
 from digest.models import BounceKind
 from digest.store import Store
-from digest.store.returns import DeliveryRef, TracedEvent
+from digest.store.returns import DeliveryRef
+from digest.store.suppression import TracedEvent
 
 __all__ = ["Tracing", "trace"]
+
+_LONGEST_ADDRESS = 254
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -35,7 +44,12 @@ def trace(store: Store, returned: Returned, tracing: Tracing) -> list[TracedEven
         how = "message-id" if delivery is not None else None
     events = []
     for finding in returned.findings:
-        key = finding.address.casefold() if finding.address else None
+        # An address longer than a mail path may be names no mailbox.
+        key = (
+            finding.address.casefold()
+            if finding.address and len(finding.address) <= _LONGEST_ADDRESS
+            else None
+        )
         event = TracedEvent(
             kind=finding.kind, email_key=key, status=finding.status, reason=finding.reason
         )
@@ -65,6 +79,11 @@ def trace(store: Store, returned: Returned, tracing: Tracing) -> list[TracedEven
                 delivery_id=latest.id if latest else None,
                 issue_id=latest.issue_id if latest else None,
                 matched_by="address",
+                applies=(
+                    finding.kind is BounceKind.UNSUBSCRIBE
+                    or returned.form == "webhook"  # signed by the relay: its word is enough
+                    or not tracing.bounce_address
+                ),
             )
         events.append(event)
     return events

@@ -27,6 +27,7 @@ from digest.settings import CheckSettings, Settings
 
 __all__ = [
     "TxtAnswer",
+    "aligned",
     "check_domain",
     "dkim_check",
     "dmarc_check",
@@ -235,9 +236,7 @@ def dkim_check(key: DkimKey, from_domain: str, answer: TxtAnswer) -> Check:
             )
             + ": every signature will fail; publish the key that matches",
         )
-    domain = from_domain.lower()
-    signer = key.domain.lower()
-    if domain != signer and not domain.endswith("." + signer):
+    if not aligned(from_domain, key.domain):
         return Check(
             name=name,
             status="warn",
@@ -245,6 +244,16 @@ def dkim_check(key: DkimKey, from_domain: str, answer: TxtAnswer) -> Check:
             f"From domain {from_domain}: DMARC needs them aligned (set dkim.domain)",
         )
     return Check(name=name, status="ok", detail=f"key at {answer.name} matches the private key")
+
+
+def aligned(first: str, second: str) -> bool:
+    """Relaxed DMARC alignment, near enough: one domain is the other or under it.
+
+    (Exact alignment compares organisational domains, which takes the public suffix list;
+    this is what that gives for the usual "news.example.org" under "example.org".)
+    """
+    one, other = first.lower().rstrip("."), second.lower().rstrip(".")
+    return one == other or one.endswith("." + other) or other.endswith("." + one)
 
 
 async def check_domain(
@@ -273,12 +282,24 @@ async def check_domain(
         key = None
     else:
         key_check = None
+    # SPF is about the envelope sender (RFC 7208, 2.4): the bounce address's domain when
+    # there is one, for DMARC aligned with From's.
+    envelope = (settings.bounce_address or settings.from_address).rpartition("@")[2].rstrip(".")
     spf, dkim_answer, *dmarc = await asyncio.gather(
-        lookup_txt(resolver, domain),
+        lookup_txt(resolver, envelope),
         lookup_txt(resolver, f"{key.selector}._domainkey.{key.domain}") if key else _nothing(),
         *(lookup_txt(resolver, name) for name in dmarc_names(domain)),
     )
-    checks = [spf_check(domain, spf), dmarc_check(domain, dmarc)]
+    checks = [spf_check(envelope, spf), dmarc_check(domain, dmarc)]
+    if not aligned(envelope, domain):
+        checks.append(
+            Check(
+                name="dns.spf.alignment",
+                status="warn",
+                detail=f"the envelope sender's domain {envelope} (bounce_address) is not "
+                f"{domain} or under it: SPF cannot pass DMARC for the From domain; DKIM must",
+            )
+        )
     if key_check is not None:
         checks.append(key_check)
     elif key is not None:

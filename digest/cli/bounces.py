@@ -29,8 +29,8 @@ def bounces_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.pass_obj
 def bounces_process(app: App, source: str | None, as_json: bool) -> None:
-    """Read every unread message of SOURCE (a Maildir folder or an mbox file; default the
-    setting bounces.source) once, and apply it to the list.
+    """Read the messages of SOURCE once (a Maildir folder, an mbox file, or an IMAP folder
+    imaps://user@host/INBOX; default the setting bounces.source), and apply them.
 
     Hard bounces and complaints suppress the address at once; soft bounces after
     bounces.soft_limit issues in a row; an unsubscribe mail unsubscribes its sender. Each
@@ -68,6 +68,11 @@ def _report_lines(report: ProcessReport) -> list[str]:
         lines.append(f"  {report.not_on_list} about addresses not on the list (ignored)")
     if report.forged:
         lines.append(f"  {report.forged} with a forged return path (ignored)")
+    if report.unverified:
+        lines.append(
+            f"  {report.unverified} traced by address only, recorded but not applied (with "
+            "bounce_address set, a real bounce carries its copy's token)"
+        )
     for change in report.changes:
         lines.append(
             f"  {change.email}: {change.before.value} -> {change.after.value} ({change.reason})"

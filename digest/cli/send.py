@@ -102,6 +102,11 @@ def send(
                     )
                 finally:
                     await transport.close()
+            if not worker and (held := await asyncio.to_thread(store.issues.release, day)):
+                # A person ran it: the hold is for them to lift (see bounces.max_rate).
+                click.echo(
+                    f"The send of {day.isoformat()} was held ({held}); sending the rest.", err=True
+                )
             with progress(store, day) as advance:
                 return await sending.send_day(
                     settings, store, day, stop=stop, on_delivery=advance, worker=worker

@@ -57,15 +57,17 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
             address, checked_name, now=utc_now(), source="cli"
         )
         why = _suppression(store, subscriber.email) if subscriber.status in SUPPRESSED else ""
-    if added:
+    if why:
+        # Removed and added again, a bounced or complained address comes back suppressed.
+        done = "added back, still suppressed" if added else "left as it is"
+        click.echo(
+            f"{subscriber.email} is suppressed ({why}); {done}. Only `digest "
+            f"subscribers resubscribe {subscriber.email} --force` sends to it again."
+        )
+    elif added:
         click.echo(f"Added {subscriber.email}.")
     elif subscriber.status is SubscriberStatus.ACTIVE:
         click.echo(f"{subscriber.email} is already on the list; left as it is.")
-    elif why:
-        click.echo(
-            f"{subscriber.email} is suppressed ({why}); left as it is. Only `digest "
-            f"subscribers resubscribe {subscriber.email} --force` sends to it again."
-        )
     else:
         # Never silently undone: they left, or their mailbox bounced. An operator may
         # bring them back on purpose, and the command says how.
@@ -169,12 +171,20 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
     """Stop sending to an address; it stays on the list as unsubscribed."""
     address = address_argument(email)
     with Store.open(app.settings().database_url) as store:
+        # Only an active address: a suppressed one stays so (it would otherwise come back
+        # with a plain resubscribe).
         subscriber = store.subscribers.set_status(
-            address, SubscriberStatus.UNSUBSCRIBED, now=utc_now()
+            address,
+            SubscriberStatus.UNSUBSCRIBED,
+            now=utc_now(),
+            only_from=SubscriberStatus.ACTIVE,
         )
     if subscriber is None:
         raise NotFound(f"{address} is not on the list")
-    click.echo(f"Unsubscribed {subscriber.email}.")
+    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        click.echo(f"Unsubscribed {subscriber.email}.")
+    else:
+        click.echo(f"{subscriber.email} is {subscriber.status}; left as it is.")
 
 
 @subscribers_group.command("resubscribe")

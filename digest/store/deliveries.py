@@ -107,6 +107,8 @@ class DeliveryRecords:
             .where(
                 issues.c.date >= first,
                 issues.c.date <= last,
+                # Held for a person to look at (too many refusals): not resumed by itself.
+                issues.c.held_at.is_(None),
                 deliveries.c.status == PENDING,
                 subscribers.c.status == SubscriberStatus.ACTIVE.value,
             )
@@ -115,6 +117,7 @@ class DeliveryRecords:
         never_queued = select(issues.c.date).where(
             issues.c.date >= first,
             issues.c.date <= last,
+            issues.c.held_at.is_(None),
             issues.c.send_started_at.is_not(None),
             issues.c.queued_at.is_(None),
         )

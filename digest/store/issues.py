@@ -118,6 +118,29 @@ class IssueRecords:
         with self._db.reading() as connection:
             return [(row.date, row.subject) for row in connection.execute(query)]
 
+    def hold(self, date: dt.date, reason: str, *, at: dt.datetime) -> None:
+        """Hold the issue's send for a person to look at: no catch-up resumes it."""
+        with self._db.writing() as connection:
+            connection.execute(
+                issues.update().where(issues.c.date == date).values(held_at=at, held_reason=reason)
+            )
+
+    def release(self, date: dt.date) -> str | None:
+        """Lift the hold on the issue's send; why it was held, or None if it was not."""
+        with self._db.writing() as connection:
+            reason: str | None = connection.scalar(
+                select(issues.c.held_reason).where(
+                    issues.c.date == date, issues.c.held_at.is_not(None)
+                )
+            )
+            if reason is not None:
+                connection.execute(
+                    issues.update()
+                    .where(issues.c.date == date)
+                    .values(held_at=None, held_reason=None)
+                )
+        return reason
+
     def mark_send_started(self, date: dt.date, *, at: dt.datetime) -> None:
         """Note that a send of the issue began, unless one began before.
 

@@ -1,5 +1,5 @@
-"""What came back after a send: the messages read, the events they hold, and what the
-events did to the list (suppressions), in one transaction per message."""
+"""What came back after a send: the messages read and the events they hold, recorded and
+applied to the list (digest.store.suppression) in one transaction per message."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StoreError
-from digest.models import BounceKind, SubscriberStatus
+from digest.models import BounceKind
+from digest.store.suppression import (
+    SoftRule,
+    StatusChange,
+    TracedEvent,
+    apply_event,
+)
 from digest.store.tables import (
     OUTBOX,
     SENT,
@@ -31,20 +37,7 @@ __all__ = [
     "DeliveryRef",
     "IssueStats",
     "ReturnRecords",
-    "SoftRule",
-    "StatusChange",
-    "TracedEvent",
 ]
-
-# Which status each kind moves an address to, and from which statuses.
-_SUPPRESS = {
-    BounceKind.HARD: (SubscriberStatus.BOUNCED, {SubscriberStatus.ACTIVE}),
-    BounceKind.COMPLAINT: (
-        SubscriberStatus.COMPLAINED,
-        {SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED},
-    ),
-    BounceKind.UNSUBSCRIBE: (SubscriberStatus.UNSUBSCRIBED, {SubscriberStatus.ACTIVE}),
-}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,40 +48,6 @@ class DeliveryRef:
     issue_id: int
     subscriber_id: int | None
     email_key: str
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TracedEvent:
-    """What a returned message said of one address, with what it was traced to."""
-
-    kind: BounceKind
-    email_key: str | None
-    status: str | None
-    reason: str
-    delivery_id: int | None = None
-    issue_id: int | None = None
-    subscriber_id: int | None = None
-    # "token", "message-id", "address"; "forged" for a return path that did not verify;
-    # None when it names no one on the list.
-    matched_by: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SoftRule:
-    """Soft bounces on ``limit`` issues in a row, within ``days``, suppress an address."""
-
-    limit: int
-    days: int
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StatusChange:
-    """A subscriber moved by a returned message."""
-
-    email: str
-    before: SubscriberStatus
-    after: SubscriberStatus
-    reason: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,13 +85,13 @@ class ReturnRecords:
     def __init__(self, database: Store) -> None:
         self._db = database
 
-    def known(self, digest: str) -> bool:
-        """True when the message with this SHA-256 was read before."""
+    def known(self, digest: str) -> str | None:
+        """What the message with this SHA-256 was read as (its form), if it was read before."""
         with self._db.reading() as connection:
-            found = connection.scalar(
-                select(returned_messages.c.id).where(returned_messages.c.digest == digest)
+            found: str | None = connection.scalar(
+                select(returned_messages.c.form).where(returned_messages.c.digest == digest)
             )
-        return found is not None
+        return found
 
     def delivery(self, delivery_id: int) -> DeliveryRef | None:
         """The delivery with this id (a VERP token's)."""
@@ -187,44 +146,49 @@ class ReturnRecords:
             ).inserted_primary_key
             assert inserted is not None
             returned_id = inserted[0]
-            if events:
-                connection.execute(
-                    bounce_events.insert(),
-                    [
-                        {
-                            "returned_id": returned_id,
-                            "delivery_id": event.delivery_id,
-                            "issue_id": event.issue_id,
-                            "subscriber_id": event.subscriber_id,
-                            "email_key": event.email_key,
-                            "kind": event.kind.value,
-                            "status": event.status,
-                            "reason": event.reason,
-                            "matched_by": event.matched_by,
-                            "created_at": now,
-                        }
-                        for event in events
-                    ],
-                )
             changes = []
             for event in events:
-                change = _apply(connection, event, now=now, soft=soft)
+                event_id = connection.execute(
+                    bounce_events.insert().values(
+                        returned_id=returned_id,
+                        delivery_id=event.delivery_id,
+                        issue_id=event.issue_id,
+                        subscriber_id=event.subscriber_id,
+                        email_key=event.email_key,
+                        kind=event.kind.value,
+                        status=event.status,
+                        reason=event.reason,
+                        matched_by=event.matched_by,
+                        created_at=now,
+                    )
+                ).inserted_primary_key
+                assert event_id is not None
+                change = (
+                    apply_event(connection, event, now=now, soft=soft) if event.applies else None
+                )
                 if change is not None:
+                    connection.execute(
+                        bounce_events.update()
+                        .where(bounce_events.c.id == event_id[0])
+                        .values(applied=True)
+                    )
                     changes.append(change)
             return changes
 
         try:
             return self._db.transact(work)
         except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError) and self.known(digest):
+            if isinstance(exc.__cause__, IntegrityError) and self.known(digest) is not None:
                 return None
             raise
 
     def last_suppressing(self, email: str) -> BounceEvent | None:
-        """The last hard or soft bounce or complaint of the address: why it is suppressed."""
+        """The last event that suppressed the address (a hard bounce, the soft bounce that
+        ended a run, a complaint): why it is suppressed."""
         found = self.events(
             email_key=email.casefold(),
             kinds=(BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT),
+            applied=True,
         )
         return found[-1] if found else None
 
@@ -235,6 +199,7 @@ class ReturnRecords:
         since: dt.datetime | None = None,
         email_key: str | None = None,
         kinds: Sequence[BounceKind] = (),
+        applied: bool | None = None,
     ) -> list[BounceEvent]:
         """The stored events, oldest first, of ``kind`` (or ``kinds``), from ``since``, of
         ``email_key``."""
@@ -254,6 +219,8 @@ class ReturnRecords:
             query = query.where(bounce_events.c.kind.in_([k.value for k in kinds]))
         if email_key is not None:
             query = query.where(bounce_events.c.email_key == email_key)
+        if applied is not None:
+            query = query.where(bounce_events.c.applied.is_(applied))
         if since is not None:
             query = query.where(bounce_events.c.created_at >= since)
         with self._db.reading() as connection:
@@ -343,85 +310,3 @@ class ReturnRecords:
             subscriber_id=row.subscriber_id,
             email_key=row.email_key,
         )
-
-
-def _apply(
-    connection: Connection, event: TracedEvent, *, now: dt.datetime, soft: SoftRule
-) -> StatusChange | None:
-    """What ``event`` does to its subscriber, applied; the change, if any."""
-    if event.subscriber_id is None:
-        return None
-    row = connection.execute(
-        select(subscribers.c.email, subscribers.c.status).where(
-            subscribers.c.id == event.subscriber_id
-        )
-    ).first()
-    if row is None:
-        return None
-    before = SubscriberStatus(row.status)
-    kind = event.kind
-    reason = _shown(event.kind.value, event)
-    if kind is BounceKind.SOFT:
-        run = _soft_run(connection, event, now=now, days=soft.days)
-        if run < soft.limit:
-            return None
-        kind = BounceKind.HARD
-        reason = _shown(f"soft bounces on {run} issues in a row", event)
-    if kind not in _SUPPRESS:
-        return None
-    after, moves_from = _SUPPRESS[kind]
-    if before not in moves_from:
-        return None
-    connection.execute(
-        subscribers.update()
-        .where(subscribers.c.id == event.subscriber_id, subscribers.c.status == before.value)
-        .values(status=after.value, updated_at=now)
-    )
-    return StatusChange(email=row.email, before=before, after=after, reason=reason)
-
-
-def _soft_run(connection: Connection, event: TracedEvent, *, now: dt.datetime, days: int) -> int:
-    """How many issues in a row, this event's among them, soft-bounced for its subscriber
-    within ``days``: an issue sent between that did not bounce ends the run (it arrived, or
-    it is too soon to say)."""
-    if event.issue_id is None:
-        return 0
-    cutoff = now - dt.timedelta(days=days)
-    soft_issues = set(
-        connection.scalars(
-            select(bounce_events.c.issue_id).where(
-                bounce_events.c.subscriber_id == event.subscriber_id,
-                bounce_events.c.kind == BounceKind.SOFT.value,
-                bounce_events.c.created_at >= cutoff,
-            )
-        )
-    )
-    sent = list(
-        connection.scalars(
-            select(issues.c.id)
-            .join(deliveries, deliveries.c.issue_id == issues.c.id)
-            .where(
-                deliveries.c.subscriber_id == event.subscriber_id,
-                deliveries.c.status == SENT,
-                or_(deliveries.c.sent_via.is_(None), deliveries.c.sent_via != OUTBOX),
-                deliveries.c.sent_at >= cutoff,
-            )
-            .order_by(issues.c.date)
-        )
-    )
-    if event.issue_id not in sent:
-        return 1 if event.issue_id in soft_issues else 0
-    at = sent.index(event.issue_id)
-    start, end = at, at
-    while start > 0 and sent[start - 1] in soft_issues:
-        start -= 1
-    while end + 1 < len(sent) and sent[end + 1] in soft_issues:
-        end += 1
-    return end - start + 1
-
-
-def _shown(what: str, event: TracedEvent) -> str:
-    """``hard: 5.1.1 User unknown``, cut to a line's length."""
-    words = " ".join(part for part in (event.status, event.reason) if part)
-    words = words if len(words) <= 120 else words[:119] + "…"
-    return f"{what}: {words}" if words else what

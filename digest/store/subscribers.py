@@ -11,6 +11,7 @@ from sqlalchemy.engine import Row
 
 from digest.errors import StoreError
 from digest.models import Subscriber, SubscriberStatus
+from digest.store.suppression import suppressed_by_events
 from digest.store.tables import subscribers
 
 # Rows read or written per statement when walking or importing the subscriber list.
@@ -40,12 +41,17 @@ class SubscriberRecords:
             return existing, False
         try:
             with self._db.writing() as connection:
+                # Removed and added again, an address that bounced or complained comes
+                # back suppressed: only an operator's --force sends to it again.
+                status = suppressed_by_events(connection, [email.casefold()]).get(
+                    email.casefold(), SubscriberStatus.ACTIVE
+                )
                 connection.execute(
                     subscribers.insert().values(
                         email=email,
                         email_key=email.casefold(),
                         name=name,
-                        status=SubscriberStatus.ACTIVE.value,
+                        status=status.value,
                         created_at=now,
                         updated_at=now,
                         source=source,
@@ -84,12 +90,13 @@ class SubscriberRecords:
                         select(subscribers.c.email_key).where(subscribers.c.email_key.in_(batch))
                     )
                 )
+                held = suppressed_by_events(connection, [k for k in batch if k not in known])
                 new = [
                     {
                         "email": wanted[key][0],
                         "email_key": key,
                         "name": wanted[key][1],
-                        "status": SubscriberStatus.ACTIVE.value,
+                        "status": held.get(key, SubscriberStatus.ACTIVE).value,
                         "created_at": now,
                         "updated_at": now,
                         "source": source,
@@ -161,14 +168,21 @@ class SubscriberRecords:
             after = rows[-1].id
 
     def set_status(
-        self, email: str, status: SubscriberStatus, *, now: dt.datetime
+        self,
+        email: str,
+        status: SubscriberStatus,
+        *,
+        now: dt.datetime,
+        only_from: SubscriberStatus | None = None,
     ) -> Subscriber | None:
-        """Change a subscriber's status; None if the address is not on the list."""
+        """Change a subscriber's status (only from ``only_from``, when given); None if the
+        address is not on the list."""
+        condition = subscribers.c.email_key == email.casefold()
+        if only_from is not None:
+            condition = condition & (subscribers.c.status == only_from.value)
         with self._db.writing() as connection:
             connection.execute(
-                subscribers.update()
-                .where(subscribers.c.email_key == email.casefold())
-                .values(status=status.value, updated_at=now)
+                subscribers.update().where(condition).values(status=status.value, updated_at=now)
             )
         return self.find(email)
 

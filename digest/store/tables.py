@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 __all__ = [
@@ -61,6 +63,10 @@ issues = Table(
     # copies were queued (even to nobody): a send started and never queued is unfinished.
     Column("send_started_at", DateTime(timezone=True), nullable=True),
     Column("queued_at", DateTime(timezone=True), nullable=True),
+    # Set when a send stopped because too many copies were refused for good: a person
+    # looks before the rest goes; no catch-up resumes it, a `digest send` does.
+    Column("held_at", DateTime(timezone=True), nullable=True),
+    Column("held_reason", Text, nullable=True),
     UniqueConstraint("date"),
 )
 
@@ -176,7 +182,10 @@ bounce_events = Table(
     Column("reason", Text, nullable=False),
     # How it was traced: token (VERP), message-id, address; forged, or null (to nobody).
     Column("matched_by", String(16), nullable=True),
+    # True when it changed the subscriber's status: the evidence an address is suppressed.
+    Column("applied", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_bounce_events_subscriber", "subscriber_id", "kind"),
     Index("ix_bounce_events_issue", "issue_id", "kind"),
+    Index("ix_bounce_events_email_key", "email_key"),
 )

@@ -4,8 +4,11 @@
 SHA-256 of its bytes, so no message is counted twice); ``bounce_events`` one row per
 address a message was about: the kind (hard, soft, refused, complaint, unsubscribe,
 ignored), the status code and reason, and the delivery, issue and subscriber it was
-traced to, and how. Subscribers gain the status ``complained``: the check constraint on
-their status is widened.
+traced to, how, and whether it changed the subscriber (``applied``: what keeps an
+address suppressed even after it is removed and added again). Subscribers gain the status
+``complained``: the check constraint on their status is widened. An issue whose send was
+stopped because too many copies were refused is held (``issues.held_at``): no automatic
+catch-up resumes it.
 
 Revision ID: 0009
 Revises: 0008
@@ -48,6 +51,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=True),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("matched_by", sa.String(16), nullable=True),
+        sa.Column("applied", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_bounce_events"),
         sa.ForeignKeyConstraint(
@@ -78,6 +82,10 @@ def upgrade() -> None:
     op.create_index("ix_bounce_events_subscriber", "bounce_events", ["subscriber_id", "kind"])
     op.create_index("ix_bounce_events_issue", "bounce_events", ["issue_id", "kind"])
     op.create_index("ix_deliveries_message_id", "deliveries", ["message_id"])
+    op.create_index("ix_bounce_events_email_key", "bounce_events", ["email_key"])
+    with op.batch_alter_table("issues") as batch:
+        batch.add_column(sa.Column("held_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("held_reason", sa.Text, nullable=True))
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_constraint("ck_subscribers_status", type_="check")
         batch.create_check_constraint(
@@ -91,6 +99,9 @@ def downgrade() -> None:
         batch.create_check_constraint(
             "ck_subscribers_status", "status IN ('active', 'unsubscribed', 'bounced')"
         )
+    with op.batch_alter_table("issues") as batch:
+        batch.drop_column("held_reason")
+        batch.drop_column("held_at")
     op.drop_index("ix_deliveries_message_id", "deliveries")
     op.drop_table("bounce_events")
     op.drop_table("returned_messages")
