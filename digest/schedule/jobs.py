@@ -1,17 +1,8 @@
-"""The daily send on a schedule: APScheduler 3.x in the foreground, its job kept in the database.
+"""The scheduled jobs: the daily send (and the recent days' unfinished ones first), its
+retries, the check before each send through a relay, and reading the bounce mailbox.
 
-The job's state (its next run time) lives in the same database as the issues, so a
-restart picks up where the last process stopped: a run missed while digest was down is
-made if it comes back within the grace period, and skipped, with a log line, if later.
-
-APScheduler moves the stored next run to tomorrow as soon as a run starts, so a send
-killed half way, or stopped by a relay that went down, would otherwise wait for the next
-day. At start, and before each run, the scheduler therefore first finishes every recent
-issue that still has copies pending (``schedule.catch_up_days``), and a send that stopped
-is tried again ``schedule.retry_minutes`` later, the same day, up to
-``schedule.retry_limit`` times. The ledger makes all of these send each copy once.
-Two schedulers started by mistake against one database may both take up an issue; the
-ledger and the send lock let each subscriber get it once.
+Each job runs with the settings and store of the :class:`~digest.schedule.Scheduler`
+running in this process (one per process), which it finds with :func:`current`.
 """
 
 from __future__ import annotations
@@ -19,32 +10,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from apscheduler.events import (
-    EVENT_JOB_MISSED,
-    EVENT_JOB_SUBMITTED,
-    JobExecutionEvent,
-    JobSubmissionEvent,
-)
-from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest import checks, pipeline, sending
 from digest.bounces.mailbox import configured_source, shown_source
 from digest.bounces.process import ProcessReport, process_mailbox
 from digest.clock import utc_now
-from digest.crontab import LocalCronTrigger, cron_trigger
 from digest.delivery import transport as transports
-from digest.errors import CheckFailed, ConfigError, DigestError, StoreError
-from digest.settings import ScheduleSettings, Settings
+from digest.errors import CheckFailed, DigestError, StoreError
+from digest.settings import Settings
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,11 +35,15 @@ __all__ = [
     "JOBS_TABLE",
     "JOB_ID",
     "RETRY_JOB_PREFIX",
-    "Scheduler",
+    "Running",
+    "attach",
+    "catch_up_at_start",
+    "current",
+    "detach",
     "poll_bounces",
     "retry_send",
     "scheduled_send",
-    "trigger",
+    "shown_time",
 ]
 
 JOB_ID = "daily-send"
@@ -70,13 +55,8 @@ BOUNCES_JOB_ID = "read-bounces"
 JOBS_TABLE = "apscheduler_jobs"
 
 
-def trigger(schedule: ScheduleSettings) -> LocalCronTrigger:
-    """The configured crontab, read in the configured time zone (once per local time)."""
-    return cron_trigger(schedule.cron, schedule.zone)
-
-
 @dataclass
-class _Running:
+class Running:
     """The process's scheduler state that the job function, found by reference, must reach."""
 
     settings: Settings
@@ -96,7 +76,24 @@ class _Running:
     on_run: Callable[[sending.SendReport | DigestError], None] | None = None
 
 
-_running: _Running | None = None
+_running: Running | None = None
+
+
+def attach(running: Running) -> None:
+    """Make ``running`` what the jobs of this process run with."""
+    global _running
+    _running = running
+
+
+def detach() -> None:
+    """No scheduler runs in this process any more."""
+    global _running
+    _running = None
+
+
+def current() -> Running | None:
+    """What the jobs of this process run with, if a scheduler runs."""
+    return _running
 
 
 async def scheduled_send() -> None:
@@ -172,10 +169,12 @@ async def poll_bounces() -> None:
         # The mailbox or the database: logged, and read again at the next poll.
         log.error("reading bounces from %s failed: %s", shown_source(source), exc)
         return
-    if report.messages:
+    # Messages left unread on purpose (none of ours) are read again each time: only what
+    # is new is worth a line.
+    if report.messages > report.already_read:
         log.info(
             "read %d messages from %s: %s",
-            report.messages,
+            report.messages - report.already_read,
             shown_source(source),
             ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items()))
             or "no events",
@@ -187,7 +186,7 @@ def _read_bounces(settings: Settings, store: Store, source: str) -> ProcessRepor
         return process_mailbox(settings, store, mailbox)
 
 
-async def _catch_up_at_start(running: _Running) -> None:
+async def catch_up_at_start(running: Running) -> None:
     """At start: finish the sends of today and the recent days that were left unfinished."""
     today = pipeline.today(running.settings)
     days = running.settings.schedule.catch_up_days
@@ -197,7 +196,7 @@ async def _catch_up_at_start(running: _Running) -> None:
 
 
 @asynccontextmanager
-async def _sending(running: _Running) -> AsyncIterator[None]:
+async def _sending(running: Running) -> AsyncIterator[None]:
     """Held around a send: a stop waits for it, and other sends here wait their turn."""
     task = asyncio.current_task()
     if task is not None:
@@ -210,7 +209,7 @@ async def _sending(running: _Running) -> AsyncIterator[None]:
             running.sends.discard(task)
 
 
-async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
+async def _catch_up(running: Running, *, first: dt.date, last: dt.date) -> int:
     """Finish the sends of issues dated ``first`` to ``last`` with copies pending; how many."""
     if first > last:
         return 0
@@ -235,7 +234,7 @@ async def _catch_up(running: _Running, *, first: dt.date, last: dt.date) -> int:
 
 
 async def _send(
-    running: _Running, day: dt.date, *, resume: bool = False, attempt: int = 0
+    running: Running, day: dt.date, *, resume: bool = False, attempt: int = 0
 ) -> sending.SendReport | DigestError:
     """One send of the issue for ``day``, logged; a send that stopped is retried later.
 
@@ -255,7 +254,7 @@ async def _send(
     return outcome
 
 
-async def _check_before_send(running: _Running, day: dt.date) -> CheckFailed | None:
+async def _check_before_send(running: Running, day: dt.date) -> CheckFailed | None:
     """The checks of ``digest check`` before a send through a relay: a FAIL stops it.
 
     Each failing line is logged. A send to the local outbox is not checked: nothing
@@ -285,7 +284,7 @@ async def _check_before_send(running: _Running, day: dt.date) -> CheckFailed | N
 
 
 async def _send_logged(
-    running: _Running, day: dt.date, *, resume: bool
+    running: Running, day: dt.date, *, resume: bool
 ) -> sending.SendReport | DigestError:
     settings = running.settings
     try:
@@ -327,7 +326,7 @@ async def _send_logged(
     return report
 
 
-def _retry_later(running: _Running, day: dt.date, attempt: int, *, fresh: bool = False) -> None:
+def _retry_later(running: Running, day: dt.date, attempt: int, *, fresh: bool = False) -> None:
     """After a send stopped (``attempt`` retries made): a one-off retry job, the same day.
 
     ``fresh``: nothing was queued (the check failed), so the retry makes the whole send.
@@ -380,7 +379,7 @@ def _retry_later(running: _Running, day: dt.date, attempt: int, *, fresh: bool =
         day.isoformat(),
         attempt + 1,
         schedule.retry_limit,
-        _shown(at.astimezone(schedule.zone)),
+        shown_time(at.astimezone(schedule.zone)),
     )
 
 
@@ -393,203 +392,6 @@ def _left_for(settings: Settings, day: dt.date) -> str:
     return f"a run within {days} days (schedule.catch_up_days) finishes them, or {by_hand}"
 
 
-class Scheduler:
-    """``digest schedule``: runs the daily send until asked to stop."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        *,
-        worker: bool = False,
-        replace: bool = False,
-        on_run: Callable[[sending.SendReport | DigestError], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.on_run = on_run
-        self.worker = worker
-        # Whether a schedule that differs from the one another running scheduler keeps
-        # may replace it (--replace).
-        self.replace = replace
-        self._scheduler: AsyncIOScheduler | None = None
-
-    async def run(
-        self,
-        stop: asyncio.Event,
-        *,
-        also: Awaitable[None] | None = None,
-        stop_also: Callable[[], None] | None = None,
-    ) -> None:
-        """Schedule the send; on ``stop``, let a send under way finish (bounded), then return.
-
-        ``also`` runs beside the scheduler on the same loop (``--serve``); ``stop_also``
-        asks it to finish, when the scheduler stops. While another scheduler runs on the
-        same database with another schedule, this one refuses to start (a
-        :class:`ConfigError`) unless made with ``replace``.
-        """
-        with self.store.scheduler_presence() as others:
-            await self._run(stop, others, also=also, stop_also=stop_also)
-
-    async def _run(
-        self,
-        stop: asyncio.Event,
-        others: bool,
-        *,
-        also: Awaitable[None] | None,
-        stop_also: Callable[[], None] | None,
-    ) -> None:
-        global _running
-        _running = running = _Running(
-            settings=self.settings, store=self.store, worker=self.worker, on_run=self.on_run
-        )
-        try:
-            scheduler = running.scheduler = self._start(others)
-        except BaseException:
-            _running = None
-            raise
-        if not stop.is_set():
-            # Counted as a send from now on, so a stop waits for it even before it starts.
-            running.sends.add(asyncio.ensure_future(_catch_up_at_start(running)))
-        beside = asyncio.ensure_future(also) if also is not None else None
-        try:
-            waiting = [asyncio.ensure_future(stop.wait())] + ([beside] if beside else [])
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in waiting:
-                if task is not beside:
-                    task.cancel()
-        finally:
-            # No new runs. A send under way starts no new copy and records what it has
-            # sent. Shutting the scheduler down would cancel its job, so that comes after.
-            scheduler.pause()
-            running.stop.set()
-            if running.sends:
-                timeout = self.settings.schedule.stop_timeout_seconds
-                log.info("waiting up to %d s for the send under way to finish", timeout)
-                _, late = await asyncio.wait(running.sends, timeout=timeout)
-                if late:
-                    log.warning("the send under way did not finish in %d s: stopping it", timeout)
-                    for task in late:
-                        task.cancel()
-                    await asyncio.wait(late)
-            scheduler.shutdown(wait=False)
-            if beside is not None and not beside.done():
-                if stop_also is not None:
-                    stop_also()
-                await asyncio.wait([beside], timeout=10)
-                if not beside.done():
-                    beside.cancel()
-                    await asyncio.wait([beside])
-            _running = None
-        if beside is not None and not beside.cancelled() and beside.exception() is not None:
-            beside.result()  # an error in the server ends the process with it
-
-    def next_run_time(self) -> dt.datetime | None:
-        """When the send runs next, in the configured zone (None before :meth:`run`)."""
-        if self._scheduler is None:
-            return None
-        job = self._scheduler.get_job(JOB_ID)
-        return job.next_run_time if job is not None else None
-
-    def _start(self, others: bool) -> AsyncIOScheduler:
-        schedule = self.settings.schedule
-        scheduler = AsyncIOScheduler(
-            jobstores={
-                "default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE),
-                "memory": MemoryJobStore(),
-            },
-            timezone=schedule.zone,
-        )
-        scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
-        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
-        # Paused first, so the stored job can be brought up to date before it may fire.
-        scheduler.start(paused=True)
-        self._scheduler = scheduler
-        wanted = trigger(schedule)
-        options: dict[str, Any] = {
-            "func": scheduled_send,
-            "args": [],
-            "name": "the daily digest",
-            # One send at a time, and several missed runs make one send, not a burst.
-            "max_instances": 1,
-            "coalesce": True,
-            # APScheduler's default grace of one second would skip a send that starts a
-            # second late.
-            "misfire_grace_time": schedule.misfire_grace_seconds,
-        }
-        job = scheduler.get_job(JOB_ID)
-        if job is None:
-            scheduler.add_job(id=JOB_ID, trigger=wanted, **options)
-        else:
-            # Kept as stored, next run time included, so a run missed while digest was
-            # down is still due now; only a changed schedule starts afresh.
-            if not _same_schedule(job.trigger, wanted) and others and not self.replace:
-                scheduler.shutdown(wait=False)
-                raise ConfigError(
-                    f"another digest schedule is running on this database with another "
-                    f"schedule ({_described(job.trigger)}); this one wants "
-                    f"{schedule.cron!r} in {schedule.timezone}: stop the other first, or "
-                    "start this one with --replace"
-                )
-            scheduler.modify_job(JOB_ID, **options)
-            if not _same_schedule(job.trigger, wanted):
-                log.info("the schedule changed to %r: the next run follows it", schedule.cron)
-                scheduler.reschedule_job(JOB_ID, trigger=wanted)
-            elif type(job.trigger) is not type(wanted):
-                # Stored by an older digest: the same times, but fired twice on the night
-                # clocks go back. Replaced, the next run time kept.
-                scheduler.modify_job(JOB_ID, trigger=wanted)
-        if self.settings.bounces.source:
-            # Kept in memory: a poll missed while digest was down is simply the next one.
-            scheduler.add_job(
-                poll_bounces,
-                trigger=IntervalTrigger(minutes=self.settings.bounces.poll_minutes),
-                id=BOUNCES_JOB_ID,
-                name="reading bounces",
-                jobstore="memory",
-                next_run_time=utc_now(),
-                max_instances=1,
-                coalesce=True,
-                replace_existing=True,
-            )
-        scheduler.resume()
-        log.info(
-            "scheduled %r in %s; next send at %s",
-            schedule.cron,
-            schedule.timezone,
-            _shown(self.next_run_time()),
-        )
-        return scheduler
-
-    def _submitted(self, event: JobSubmissionEvent) -> None:
-        # Dispatched before the job's coroutine first runs: it reads this.
-        if _running is not None and event.job_id == JOB_ID and event.scheduled_run_times:
-            _running.due = event.scheduled_run_times[-1]
-
-    def _missed(self, event: JobExecutionEvent) -> None:
-        if event.job_id != JOB_ID:
-            return
-        grace = dt.timedelta(seconds=self.settings.schedule.misfire_grace_seconds)
-        log.warning(
-            "the send due at %s was skipped: digest was not running then, and came back "
-            "more than %s later (schedule.misfire_grace_seconds); next send at %s",
-            _shown(event.scheduled_run_time),
-            grace,
-            _shown(self.next_run_time()),
-        )
-
-
-def _same_schedule(stored: Any, wanted: LocalCronTrigger) -> bool:
-    """True when the stored trigger fires at the wanted times (its class aside)."""
-    return str(stored) == str(wanted) and repr(getattr(stored, "timezone", None)) == repr(
-        wanted.timezone
-    )
-
-
-def _shown(when: dt.datetime | None) -> str:
+def shown_time(when: dt.datetime | None) -> str:
+    """A run time for a log line, in its own zone: ``2026-12-07 07:00 CET``."""
     return when.strftime("%Y-%m-%d %H:%M %Z") if when is not None else "never"
-
-
-def _described(stored: Any) -> str:
-    """A stored trigger as APScheduler writes it, with its zone."""
-    return f"{stored} in {getattr(stored, 'timezone', 'UTC')}"
