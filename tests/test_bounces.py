@@ -977,3 +977,32 @@ def test_without_a_signing_key_the_webhook_is_not_there(sent: Sent) -> None:
         answer = client.post("/webhooks/mailgun", json=mailgun_event({"event": "complained"}))
 
     assert answer.status_code == 404
+
+
+@pytest.mark.parametrize("smtp_server", [RefusesSome], indirect=True)
+def test_a_refusal_during_the_send_is_kept_as_evidence_like_a_bounce(
+    project: Path, database_url: str, smtp_server: tuple[Recorder, int]
+) -> None:
+    _, port = smtp_server
+    settings = settings_for(project, database_url, port)
+    with Store.open(database_url) as store:
+        store.subscribers.import_rows(
+            [("ann@example.net", None), ("gone@example.net", None)], now=dt.datetime.now(dt.UTC)
+        )
+        report = asyncio.run(sending.send_day(settings, store, dt.date.today()))
+        [event] = store.returns.events()
+        [stats] = store.returns.stats()
+        assert store.subscribers.remove("gone@example.net")
+        back, added = store.subscribers.add("gone@example.net", None, now=dt.datetime.now(dt.UTC))
+
+    assert (report.sent, report.failed) == (1, 1)
+    assert (event.email, event.kind, event.status, event.matched_by) == (
+        "gone@example.net",
+        BounceKind.HARD,
+        "5.1.1",
+        "send",
+    )
+    assert stats.by_kind == {"hard": 1}
+    # Removed and added again, it comes back suppressed, as after a bounce read later.
+    assert added
+    assert back.status is SubscriberStatus.BOUNCED

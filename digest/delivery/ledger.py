@@ -35,6 +35,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store, deliveries, subscriber_from_row, subscribers
 from digest.store.clock import DatabaseNow, aware
 from digest.store.deliveries import DeliveryCounts, ErrorCount, WorkerCounts
+from digest.store.suppression import SendRefusal, record_refusals
 from digest.store.tables import FAILED, PENDING, SENT
 
 log = logging.getLogger(__name__)
@@ -348,17 +349,20 @@ class Ledger:
                 if written == len(ordered)
                 else self._written_by_this_worker(connection, ordered)
             )
-            bounced = sorted(
-                result.bounced_subscriber_id
-                for result in ordered
-                if result.bounced_subscriber_id is not None and result.delivery_id in recorded
+            record_refusals(
+                connection,
+                self.issue_id,
+                [
+                    SendRefusal(
+                        delivery_id=result.delivery_id,
+                        subscriber_id=result.bounced_subscriber_id,
+                        error=result.error or "the address does not exist",
+                    )
+                    for result in ordered
+                    if result.bounced_subscriber_id is not None and result.delivery_id in recorded
+                ],
+                now=DatabaseNow(),
             )
-            if bounced:
-                connection.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id.in_(bounced))
-                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=DatabaseNow())
-                )
             return recorded
 
         return self.store.transact(write) if ordered else set()

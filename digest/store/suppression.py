@@ -10,20 +10,33 @@ decide from the same old status.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
 from digest.models import BounceKind, SubscriberStatus
-from digest.store.tables import OUTBOX, SENT, bounce_events, deliveries, issues, subscribers
+from digest.store.tables import (
+    OUTBOX,
+    SENT,
+    bounce_events,
+    deliveries,
+    issues,
+    returned_messages,
+    subscribers,
+)
 
 __all__ = [
     "SUPPRESSING",
+    "SendRefusal",
     "SoftRule",
     "StatusChange",
     "TracedEvent",
     "apply_event",
+    "record_refusals",
     "shown",
     "suppressed_by_events",
 ]
@@ -195,3 +208,62 @@ def shown(what: str, event: TracedEvent) -> str:
     words = " ".join(part for part in (event.status, event.reason) if part)
     words = words if len(words) <= 120 else words[:119] + "…"
     return f"{what}: {words}" if words else what
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SendRefusal:
+    """A copy the relay refused during the send because the address does not exist."""
+
+    delivery_id: int
+    subscriber_id: int
+    error: str
+
+
+def record_refusals(
+    connection: Connection, issue_id: int, refusals: Sequence[SendRefusal], *, now: Any
+) -> None:
+    """Bounce the subscribers the relay said do not exist, with the evidence kept as a hard
+    bounce event each, as a bounce read later would be: so the address stays suppressed if
+    it is removed and added again, and the issue's statistics count it."""
+    if not refusals:
+        return
+    keys = dict(
+        connection.execute(
+            select(deliveries.c.id, deliveries.c.email_key).where(
+                deliveries.c.id.in_([refusal.delivery_id for refusal in refusals])
+            )
+        ).all()
+    )
+    for refusal in refusals:
+        # One source row per refused copy: the refusal is its own evidence.
+        digest = hashlib.sha256(f"refusal:{refusal.delivery_id}".encode()).hexdigest()
+        inserted = connection.execute(
+            returned_messages.insert().values(
+                digest=digest, form="refusal", source="the relay, during the send", received_at=now
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        changed = connection.execute(
+            subscribers.update()
+            .where(
+                subscribers.c.id == refusal.subscriber_id,
+                subscribers.c.status == SubscriberStatus.ACTIVE.value,
+            )
+            .values(status=SubscriberStatus.BOUNCED.value, updated_at=now)
+        ).rowcount
+        codes = re.findall(r"[245]\.\d{1,3}\.\d{1,3}", refusal.error)
+        connection.execute(
+            bounce_events.insert().values(
+                returned_id=inserted[0],
+                delivery_id=refusal.delivery_id,
+                issue_id=issue_id,
+                subscriber_id=refusal.subscriber_id,
+                email_key=keys.get(refusal.delivery_id),
+                kind=BounceKind.HARD.value,
+                status=codes[0] if codes else None,
+                reason=refusal.error,
+                matched_by="send",
+                applied=bool(changed),
+                created_at=now,
+            )
+        )
