@@ -98,6 +98,17 @@ def test_dmarc_is_looked_for_up_the_tree_to_below_the_top_level() -> None:
         "_dmarc.example.net",
     ]
     assert dmarc_names("example.net") == ["_dmarc.example.net"]
+    # A deep name jumps to its last seven labels, then walks on up to below the TLD.
+    deep = "a.b.c.d.e.f.g.h.i.mail.example.org"
+    assert dmarc_names(deep) == [
+        f"_dmarc.{deep}",
+        "_dmarc.f.g.h.i.mail.example.org",
+        "_dmarc.g.h.i.mail.example.org",
+        "_dmarc.h.i.mail.example.org",
+        "_dmarc.i.mail.example.org",
+        "_dmarc.mail.example.org",
+        "_dmarc.example.org",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,9 @@ __all__ = [
 
 # An SPF modifier ("redirect=…", "exp=…") as against a mechanism ("include:…", "a", "-all").
 _MODIFIER = re.compile(r"^[a-z][a-z0-9_.-]*=", re.IGNORECASE)
-# DMARCbis walks up the tree at most this many names (RFC 9091's successor, section 4.10).
-_DMARC_WALK = 8
+# From a name of this many labels or more, DMARCbis's tree walk jumps to the last seven
+# before going up one label at a time: a few look-ups, however deep the domain.
+_DMARC_JUMP = 8
 # What the DKIM check signs, to verify against the published key.
 _PROBE = b"From: dkim-check@%s\r\nSubject: DKIM key check\r\n\r\nDKIM key check\r\n"
 
@@ -147,10 +148,16 @@ def spf_check(domain: str, answer: TxtAnswer) -> Check:
 
 
 def dmarc_names(domain: str) -> list[str]:
-    """Where a receiver looks for the domain's DMARC policy, nearest first."""
+    """Where a receiver looks for the domain's DMARC policy, nearest first (DMARCbis's
+    tree walk: the domain, then, from a name of _DMARC_JUMP labels or more, straight to
+    its last seven, then one label less at a time, above the top-level domain)."""
     labels = domain.lower().rstrip(".").split(".")
-    # The walk up the tree stops above the top-level domain, and after _DMARC_WALK names.
-    return [f"_dmarc.{'.'.join(labels[i:])}" for i in range(max(len(labels) - 1, 1))][:_DMARC_WALK]
+    names = [labels]
+    rest = labels[-(_DMARC_JUMP - 1) :] if len(labels) >= _DMARC_JUMP else labels[1:]
+    while len(rest) >= 2:
+        names.append(rest)
+        rest = rest[1:]
+    return [f"_dmarc.{'.'.join(name)}" for name in names]
 
 
 def dmarc_check(domain: str, answers: Sequence[TxtAnswer]) -> Check:
