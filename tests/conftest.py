@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +107,22 @@ def smtp_server(request: pytest.FixtureRequest) -> Iterator[tuple[Any, int]]:
     handler = handler_class()
     with SmtpServer(handler, **options) as server:
         yield handler, server.port
+
+
+def digest_process(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m digest ARGS`` in ``cwd``, as a user runs it: none of the caller's
+    DIGEST_* variables, only ``env``'s."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("DIGEST_")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=environment | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )

@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
 import trustme
+
+from tests.daemons import free_port, log_tail, stop_by_pid_file, wait_for_port
 
 __all__ = ["Dovecot", "dovecot_missing"]
 
@@ -49,7 +48,7 @@ class Dovecot:
         self.root = Path(tempfile.mkdtemp(prefix="digest-dovecot-"))
         self.root.chmod(0o755)
         self.password = "imap-test-password"
-        self.imap_port, self.imaps_port = _free_port(), _free_port()
+        self.imap_port, self.imaps_port = free_port(), free_port()
         self.ca_file = self.root / "ca.pem"
         self.log = self.root / "dovecot.log"
 
@@ -122,7 +121,7 @@ service imap-login {{
             said = (root / "start.log").read_text()
             shutil.rmtree(self.root, ignore_errors=True)
             raise RuntimeError(f"Dovecot did not start: {said} {self.tail()}")
-        _wait_for(self.imaps_port, self)
+        wait_for_port(self.imaps_port, "Dovecot", self.log)
         return self
 
     def __exit__(
@@ -131,40 +130,9 @@ service imap-login {{
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        try:
-            pid = int((self.root / "run" / "master.pid").read_text().strip())
-        except (OSError, ValueError):
-            pid = None
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
+        stop_by_pid_file(self.root / "run" / "master.pid")
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def tail(self, lines: int = 20) -> str:
+    def tail(self) -> str:
         """The end of Dovecot's log, for a failure message."""
-        try:
-            return "\n".join(self.log.read_text().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return int(probe.getsockname()[1])
-
-
-def _wait_for(port: int, server: Dovecot) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"Dovecot does not listen on {port}: {server.tail()}")
+        return log_tail(self.log)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
+
+from tests.daemons import free_port, log_tail, stop_by_pid_file, wait_for_port
 
 __all__ = ["DAEMONS", "Postfix", "postfix_missing"]
 
@@ -75,7 +74,7 @@ class Postfix:
         self.config = self.root / "etc"
         self.maildir = self.root / "mail" / "bounces"
         self.log = self.root / "maillog"
-        self.port = _free_port()
+        self.port = free_port()
         self.relay_port = relay_port
         self.local_domain = local_domain
 
@@ -136,7 +135,7 @@ class Postfix:
         )
         if started.returncode != 0:
             raise RuntimeError(f"Postfix did not start: {self.tail()}")
-        self._wait_for_port()
+        wait_for_port(self.port, "Postfix", self.log)
         return self
 
     def __exit__(
@@ -145,16 +144,7 @@ class Postfix:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        pid_file = self.root / "queue" / "pid" / "master.pid"
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            pid = None
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.05)
+        stop_by_pid_file(self.root / "queue" / "pid" / "master.pid")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def bounces(self) -> list[Path]:
@@ -162,35 +152,6 @@ class Postfix:
         folder = self.maildir / "new"
         return sorted(folder.iterdir()) if folder.exists() else []
 
-    def tail(self, lines: int = 20) -> str:
+    def tail(self) -> str:
         """The end of Postfix's log, for a failure message."""
-        try:
-            return "\n".join(self.log.read_text().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def _wait_for_port(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"Postfix does not listen on {self.port}: {self.tail()}")
-
-
-def _free_port() -> int:
-    # Postfix binds the port itself, from its master.cf: a free one is picked, closed and
-    # handed over. Another process taking it meanwhile is a loopback race the retry-free
-    # start would show as a clear failure.
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        return log_tail(self.log)

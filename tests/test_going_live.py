@@ -11,7 +11,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,25 +22,14 @@ from aiosmtpd.smtp import AuthResult
 from tests.dns_server import DnsServer
 from tests.smtp_sink import Recorder, SmtpServer
 
-from .conftest import REPO
+from .conftest import REPO, digest_process
 
 KEY = "going-live-key-of-at-least-32-characters"
 EXAMPLE_LIST = REPO / "config" / "subscribers.example.csv"
 
 
 def digest(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("DIGEST_")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=project,
-        env=environment | env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    return digest_process(project, *args, env=env)
 
 
 def relay_settings(port: int) -> dict[str, str]:

@@ -8,11 +8,9 @@ test's own, which the client does not trust), and with AUTH that refuses every l
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from aiosmtpd.smtp import AuthResult
 
 from digest.delivery.reasons import connect_failure
 from digest.errors import RelayUnavailable, RelayUnusable
+from tests.conftest import digest_process
 from tests.smtp_sink import Recorder, SmtpServer, closed_port
 
 KEY = "relay-test-key-of-at-least-32-characters"
@@ -61,24 +60,14 @@ def tls_server(certificate_authority: trustme.CA) -> Iterator[SmtpServer]:
 
 
 def run_digest(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("DIGEST_")
-    } | {
+    defaults = {
         "DIGEST_SECRET_KEY": KEY,
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
         "DIGEST_SMTP__HOST": "127.0.0.1",
         "DIGEST_SMTP__TIMEOUT": "10",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=project,
-        env=environment | env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    return digest_process(project, *args, env=defaults | env)
 
 
 @pytest.fixture

@@ -25,7 +25,14 @@ from flufl.bounce import all_failures
 from digest.bounces.classify import classify
 from digest.models import BounceKind
 
-__all__ = ["MAX_MESSAGE_BYTES", "Finding", "Form", "Returned", "read_returned"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Finding",
+    "Form",
+    "Returned",
+    "plausible_address",
+    "read_returned",
+]
 
 # A returned message is a report and a copy of (part of) ours: far below this. A bigger
 # one is not read at all.
@@ -101,6 +108,8 @@ class Returned:
     findings: tuple[Finding, ...] = field(default=())
     # Why it could not be read, for a message that could not.
     problem: str | None = None
+    # Signed by whoever reported it (a relay's webhook): its word is enough to act on.
+    signed: bool = False
 
 
 def read_returned(raw: bytes, *, unsubscribe_addresses: Collection[str] = ()) -> Returned:
@@ -244,7 +253,7 @@ def _plain_text_bounce(message: email.message.Message) -> Iterator[Finding]:
         named = not report.strip() or address.lower() in report.lower()
         if (
             _ADDRESS.fullmatch(address)
-            and _plausible(address)
+            and plausible_address(address)
             and address.lower() not in ours
             and named
         ):
@@ -375,12 +384,12 @@ def _addresses(message: email.message.Message, names: Iterable[str]) -> list[str
     for name in names:
         for value in message.get_all(name, []):
             for _, address in email.utils.getaddresses([str(value)]):
-                if _plausible(address) and address not in found:
+                if plausible_address(address) and address not in found:
                     found.append(address)
     return found
 
 
-def _plausible(address: str) -> bool:
+def plausible_address(address: str) -> bool:
     """An address a mailbox could have: one @, no longer than a path may be."""
     return address.count("@") == 1 and len(address) <= _LONGEST_ADDRESS
 
@@ -391,7 +400,7 @@ def _typed_address(value: object) -> str | None:
         return None
     text = _one_line(str(value))
     address = (text.split(";", 1)[1] if ";" in text else text).strip().strip("<>").strip()
-    return address if _plausible(address) else None
+    return address if plausible_address(address) else None
 
 
 def _header(message: email.message.Message, name: str) -> str | None:

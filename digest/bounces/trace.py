@@ -17,15 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from digest.audience.verp import delivery_of, is_return_path
-from digest.bounces.parse import Returned
+from digest.bounces.parse import Returned, plausible_address
 from digest.models import BounceKind
 from digest.store import Store
 from digest.store.returns import DeliveryRef
 from digest.store.suppression import TracedEvent
 
 __all__ = ["Tracing", "trace"]
-
-_LONGEST_ADDRESS = 254
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,10 +42,9 @@ def trace(store: Store, returned: Returned, tracing: Tracing) -> list[TracedEven
         how = "message-id" if delivery is not None else None
     events = []
     for finding in returned.findings:
-        # An address longer than a mail path may be names no mailbox.
         key = (
             finding.address.casefold()
-            if finding.address and len(finding.address) <= _LONGEST_ADDRESS
+            if finding.address and plausible_address(finding.address)
             else None
         )
         event = TracedEvent(
@@ -81,7 +78,7 @@ def trace(store: Store, returned: Returned, tracing: Tracing) -> list[TracedEven
                 matched_by="address",
                 applies=(
                     finding.kind is BounceKind.UNSUBSCRIBE
-                    or returned.form == "webhook"  # signed by the relay: its word is enough
+                    or returned.signed
                     or not tracing.bounce_address
                 ),
             )

@@ -90,6 +90,7 @@ def _returned(data: Mapping[str, Any]) -> Returned | None:
         return None
     return Returned(
         form="webhook",
+        signed=True,
         message_id=str(data.get("id", "")) or None,
         original_message_id=message_id,
         findings=(finding,),
