@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from digest.content.picker import pick
-from digest.email.message import MessageTemplate, recipient, unsubscribe_links
+from digest.email.message import MessageTemplate, preferences_link, recipient, unsubscribe_links
 from digest.email.render import Personal, Renderer, personalise
 from digest.models import RenderedIssue, Subscriber
 from digest.options import message_options, render_options
@@ -51,7 +51,12 @@ def email_message(rendered: RenderedIssue, subscriber: Subscriber, settings: Set
     https, mailto = unsubscribe_links(message_options(settings), subscriber, secret_key=KEY)
     html, text = personalise(
         rendered,
-        Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber)),
+        Personal(
+            unsubscribe_url=https or mailto,
+            recipient=recipient(subscriber),
+            preferences_url=preferences_link(message_options(settings), subscriber, secret_key=KEY)
+            or "",
+        ),
     )
     message = EmailMessage()
     message["To"] = subscriber.email

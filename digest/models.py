@@ -13,6 +13,7 @@ __all__ = [
     "Article",
     "BounceKind",
     "Issue",
+    "JoinedVia",
     "LoadFailure",
     "LoadResult",
     "PickLimits",
@@ -158,9 +159,20 @@ class Issue:
         return sum(len(article.related) for article in self.articles)
 
 
+class JoinedVia(enum.StrEnum):
+    """How an address got onto the list: the first line of its consent evidence."""
+
+    FORM = "form"
+    IMPORT = "import"
+    CLI = "cli"
+    API = "api"
+
+
 class SubscriberStatus(enum.StrEnum):
     """Whether a subscriber gets the digest."""
 
+    # Signed up through the form, not yet confirmed: sent the confirmation mail only.
+    PENDING = "pending"
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     # Suppressed: the address does not exist (a hard bounce, or soft ones in a row), or
@@ -190,6 +202,12 @@ class Subscriber:
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     # How the address got onto the list: "cli", or an import's label ("example").
     source: str | None = None
+    # form, import, cli or api.
+    joined_via: str | None = None
+    confirmed_at: dt.datetime | None = None
+    # No copies of issues dated before this day.
+    paused_until: dt.date | None = None
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -423,7 +423,8 @@ def plan_send(settings: Settings, store: Store, date: dt.date) -> SendReport:
     done = store.deliveries.finished_subscriber_ids(issue_id) if issue_id is not None else set()
     would_send = 0
     for subscriber in store.subscribers.iterate(status=SubscriberStatus.ACTIVE):
-        if subscriber.id not in done:
+        paused = subscriber.paused_until is not None and subscriber.paused_until > date
+        if subscriber.id not in done and not paused:
             template.render(subscriber)
             would_send += 1
     return SendReport(

@@ -32,6 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"bounces"}),
     frozenset({"pipeline"}),
     frozenset({"sending"}),
+    frozenset({"readers"}),
     frozenset({"checks"}),
     frozenset({"schedule", "web"}),
     frozenset({"cli"}),

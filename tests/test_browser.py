@@ -82,6 +82,7 @@ def email_html(seed_format: SeedFormat) -> str:
         Personal(
             unsubscribe_url="https://news.example.org/unsubscribe/TOKEN",
             recipient="reader@example.org",
+            preferences_url="https://news.example.org/preferences/TOKEN",
         ),
     )
     return html

@@ -30,6 +30,7 @@ from digest.email.dkim import DkimKey
 from digest.email.message import (
     MessageTemplate,
     build_message,
+    preferences_link,
     recipient,
     unsubscribe_links,
 )
@@ -284,9 +285,14 @@ def test_each_copy_decodes_to_exactly_the_personalised_parts(rendered: RenderedI
         data = template.render(subscriber)
         message = wire(data)
         https, mailto = unsubscribe_links(message_options(settings()), subscriber, secret_key=KEY)
-        html, text = personalise(
-            rendered, Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
+        preferences = preferences_link(message_options(settings()), subscriber, secret_key=KEY)
+        personal = Personal(
+            unsubscribe_url=https or mailto,
+            recipient=recipient(subscriber),
+            preferences_url=preferences or "",
         )
+        assert personal == template.personal(subscriber)
+        html, text = personalise(rendered, personal)
         text_part = message.get_body(("plain",))
         html_part = message.get_body(("html",))
         assert text_part is not None

@@ -52,6 +52,7 @@ def page(rendered: RenderedIssue) -> lxml.html.HtmlElement:
         Personal(
             unsubscribe_url="https://news.example.org/unsubscribe/t?a=1&b=2",
             recipient="Ann <ann@example.org>",
+            preferences_url="https://news.example.org/preferences/t",
         ),
     )
     return lxml.html.document_fromstring(html)
@@ -211,6 +212,7 @@ def test_no_links_without_urls(rendered: RenderedIssue, page: lxml.html.HtmlElem
     hrefs = [a.get("href") for a in page.iter("a")]
     assert hrefs == [
         "https://news.example.org/unsubscribe/t?a=1&b=2",
+        "https://news.example.org/preferences/t",
         "https://news.example.org/issues/2026-11-23",
     ]
     for a in page.iter("a"):
@@ -224,7 +226,10 @@ def test_article_links_come_from_the_url_template(seed_format: SeedFormat) -> No
         issue, render_options(settings(article_url_template=template, excerpt_paragraphs=2))
     )
     html, text = personalise(
-        rendered, Personal(unsubscribe_url="mailto:x@example.org", recipient="x@example.org")
+        rendered,
+        Personal(
+            unsubscribe_url="mailto:x@example.org", recipient="x@example.org", preferences_url=""
+        ),
     )
     page = lxml.html.document_fromstring(html)
     url = article_url(issue.articles[0], template)
@@ -256,6 +261,7 @@ def test_footer_unsubscribe_address_and_view_in_browser(seed_format: SeedFormat)
         Personal(
             unsubscribe_url="https://news.example.org/unsubscribe/T0K",
             recipient="Zoë <zoe@example.org>",
+            preferences_url="https://news.example.org/preferences/P0K",
         ),
     )
     footer = lxml.html.document_fromstring(html).find_class("footer")[0].text_content()
@@ -274,7 +280,11 @@ def test_footer_unsubscribe_address_and_view_in_browser(seed_format: SeedFormat)
 def test_personal_values_are_escaped_for_each_part(rendered: RenderedIssue) -> None:
     html, text = personalise(
         rendered,
-        Personal(unsubscribe_url='https://x.org/u?a=1&b="2"', recipient="<script>Eve</script>"),
+        Personal(
+            unsubscribe_url='https://x.org/u?a=1&b="2"',
+            recipient="<script>Eve</script>",
+            preferences_url='https://x.org/p?a=1&b="2"',
+        ),
     )
 
     assert 'href="https://x.org/u?a=1&amp;b=&quot;2&quot;"' in html

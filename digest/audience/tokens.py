@@ -1,4 +1,5 @@
-"""Signed unsubscribe tokens: they name a subscriber and a list, and cannot be forged.
+"""Signed tokens for a subscriber's links (unsubscribe, preferences, confirmation) and keyed
+hashes of addresses and IPs: they name a subscriber and a list, and cannot be forged.
 
 A token also carries a short keyed hash of the subscriber's address, never the address:
 if a subscriber is removed and SQLite later gives their id to someone new, the old link
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import enum
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -22,9 +25,13 @@ from digest.errors import ConfigError
 __all__ = [
     "MIN_SECRET_KEY_LENGTH",
     "PREVIEW_KEY",
+    "Purpose",
     "UnsubscribeToken",
+    "keyed_hash",
+    "read_subscriber_token",
     "read_unsubscribe_token",
     "required_key",
+    "subscriber_token",
     "unsubscribe_token",
 ]
 
@@ -38,6 +45,15 @@ _ADDRESS_SALT = b"digest.unsubscribe.address\n"
 _TAG_LENGTH = 10
 
 
+class Purpose(enum.StrEnum):
+    """What a subscriber's token is for: each is signed apart, so one is never another."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    PREFERENCES = "preferences"
+    # Signed with the time it was made: it expires (signup.confirm_hours).
+    CONFIRM = "confirm"
+
+
 @dataclass(frozen=True, slots=True)
 class UnsubscribeToken:
     """What a valid token says."""
@@ -45,6 +61,8 @@ class UnsubscribeToken:
     subscriber_id: int
     list_id: str
     address_tag: str
+    # When it was made, for a token that carries it (a confirmation link's).
+    issued_at: dt.datetime | None = None
 
     def is_for(self, secret_key: str, email: str) -> bool:
         """True when the token was made for the subscriber with this address.
@@ -83,10 +101,22 @@ def _checked(secret_key: str) -> str:
     return secret_key
 
 
-@lru_cache(maxsize=4)
-def _signer(secret_key: str) -> Signer:
-    # One signer per key: a token is made for every message of every send.
-    return Signer(secret_key, salt=_SALT)
+@lru_cache(maxsize=8)
+def _signer(secret_key: str, salt: str = _SALT) -> Signer:
+    # One signer per key and purpose: a token is made for every message of every send.
+    return Signer(secret_key, salt=salt)
+
+
+def _salt(purpose: Purpose) -> str:
+    # The unsubscribe salt is the one links already in inboxes were signed with.
+    return _SALT if purpose is Purpose.UNSUBSCRIBE else f"digest.{purpose.value}"
+
+
+def keyed_hash(secret_key: str, value: str, *, purpose: str) -> str:
+    """A hex HMAC-SHA256 of ``value`` (case-folded) for ``purpose`` ("ip", "address"): it
+    recognises a value without keeping it, and without the key cannot be tested by guessing."""
+    message = f"digest.{purpose}\n{value.strip().casefold()}".encode()
+    return hmac.new(_checked(secret_key).encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
 def _address_tag(secret_key: str, email: str) -> str:
@@ -103,9 +133,32 @@ def unsubscribe_token(secret_key: str, *, subscriber_id: int, list_id: str, emai
     Raises ValueError when ``secret_key`` is shorter than 32 characters (the preview key
     aside): links signed with it could be forged.
     """
+    return subscriber_token(
+        secret_key, Purpose.UNSUBSCRIBE, subscriber_id=subscriber_id, list_id=list_id, email=email
+    )
+
+
+def subscriber_token(
+    secret_key: str,
+    purpose: Purpose,
+    *,
+    subscriber_id: int,
+    list_id: str,
+    email: str,
+    issued_at: dt.datetime | None = None,
+) -> str:
+    """A URL-safe token for one subscriber of one list and ``purpose``; no address in it.
+
+    A confirmation token carries ``issued_at`` (required for it), so it can expire.
+    """
     tag = _address_tag(_checked(secret_key), email)
-    payload = base64.urlsafe_b64encode(f"{subscriber_id}\n{list_id}\n{tag}".encode()).rstrip(b"=")
-    return _signer(secret_key).sign(payload).decode("ascii")
+    fields = [str(subscriber_id), list_id, tag]
+    if purpose is Purpose.CONFIRM:
+        if issued_at is None:
+            raise ValueError("a confirmation token needs the time it is issued")
+        fields.append(str(int(issued_at.timestamp())))
+    payload = base64.urlsafe_b64encode("\n".join(fields).encode()).rstrip(b"=")
+    return _signer(secret_key, _salt(purpose)).sign(payload).decode("ascii")
 
 
 def read_unsubscribe_token(secret_key: str, token: str) -> UnsubscribeToken | None:
@@ -113,16 +166,28 @@ def read_unsubscribe_token(secret_key: str, token: str) -> UnsubscribeToken | No
 
     Raises ValueError for a key too short to sign with (see :func:`unsubscribe_token`).
     """
+    return read_subscriber_token(secret_key, Purpose.UNSUBSCRIBE, token)
+
+
+def read_subscriber_token(secret_key: str, purpose: Purpose, token: str) -> UnsubscribeToken | None:
+    """What a token for ``purpose`` says, or None if it is forged, altered, malformed or made
+    for another purpose. Whether a confirmation token has expired is the caller's to judge
+    from ``issued_at``."""
     _checked(secret_key)
     try:
-        payload = _signer(secret_key).unsign(token.encode("ascii"))
+        payload = _signer(secret_key, _salt(purpose)).unsign(token.encode("ascii"))
         decoded = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)).decode("utf-8")
     except (BadSignature, UnicodeError, binascii.Error, ValueError):
         return None
     parts = decoded.split("\n")
-    if len(parts) != 3:
+    if len(parts) != (4 if purpose is Purpose.CONFIRM else 3):
         return None
-    subscriber_id, list_id, tag = parts
+    subscriber_id, list_id, tag = parts[:3]
     if not subscriber_id.isdigit() or not list_id or len(tag) != _TAG_LENGTH:
         return None
-    return UnsubscribeToken(int(subscriber_id), list_id, tag)
+    issued_at = None
+    if purpose is Purpose.CONFIRM:
+        if not parts[3].isdigit():
+            return None
+        issued_at = dt.datetime.fromtimestamp(int(parts[3]), dt.UTC)
+    return UnsubscribeToken(int(subscriber_id), list_id, tag, issued_at)

@@ -31,12 +31,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from digest.delivery.queue import Queue
-from digest.models import Subscriber, SubscriberStatus
+from digest.models import Subscriber
 from digest.store import Store, deliveries, subscriber_from_row, subscribers
 from digest.store.clock import DatabaseNow, aware
 from digest.store.deliveries import DeliveryCounts, ErrorCount, WorkerCounts
+from digest.store.subscribers import receives_issue
 from digest.store.suppression import SendRefusal, record_refusals
-from digest.store.tables import FAILED, PENDING, SENT
+from digest.store.tables import FAILED, PENDING, SENT, issues
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,10 @@ class Ledger:
             .where(
                 deliveries.c.issue_id == self.issue_id,
                 deliveries.c.status == PENDING,
-                subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                # Paused after the copies were queued: no copy of an issue before the pause ends.
+                receives_issue(
+                    select(issues.c.date).where(issues.c.id == self.issue_id).scalar_subquery()
+                ),
             )
         )
 

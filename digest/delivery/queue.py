@@ -13,10 +13,12 @@ import datetime as dt
 from sqlalchemy import Update, and_, delete, exists, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from digest.models import SubscriberStatus
 from digest.store import Store, deliveries, issues, subscribers
 from digest.store.clock import DatabaseNow
+from digest.store.subscribers import receives_issue
 from digest.store.tables import OUTBOX, PENDING, SENT
 
 __all__ = ["Queue"]
@@ -28,6 +30,9 @@ class Queue:
     def __init__(self, store: Store, issue_id: int) -> None:
         self.store = store
         self.issue_id = issue_id
+
+    def _issue_date(self) -> ScalarSelect[dt.date]:
+        return select(issues.c.date).where(issues.c.id == self.issue_id).scalar_subquery()
 
     def _reattach_statement(self) -> Update:
         owner = select(subscribers.c.id).where(subscribers.c.email_key == deliveries.c.email_key)
@@ -118,7 +123,8 @@ class Queue:
                 literal(now, deliveries.c.created_at.type),
                 literal(now, deliveries.c.updated_at.type),
             )
-            .where(subscribers.c.status == SubscriberStatus.ACTIVE.value, ~has_one)
+            # A paused reader gets no copy of an issue dated before their pause ends.
+            .where(receives_issue(self._issue_date()), ~has_one)
             # In one order, so workers enqueueing at once wait for each other, not in a cycle.
             .order_by(subscribers.c.id)
         )

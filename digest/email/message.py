@@ -17,7 +17,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from digest.audience.tokens import unsubscribe_token
+from digest.audience.tokens import Purpose, subscriber_token, unsubscribe_token
 from digest.email.dkim import DkimKey
 from digest.email.headers import CRLF, header_line, mailbox, one_line, phrase, unstructured
 from digest.email.render import MARKERS, Personal, html_values, text_values
@@ -27,6 +27,7 @@ __all__ = [
     "MessageOptions",
     "MessageTemplate",
     "build_message",
+    "preferences_link",
     "recipient",
     "unsubscribe_links",
 ]
@@ -64,6 +65,23 @@ def unsubscribe_links(
     # The reply's own From says who is leaving; the address is not put in the URL.
     mailto = f"mailto:{options.from_address}?subject=unsubscribe"
     return https, mailto
+
+
+def preferences_link(
+    options: MessageOptions, subscriber: Subscriber, *, secret_key: str
+) -> str | None:
+    """The subscriber's own preferences page, signed like the unsubscribe link (only with a
+    public URL)."""
+    if not options.public_url:
+        return None
+    token = subscriber_token(
+        secret_key,
+        Purpose.PREFERENCES,
+        subscriber_id=subscriber.id,
+        list_id=options.list_id,
+        email=subscriber.email,
+    )
+    return f"{options.public_url}/preferences/{token}"
 
 
 def build_message(
@@ -178,9 +196,17 @@ class MessageTemplate:
         return unsubscribe_links(self.options, subscriber, secret_key=self.secret_key)
 
     def personal(self, subscriber: Subscriber) -> Personal:
-        """What the subscriber's copy fills in: their unsubscribe link and how they are named."""
-        https, mailto = self.links(subscriber)
-        return Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
+        """What the subscriber's copy fills in: their unsubscribe and preferences links, and
+        how they are named."""
+        return self._personal(subscriber, *self.links(subscriber))
+
+    def _personal(self, subscriber: Subscriber, https: str | None, mailto: str) -> Personal:
+        preferences = preferences_link(self.options, subscriber, secret_key=self.secret_key)
+        return Personal(
+            unsubscribe_url=https or mailto,
+            recipient=recipient(subscriber),
+            preferences_url=preferences or "",
+        )
 
     def render(self, subscriber: Subscriber, *, message_id: str | None = None) -> bytes:
         """This subscriber's copy: their To, Message-ID and unsubscribe link, in both parts."""
@@ -188,7 +214,7 @@ class MessageTemplate:
             "To", mailbox(subscriber.name, subscriber.email, "the subscriber's address")
         )
         https, mailto = self.links(subscriber)
-        personal = Personal(unsubscribe_url=https or mailto, recipient=recipient(subscriber))
+        personal = self._personal(subscriber, https, mailto)
         # Folded between the two URLs: RFC 5322 asks for lines of 78 at most where it can
         # be done, and a URL itself is never broken.
         links = f"<{https}>,{CRLF} <{mailto}>" if https else f"<{mailto}>"

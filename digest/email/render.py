@@ -33,6 +33,7 @@ __all__ = [
     "MARKERS",
     "TEXT_TEMPLATE",
     "TEXT_WIDTH",
+    "Notice",
     "Personal",
     "RenderOptions",
     "Renderer",
@@ -60,8 +61,9 @@ TEXT_WIDTH = 76
 # wrapping untouched, and that no seed text will contain.
 _UNSUBSCRIBE_MARK = "__digest_unsubscribe_url__"
 _RECIPIENT_MARK = "__digest_recipient__"
+_PREFERENCES_MARK = "__digest_preferences_url__"
 # Captures, so that re.split keeps the markers it splits at.
-MARKERS = re.compile(f"({_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK})")
+MARKERS = re.compile(f"({_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK}|{_PREFERENCES_MARK})")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,11 +79,22 @@ class RenderOptions:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Notice:
+    """A one-off mail to one reader, rendered: its subject and both parts."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Personal:
     """What differs between two recipients' copies of one issue."""
 
     unsubscribe_url: str
     recipient: str
+    # The reader's preferences page ("" without a public URL: the copy has no such link).
+    preferences_url: str
 
 
 def wrap(text: str, width: int = TEXT_WIDTH) -> str:
@@ -115,12 +128,17 @@ def html_values(personal: Personal) -> dict[str, str]:
     return {
         _UNSUBSCRIBE_MARK: html.escape(personal.unsubscribe_url, quote=True),
         _RECIPIENT_MARK: html.escape(personal.recipient, quote=True),
+        _PREFERENCES_MARK: html.escape(personal.preferences_url, quote=True),
     }
 
 
 def text_values(personal: Personal) -> dict[str, str]:
     """What each marker becomes in the text part: the values as they are."""
-    return {_UNSUBSCRIBE_MARK: personal.unsubscribe_url, _RECIPIENT_MARK: personal.recipient}
+    return {
+        _UNSUBSCRIBE_MARK: personal.unsubscribe_url,
+        _RECIPIENT_MARK: personal.recipient,
+        _PREFERENCES_MARK: personal.preferences_url,
+    }
 
 
 def personalise(rendered: RenderedIssue, personal: Personal) -> tuple[str, str]:
@@ -185,6 +203,16 @@ class Renderer:
             text=_tidy_text(text),
             article_count=len(issue.articles),
             related_count=issue.related_count,
+        )
+
+    def render_notice(self, name: str, subject: str, values: dict[str, Any]) -> Notice:
+        """A one-off mail from the templates ``name``.html.j2 and ``name``.txt.j2 (a
+        confirmation, a welcome), with the issue's layout and inlined CSS."""
+        context = {"subject": subject, "preheader": subject, **values}
+        return Notice(
+            subject=subject,
+            html=inline_css(self._render(f"{name}.html.j2", context)),
+            text=_tidy_text(self._render(f"{name}.txt.j2", context)),
         )
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
@@ -253,6 +281,8 @@ def _context(issue: Issue, options: RenderOptions) -> dict[str, Any]:
         "postal_address": options.postal_address,
         "unsubscribe_url": _UNSUBSCRIBE_MARK,
         "recipient": _RECIPIENT_MARK,
+        # The preferences page is served at the public URL: without one, no link.
+        "preferences_url": _PREFERENCES_MARK if public_url else None,
     }
 
 

@@ -44,7 +44,9 @@ from digest.settings.sections import (
     BounceSettings,
     CheckSettings,
     DkimSettings,
+    PrivacySettings,
     ScheduleSettings,
+    SignupSettings,
     SmtpSettings,
     WebhookSettings,
 )
@@ -58,8 +60,10 @@ __all__ = [
     "BounceSettings",
     "CheckSettings",
     "DkimSettings",
+    "PrivacySettings",
     "ScheduleSettings",
     "Settings",
+    "SignupSettings",
     "SmtpSettings",
     "WebhookSettings",
     "load_settings",
@@ -139,6 +143,8 @@ class Settings(BaseSettings):
     check: CheckSettings = CheckSettings()
     bounces: BounceSettings = BounceSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    signup: SignupSettings = SignupSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("database_url")
     @classmethod

@@ -19,10 +19,13 @@ from pydantic import (
 from digest.crontab import cron_trigger
 
 __all__ = [
+    "DEFAULT_CONSENT_TEXT",
     "BounceSettings",
     "CheckSettings",
     "DkimSettings",
+    "PrivacySettings",
     "ScheduleSettings",
+    "SignupSettings",
     "SmtpSettings",
     "WebhookSettings",
 ]
@@ -241,3 +244,46 @@ class WebhookSettings(BaseModel):
     # Mailgun's webhook signing key: with it, POST /webhooks/mailgun takes Mailgun's
     # events (signature checked); without it, that address answers 404.
     mailgun_signing_key: SecretStr | None = None
+
+
+# The wording shown beside the signup form's button, and kept with each consent.
+DEFAULT_CONSENT_TEXT = (
+    "Send me {newsletter_name} by email. I can unsubscribe at any time with the link in "
+    "every issue, and ask for my data or its deletion from the preferences page."
+)
+
+
+class SignupSettings(BaseModel):
+    """Readers who sign up themselves: confirmation, welcome, limits, the consent wording."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # How long a confirmation link works.
+    confirm_hours: float = Field(default=48, gt=0)
+    # Pending addresses never confirmed are removed after this many days.
+    pending_days: int = Field(default=7, ge=1)
+    # Send a welcome mail when an address is confirmed.
+    welcome: bool = False
+    # Signups accepted per hour from one IP, and for one address.
+    per_ip_per_hour: int = Field(default=5, ge=1)
+    per_address_per_hour: int = Field(default=3, ge=1)
+    # {newsletter_name} is filled in. Changing it starts a new version of the evidence.
+    consent_text: str = Field(default=DEFAULT_CONSENT_TEXT, min_length=1, max_length=1000)
+
+    @field_validator("consent_text")
+    @classmethod
+    def _consent_placeholders(cls, value: str) -> str:
+        try:
+            value.format(newsletter_name="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("expected text with only {newsletter_name} in braces") from None
+        return value
+
+
+class PrivacySettings(BaseModel):
+    """What is kept of a reader beyond their address."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Keep the IP a signup came from as evidence of consent; false keeps only a keyed hash.
+    store_ip: bool = True

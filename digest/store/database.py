@@ -24,10 +24,13 @@ from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from digest.errors import StoreError
+from digest.store.consent import ConsentRecords
 from digest.store.deliveries import DeliveryRecords
 from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
+from digest.store.preferences import PreferenceRecords
 from digest.store.returns import ReturnRecords
+from digest.store.signups import ErasureRecords, SignupRecords
 from digest.store.subscribers import SubscriberRecords
 
 # SQLSTATEs of a transaction the database rolled back so that another could go on
@@ -61,6 +64,10 @@ class Store:
         self.returns = ReturnRecords(self)
         self.deliveries = DeliveryRecords(self)
         self.list_ids = ListIdRecords(self)
+        self.consent = ConsentRecords(self)
+        self.preferences = PreferenceRecords(self)
+        self.signups = SignupRecords(self)
+        self.erasures = ErasureRecords(self)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:

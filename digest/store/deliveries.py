@@ -7,15 +7,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from digest.models import SubscriberStatus
 from digest.store.clock import DatabaseNow, aware
+from digest.store.subscribers import receives_issue
 from digest.store.tables import FAILED, PENDING, SENT, deliveries, issues, subscribers
 
 if TYPE_CHECKING:
     from digest.store.database import Store
 
-__all__ = ["CLAIMED", "DeliveryCounts", "DeliveryRecords", "ErrorCount", "WorkerCounts"]
+__all__ = [
+    "CLAIMED",
+    "AddressDelivery",
+    "DeliveryCounts",
+    "DeliveryRecords",
+    "ErrorCount",
+    "WorkerCounts",
+]
 
 # Not a stored status: a pending delivery under a live claim, as counted.
 CLAIMED = "claimed"
@@ -53,6 +62,19 @@ class WorkerCounts:
     last_sent_at: dt.datetime | None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddressDelivery:
+    """One issue's copy to one address, as the ledger has it."""
+
+    issue_date: dt.date
+    status: str
+    attempts: int
+    sent_at: dt.datetime | None
+    sent_via: str | None
+    last_error: str | None
+    message_id: str | None
+
+
 class DeliveryRecords:
     """What the deliveries of one database say across issues and subscribers."""
 
@@ -61,12 +83,11 @@ class DeliveryRecords:
 
     def count_to_send(self, issue_id: int | None) -> int:
         """Active subscribers the issue has not yet been sent to (or failed for good)."""
-        query = (
-            select(func.count())
-            .select_from(subscribers)
-            .where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
-        )
-        if issue_id is not None:
+        query = select(func.count()).select_from(subscribers)
+        if issue_id is None:
+            query = query.where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
+        else:
+            query = query.where(receives_issue(_date_of(issue_id)))
             # By address: a subscriber removed and added again was sent the issue too.
             handled = select(deliveries.c.id).where(
                 deliveries.c.issue_id == issue_id,
@@ -76,6 +97,29 @@ class DeliveryRecords:
             query = query.where(~handled.exists())
         with self._db.reading() as connection:
             return int(connection.scalar(query) or 0)
+
+    def to_address(self, email: str) -> list[AddressDelivery]:
+        """Every issue's copy to ``email`` (whatever its case), oldest issue first."""
+        query = (
+            select(deliveries, issues.c.date.label("issue_date"))
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .where(deliveries.c.email_key == email.casefold())
+            .order_by(issues.c.date)
+        )
+        with self._db.reading() as connection:
+            rows = connection.execute(query).all()
+        return [
+            AddressDelivery(
+                issue_date=row.issue_date,
+                status=row.status,
+                attempts=row.attempts,
+                sent_at=aware(row.sent_at),
+                sent_via=row.sent_via,
+                last_error=row.last_error,
+                message_id=row.message_id,
+            )
+            for row in rows
+        ]
 
     def finished_subscriber_ids(self, issue_id: int) -> set[int]:
         """Subscribers whose address has a delivery of the issue sent or failed for good."""
@@ -110,7 +154,7 @@ class DeliveryRecords:
                 # Held for a person to look at (too many refusals): not resumed by itself.
                 issues.c.held_at.is_(None),
                 deliveries.c.status == PENDING,
-                subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                receives_issue(issues.c.date),
             )
             .group_by(issues.c.date)
         )
@@ -145,8 +189,7 @@ class DeliveryRecords:
             )
             .where(
                 deliveries.c.issue_id == issue_id,
-                (deliveries.c.status != PENDING)
-                | (subscribers.c.status == SubscriberStatus.ACTIVE.value),
+                (deliveries.c.status != PENDING) | receives_issue(_date_of(issue_id)),
             )
             .group_by(state)
         )
@@ -174,10 +217,7 @@ class DeliveryRecords:
                 deliveries.c.issue_id == issue_id,
                 deliveries.c.last_error.is_not(None),
                 (deliveries.c.status == FAILED)
-                | (
-                    (deliveries.c.status == PENDING)
-                    & (subscribers.c.status == SubscriberStatus.ACTIVE.value)
-                ),
+                | ((deliveries.c.status == PENDING) & receives_issue(_date_of(issue_id))),
             )
             .group_by(deliveries.c.status, deliveries.c.last_error)
             .order_by(func.count().desc(), deliveries.c.status, deliveries.c.last_error)
@@ -229,3 +269,7 @@ class DeliveryRecords:
         )
         with self._db.reading() as connection:
             return int(connection.execute(query).scalar_one())
+
+
+def _date_of(issue_id: int) -> ScalarSelect[dt.date]:
+    return select(issues.c.date).where(issues.c.id == issue_id).scalar_subquery()

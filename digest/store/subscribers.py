@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Connection, select
 from sqlalchemy.engine import Row
 
 from digest.errors import StoreError
-from digest.models import Subscriber, SubscriberStatus
+from digest.models import JoinedVia, Subscriber, SubscriberStatus
+from digest.store.clock import aware
+from digest.store.consent import Evidence, log_event, record_consent
 from digest.store.suppression import suppressed_by_events
 from digest.store.tables import subscribers
 
@@ -20,7 +23,49 @@ _BATCH = 1000
 if TYPE_CHECKING:
     from digest.store.database import Store
 
-__all__ = ["SubscriberRecords", "subscriber_from_row"]
+__all__ = [
+    "IMPORTABLE",
+    "ImportCounts",
+    "ListEntry",
+    "SubscriberRecords",
+    "receives_issue",
+    "subscriber_from_row",
+]
+
+# Statuses an import may give a new address, and those it may give one already active:
+# a list moved from elsewhere keeps who left, and never brings anyone back.
+IMPORTABLE = (
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.BOUNCED,
+    SubscriberStatus.COMPLAINED,
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListEntry:
+    """One address of an imported list, already checked."""
+
+    email: str
+    name: str | None = None
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+    subscribed_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImportCounts:
+    """What an import did: added, an active address given the file's leaving status, left."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def receives_issue(issue_date: ColumnElement[dt.date] | dt.date) -> ColumnElement[bool]:
+    """True for a subscriber who gets the issue of ``issue_date``: active and not paused."""
+    return (subscribers.c.status == SubscriberStatus.ACTIVE.value) & (
+        subscribers.c.paused_until.is_(None) | (subscribers.c.paused_until <= issue_date)
+    )
 
 
 class SubscriberRecords:
@@ -30,23 +75,36 @@ class SubscriberRecords:
         self._db = database
 
     def add(
-        self, email: str, name: str | None, *, now: dt.datetime, source: str | None = None
+        self,
+        email: str,
+        name: str | None,
+        *,
+        now: dt.datetime,
+        source: str | None = None,
+        evidence: Evidence | None = None,
+        pending: bool = False,
+        cause: str = "added with digest subscribers add",
     ) -> tuple[Subscriber, bool]:
-        """Add ``email`` (already normalised) as active; an address on the list is left as it is.
+        """Add ``email`` (already normalised) as active (``pending``: waiting for its
+        confirmation); an address on the list is left as it is.
 
-        Returns the subscriber and whether this call added them.
+        ``evidence`` is kept as the consent of a new address (by default: added by the
+        operator on the command line). Returns the subscriber and whether this call added
+        them.
         """
         existing = self.find(email)
         if existing is not None:
             return existing, False
+        evidence = evidence or Evidence(method=JoinedVia.CLI)
         try:
             with self._db.writing() as connection:
                 # Removed and added again, an address that bounced or complained comes
                 # back suppressed: only an operator's --force sends to it again.
+                start = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
                 status = suppressed_by_events(connection, [email.casefold()]).get(
-                    email.casefold(), SubscriberStatus.ACTIVE
+                    email.casefold(), start
                 )
-                connection.execute(
+                inserted = connection.execute(
                     subscribers.insert().values(
                         email=email,
                         email_key=email.casefold(),
@@ -55,8 +113,12 @@ class SubscriberRecords:
                         created_at=now,
                         updated_at=now,
                         source=source,
+                        joined_via=evidence.method.value,
                     )
-                )
+                ).inserted_primary_key
+                assert inserted is not None
+                record_consent(connection, inserted[0], evidence, now=now)
+                log_event(connection, inserted[0], "joined", cause, now=now, status=status)
         except StoreError:
             existing = self.find(email)
             if existing is None:
@@ -73,41 +135,113 @@ class SubscriberRecords:
         now: dt.datetime,
         source: str | None = None,
     ) -> tuple[int, int]:
-        """Add every new address of ``rows`` (email, name); returns (added, already there).
+        """Add every new address of ``rows`` (email, name) as active; returns (added,
+        already there). ``source`` labels the new ones."""
+        counts = self.import_entries(
+            (ListEntry(email=email, name=name) for email, name in rows), now=now, source=source
+        )
+        return counts.added, counts.updated + counts.unchanged
 
-        ``source`` labels the new ones (an address already there keeps its own).
+    def import_entries(
+        self,
+        entries: Iterable[ListEntry],
+        *,
+        now: dt.datetime,
+        source: str | None = None,
+        evidence: Evidence | None = None,
+    ) -> ImportCounts:
+        """Add every new address of ``entries`` with its status; an active address the file
+        says has left (unsubscribed, bounced, complained) takes that status; no other
+        address changes, and none is ever made active again.
+
+        ``source`` labels the new ones; ``evidence`` (the file and the operator's note) is
+        kept as each new address's consent.
         """
-        wanted: dict[str, tuple[str, str | None]] = {}
-        for email, name in rows:
-            wanted.setdefault(email.casefold(), (email, name))
-        added = 0
+        evidence = evidence or Evidence(method=JoinedVia.IMPORT)
+        wanted: dict[str, ListEntry] = {}
+        for entry in entries:
+            wanted.setdefault(entry.email.casefold(), entry)
+        added = updated = 0
         keys = list(wanted)
         for start in range(0, len(keys), _BATCH):
             batch = keys[start : start + _BATCH]
             with self._db.writing() as connection:
-                known = set(
+                known = dict(
+                    connection.execute(
+                        select(subscribers.c.email_key, subscribers.c.id).where(
+                            subscribers.c.email_key.in_(batch),
+                            subscribers.c.status == SubscriberStatus.ACTIVE.value,
+                        )
+                    ).all()
+                )
+                there = set(
                     connection.scalars(
                         select(subscribers.c.email_key).where(subscribers.c.email_key.in_(batch))
                     )
                 )
-                held = suppressed_by_events(connection, [k for k in batch if k not in known])
-                new = [
-                    {
-                        "email": wanted[key][0],
-                        "email_key": key,
-                        "name": wanted[key][1],
-                        "status": held.get(key, SubscriberStatus.ACTIVE).value,
-                        "created_at": now,
-                        "updated_at": now,
-                        "source": source,
-                    }
-                    for key in batch
-                    if key not in known
-                ]
-                if new:
-                    connection.execute(subscribers.insert(), new)
-                added += len(new)
-        return added, len(keys) - added
+                held = suppressed_by_events(connection, [k for k in batch if k not in there])
+                for key in batch:
+                    entry = wanted[key]
+                    if key in there:
+                        if key in known and entry.status is not SubscriberStatus.ACTIVE:
+                            updated += self._leave(connection, known[key], entry.status, now)
+                        continue
+                    # An address that bounced or complained before it was removed comes
+                    # back suppressed, whatever the file says.
+                    status = _worse(held.get(key), entry.status)
+                    self._insert_entry(connection, entry, status, now, source, evidence)
+                    added += 1
+        return ImportCounts(added=added, updated=updated, unchanged=len(keys) - added - updated)
+
+    def _insert_entry(
+        self,
+        connection: Connection,
+        entry: ListEntry,
+        status: SubscriberStatus,
+        now: dt.datetime,
+        source: str | None,
+        evidence: Evidence,
+    ) -> None:
+        joined = entry.subscribed_at or now
+        inserted = connection.execute(
+            subscribers.insert().values(
+                email=entry.email,
+                email_key=entry.email.casefold(),
+                name=entry.name,
+                status=status.value,
+                created_at=joined,
+                updated_at=now,
+                source=source,
+                joined_via=evidence.method.value,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        with_date = Evidence(
+            method=evidence.method,
+            file_name=evidence.file_name,
+            note=evidence.note,
+            joined_at=entry.subscribed_at,
+        )
+        record_consent(connection, inserted[0], with_date, now=now)
+        cause = f"imported from {evidence.file_name}" if evidence.file_name else "imported"
+        log_event(connection, inserted[0], "joined", cause, now=now, status=status)
+
+    def _leave(
+        self, connection: Connection, subscriber_id: int, status: SubscriberStatus, now: dt.datetime
+    ) -> int:
+        changed = connection.execute(
+            subscribers.update()
+            .where(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.status == SubscriberStatus.ACTIVE.value,
+            )
+            .values(status=status.value, updated_at=now)
+        ).rowcount
+        if changed:
+            log_event(
+                connection, subscriber_id, "status", "an import said so", now=now, status=status
+            )
+        return int(changed)
 
     def find(self, email: str) -> Subscriber | None:
         """The subscriber with this address, whatever its case."""
@@ -174,33 +308,54 @@ class SubscriberRecords:
         *,
         now: dt.datetime,
         only_from: SubscriberStatus | None = None,
+        cause: str = "changed with digest subscribers",
     ) -> Subscriber | None:
-        """Change a subscriber's status (only from ``only_from``, when given); None if the
-        address is not on the list."""
+        """Change a subscriber's status (only from ``only_from``, when given), recording
+        ``cause``; None if the address is not on the list."""
         condition = subscribers.c.email_key == email.casefold()
         if only_from is not None:
             condition = condition & (subscribers.c.status == only_from.value)
         with self._db.writing() as connection:
-            connection.execute(
-                subscribers.update().where(condition).values(status=status.value, updated_at=now)
-            )
+            subscriber_id = connection.scalar(select(subscribers.c.id).where(condition))
+            if subscriber_id is not None:
+                connection.execute(
+                    subscribers.update()
+                    .where(subscribers.c.id == subscriber_id)
+                    .values(status=status.value, updated_at=now)
+                )
+                log_event(connection, subscriber_id, "status", cause, now=now, status=status)
         return self.find(email)
 
-    def unsubscribe(self, subscriber_id: int, *, now: dt.datetime) -> bool:
+    def unsubscribe(
+        self,
+        subscriber_id: int,
+        *,
+        now: dt.datetime,
+        cause: str = "the unsubscribe link in an issue",
+    ) -> bool:
         """Unsubscribe by id (an unsubscribe link's); False if there is no such subscriber.
 
         Only an active subscriber changes: a bounced one stays bounced, and doing it again
         changes nothing.
         """
         with self._db.writing() as connection:
-            connection.execute(
+            changed = connection.execute(
                 subscribers.update()
                 .where(
                     subscribers.c.id == subscriber_id,
                     subscribers.c.status == SubscriberStatus.ACTIVE.value,
                 )
                 .values(status=SubscriberStatus.UNSUBSCRIBED.value, updated_at=now)
-            )
+            ).rowcount
+            if changed:
+                log_event(
+                    connection,
+                    subscriber_id,
+                    "status",
+                    cause,
+                    now=now,
+                    status=SubscriberStatus.UNSUBSCRIBED,
+                )
             found = connection.scalar(
                 select(subscribers.c.id).where(subscribers.c.id == subscriber_id)
             )
@@ -233,4 +388,23 @@ def subscriber_from_row(row: Row[Any]) -> Subscriber:
         name=row.name,
         status=SubscriberStatus(row.status),
         source=row.source,
+        joined_via=row.joined_via,
+        confirmed_at=aware(row.confirmed_at),
+        paused_until=row.paused_until,
+        created_at=aware(row.created_at),
     )
+
+
+# Worst last: what an address is when two sources disagree.
+_ORDER = (
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.BOUNCED,
+    SubscriberStatus.COMPLAINED,
+)
+
+
+def _worse(first: SubscriberStatus | None, second: SubscriberStatus) -> SubscriberStatus:
+    if first is None:
+        return second
+    return max(first, second, key=_ORDER.index)

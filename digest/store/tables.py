@@ -25,12 +25,17 @@ __all__ = [
     "PENDING",
     "SENT",
     "bounce_events",
+    "consent_texts",
+    "consents",
     "deliveries",
+    "erasures",
     "issue_articles",
     "issues",
     "list_ids",
     "metadata",
     "returned_messages",
+    "signup_attempts",
+    "subscriber_events",
     "subscribers",
 ]
 
@@ -98,6 +103,13 @@ subscribers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # How the address got onto the list: "cli", or an import's --source ("example").
     Column("source", String(64), nullable=True),
+    # How they joined: "form", "import", "cli" or "api" (see the consents table).
+    Column("joined_via", String(16), nullable=True),
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+    # No copies of issues dated before this day; from it on, copies resume by themselves.
+    Column("paused_until", Date, nullable=True),
+    # The last confirmation mail sent to a pending address: one an hour at most.
+    Column("confirm_sent_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("email_key"),
     Index("ix_subscribers_status", "status", "id"),
 )
@@ -188,4 +200,83 @@ bounce_events = Table(
     Index("ix_bounce_events_subscriber", "subscriber_id", "kind"),
     Index("ix_bounce_events_issue", "issue_id", "kind"),
     Index("ix_bounce_events_email_key", "email_key"),
+)
+
+# Each wording of the signup form's consent, stored once and referenced by each consent.
+consent_texts = Table(
+    "consent_texts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("first_shown_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("sha256"),
+)
+
+# The evidence of a subscriber's consent: gone with the subscriber (erasure deletes it).
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # form, import, cli or api.
+    Column("method", String(16), nullable=False),
+    Column("text_id", Integer, ForeignKey("consent_texts.id"), nullable=True),
+    # The IP the form was posted from, or only its keyed hash (privacy.store_ip = false).
+    Column("ip", Text, nullable=True),
+    Column("ip_hash", String(64), nullable=True),
+    Column("user_agent", Text, nullable=True),
+    # An import's file name and the operator's note.
+    Column("file_name", Text, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+)
+
+# Every change to a subscriber with its cause (bounces keep theirs in bounce_events).
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # joined, confirmed, status, renamed, paused, resumed, signup-refused, ...
+    Column("kind", String(24), nullable=False),
+    # The status it left the subscriber in, when it changed it.
+    Column("status", String(16), nullable=True),
+    Column("cause", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Signups counted per keyed hash of an IP or an address, for the rate limits.
+signup_attempts = Table(
+    "signup_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # "ip" or "address".
+    Column("scope", String(8), nullable=False),
+    Column("key", String(64), nullable=False),
+    # accepted, or why not: honeypot, too-fast, rate-limited, suppressed, ...
+    Column("outcome", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_signup_attempts_key", "scope", "key", "created_at"),
+)
+
+# Erased addresses, as a keyed hash only: an import or signup cannot bring one back.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("address_hash", String(64), primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
 )

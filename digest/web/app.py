@@ -172,7 +172,9 @@ class _Pages:
         _, html, _ = frozen
         # The copy as sent, with the reader's own parts left out: the footer says "you"
         # and the unsubscribe link explains where each reader's own link is.
-        anyone = Personal(unsubscribe_url="/unsubscribe", recipient="you")
+        anyone = Personal(
+            unsubscribe_url="/unsubscribe", recipient="you", preferences_url="/preferences"
+        )
         return HTMLResponse(personalise_html(html, anyone))
 
     # Errors

@@ -1,0 +1,142 @@
+"""What readers change themselves: confirming a signup, their name, a pause, leaving and
+coming back; and the removal of signups never confirmed. Each change is recorded with
+its cause in the subscriber's history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select, update
+
+from digest.models import SubscriberStatus
+from digest.store.clock import aware
+from digest.store.consent import log_event
+from digest.store.tables import consents, subscribers
+
+if TYPE_CHECKING:
+    from digest.store.database import Store
+
+__all__ = ["PreferenceRecords"]
+
+
+class PreferenceRecords:
+    """Readers' own changes to their subscription, in one database."""
+
+    def __init__(self, database: Store) -> None:
+        self._db = database
+
+    def confirm(self, subscriber_id: int, *, now: dt.datetime) -> bool:
+        """Make a pending subscriber (or one who left and signed up again) active; False
+        for any other (active, or suppressed: a link never brings those back)."""
+        with self._db.writing() as connection:
+            changed = connection.execute(
+                update(subscribers)
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.status.in_(
+                        [SubscriberStatus.PENDING.value, SubscriberStatus.UNSUBSCRIBED.value]
+                    ),
+                )
+                .values(status=SubscriberStatus.ACTIVE.value, confirmed_at=now, updated_at=now)
+            ).rowcount
+            if changed:
+                connection.execute(
+                    update(consents)
+                    .where(
+                        consents.c.subscriber_id == subscriber_id,
+                        consents.c.confirmed_at.is_(None),
+                    )
+                    .values(confirmed_at=now)
+                )
+                log_event(
+                    connection,
+                    subscriber_id,
+                    "confirmed",
+                    "the link in the confirmation mail",
+                    now=now,
+                    status=SubscriberStatus.ACTIVE,
+                )
+        return bool(changed)
+
+    def rename(self, subscriber_id: int, name: str | None, *, now: dt.datetime) -> None:
+        """Set the subscriber's name (None: no name)."""
+        with self._db.writing() as connection:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(name=name, updated_at=now)
+            )
+            # The name itself is not logged: it is personal data, kept in one place.
+            log_event(connection, subscriber_id, "renamed", "the preferences page", now=now)
+
+    def pause(self, subscriber_id: int, until: dt.date | None, *, now: dt.datetime) -> None:
+        """No copies of issues dated before ``until``; None resumes at once."""
+        with self._db.writing() as connection:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(paused_until=until, updated_at=now)
+            )
+            kind, cause = (
+                ("paused", f"until {until.isoformat()}, from the preferences page")
+                if until is not None
+                else ("resumed", "the preferences page")
+            )
+            log_event(connection, subscriber_id, kind, cause, now=now)
+
+    def resubscribe(self, subscriber_id: int, *, now: dt.datetime) -> bool:
+        """Bring back a subscriber who unsubscribed (not one suppressed); False otherwise."""
+        with self._db.writing() as connection:
+            changed = connection.execute(
+                update(subscribers)
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.status == SubscriberStatus.UNSUBSCRIBED.value,
+                )
+                .values(status=SubscriberStatus.ACTIVE.value, updated_at=now)
+            ).rowcount
+            if changed:
+                log_event(
+                    connection,
+                    subscriber_id,
+                    "status",
+                    "resubscribed from the preferences page",
+                    now=now,
+                    status=SubscriberStatus.ACTIVE,
+                )
+        return bool(changed)
+
+    def note(self, subscriber_id: int, kind: str, cause: str, *, now: dt.datetime) -> None:
+        """Record something that happened to the subscriber without changing them."""
+        with self._db.writing() as connection:
+            log_event(connection, subscriber_id, kind, cause, now=now)
+
+    def confirmation_sent(self, subscriber_id: int, *, now: dt.datetime) -> None:
+        """Remember when the last confirmation mail went to the subscriber."""
+        with self._db.writing() as connection:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(confirm_sent_at=now)
+            )
+
+    def last_confirmation(self, subscriber_id: int) -> dt.datetime | None:
+        """When the last confirmation mail went to the subscriber, if one did."""
+        with self._db.reading() as connection:
+            return aware(
+                connection.scalar(
+                    select(subscribers.c.confirm_sent_at).where(subscribers.c.id == subscriber_id)
+                )
+            )
+
+    def remove_unconfirmed(self, *, before: dt.datetime) -> int:
+        """Delete the pending subscribers who signed up before ``before``; how many."""
+        with self._db.writing() as connection:
+            result = connection.execute(
+                delete(subscribers).where(
+                    subscribers.c.status == SubscriberStatus.PENDING.value,
+                    subscribers.c.created_at < before,
+                )
+            )
+        return int(result.rowcount or 0)
