@@ -143,6 +143,7 @@ def _judge(
             if subscriber.status is not SubscriberStatus.PENDING:
                 # Removed once, and it had bounced or complained: it stays suppressed.
                 return SignupResult(outcome=Signup.SUPPRESSED, detail=str(subscriber.status))
+            store.preferences.claim_confirmation(subscriber.id, now=now, every=RESEND_AFTER)
             return SignupResult(outcome=Signup.ACCEPTED, confirm_to=subscriber)
     status = subscriber.status
     if status is SubscriberStatus.ACTIVE:
@@ -155,10 +156,9 @@ def _judge(
             now=now,
         )
         return SignupResult(outcome=Signup.SUPPRESSED, detail=str(status))
+    if not store.preferences.claim_confirmation(subscriber.id, now=now, every=RESEND_AFTER):
+        return SignupResult(outcome=Signup.TOO_SOON)
     if status is SubscriberStatus.PENDING:
-        last = store.preferences.last_confirmation(subscriber.id)
-        if last is not None and now - last < RESEND_AFTER:
-            return SignupResult(outcome=Signup.TOO_SOON)
         return SignupResult(outcome=Signup.RESENT, confirm_to=subscriber)
     # Unsubscribed, and asking to come back: their new consent, confirmed by mail.
     store.consent.add(subscriber.id, evidence, now=now)

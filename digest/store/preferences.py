@@ -7,10 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
 from digest.models import SubscriberStatus
-from digest.store.clock import aware
 from digest.store.consent import log_event
 from digest.store.tables import consents, subscribers
 
@@ -112,23 +111,22 @@ class PreferenceRecords:
         with self._db.writing() as connection:
             log_event(connection, subscriber_id, kind, cause, now=now)
 
-    def confirmation_sent(self, subscriber_id: int, *, now: dt.datetime) -> None:
-        """Remember when the last confirmation mail went to the subscriber."""
+    def claim_confirmation(
+        self, subscriber_id: int, *, now: dt.datetime, every: dt.timedelta
+    ) -> bool:
+        """Take the right to send the subscriber a confirmation mail now: True when none
+        went in the last ``every`` (two signups at once cannot both take it)."""
         with self._db.writing() as connection:
-            connection.execute(
+            taken = connection.execute(
                 update(subscribers)
-                .where(subscribers.c.id == subscriber_id)
-                .values(confirm_sent_at=now)
-            )
-
-    def last_confirmation(self, subscriber_id: int) -> dt.datetime | None:
-        """When the last confirmation mail went to the subscriber, if one did."""
-        with self._db.reading() as connection:
-            return aware(
-                connection.scalar(
-                    select(subscribers.c.confirm_sent_at).where(subscribers.c.id == subscriber_id)
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.confirm_sent_at.is_(None)
+                    | (subscribers.c.confirm_sent_at <= now - every),
                 )
-            )
+                .values(confirm_sent_at=now)
+            ).rowcount
+        return bool(taken)
 
     def remove_unconfirmed(self, *, before: dt.datetime) -> int:
         """Delete the pending subscribers who signed up before ``before``; how many."""

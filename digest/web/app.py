@@ -12,10 +12,10 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -29,11 +29,13 @@ from digest.audience.tokens import UnsubscribeToken, read_unsubscribe_token, req
 from digest.bounces.process import ProcessReport, apply_returned
 from digest.bounces.webhook import read_mailgun
 from digest.clock import utc_now
-from digest.email.render import Personal, personalise_html, template_loader
+from digest.email.render import Personal, personalise_html
 from digest.errors import StoreError
 from digest.options import list_naming
 from digest.settings import Settings
 from digest.store import Store
+from digest.web.readers import ReaderPages
+from digest.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +56,20 @@ MAX_WEBHOOK_BYTES = 256 * 1024
 ONE_CLICK = "One-Click"
 
 
-def create_app(settings: Settings, store: Store) -> ASGIApp:
-    """The ASGI app for ``settings``; ``store`` must stay open while it serves."""
+def create_app(
+    settings: Settings, store: Store, *, clock: Callable[[], dt.datetime] = utc_now
+) -> ASGIApp:
+    """The ASGI app for ``settings``; ``store`` must stay open while it serves.
+
+    ``clock`` is the time tokens and rate limits are judged by.
+    """
     secret_key = required_key(settings.secret_key, needed_by="digest serve")
-    pages = _Pages(settings, store, secret_key)
+    site = Site(settings=settings, store=store, secret_key=secret_key, clock=clock)
+    pages = _Pages(site)
+    readers = ReaderPages(site)
     app = Starlette(
         routes=[
+            *readers.routes(),
             Route("/healthz", pages.healthz, methods=["GET", "HEAD"]),
             Route("/unsubscribe", pages.unsubscribe_help, methods=["GET", "HEAD"]),
             Route("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET", "HEAD"]),
@@ -74,15 +84,11 @@ def create_app(settings: Settings, store: Store) -> ASGIApp:
 
 
 class _Pages:
-    def __init__(self, settings: Settings, store: Store, secret_key: str) -> None:
-        self.settings = settings
-        self.store = store
-        self.secret_key = secret_key
-        self.templates = jinja2.Environment(
-            loader=template_loader(settings.templates_dir),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.settings = site.settings
+        self.store = site.store
+        self.secret_key = site.secret_key
 
     # Pages
 
@@ -230,31 +236,25 @@ class _Pages:
         button: str | None = None,
         status: HTTPStatus = HTTPStatus.OK,
     ) -> Response:
-        return self._page(
-            "web/message.html.j2",
-            status=status,
-            heading=heading,
-            paragraphs=paragraphs,
-            action=action,
-            button=button,
+        fields = {"List-Unsubscribe": ONE_CLICK} if action else None
+        return self.site.message(
+            heading, paragraphs, action=action, button=button, fields=fields, status=status
         )
 
     def _page(self, name: str, *, status: HTTPStatus = HTTPStatus.OK, **values: Any) -> Response:
-        html = self.templates.get_template(name).render(
-            newsletter_name=self.settings.newsletter_name, **values
-        )
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        return self.site.page(template=name, status=status, **values)
 
 
-# An unsubscribe link's token, wherever the app is mounted and whatever follows it.
-_TOKEN_IN_PATH = re.compile(r"(/unsubscribe/)[^/?#\s\"]+")
+# A subscriber's token in a path (unsubscribe, preferences, confirmation links),
+# wherever the app is mounted and whatever follows it.
+_TOKEN_IN_PATH = re.compile(r"(/(?:unsubscribe|preferences|confirm)/)[^/?#\s\"]+")
 
 
 def hide_tokens(text: str) -> str:
-    """``text`` with each unsubscribe token in a path replaced by "…", for the logs.
+    """``text`` with each subscriber's token in a path replaced by "…", for the logs.
 
     A token in a log is as good as the link: whoever reads the log could unsubscribe
-    its reader.
+    its reader, or read and erase their data.
     """
     return _TOKEN_IN_PATH.sub(r"\1…", text)
 

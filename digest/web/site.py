@@ -1,0 +1,67 @@
+"""What every page of ``digest serve`` shares: the settings, the database, the signing key,
+the clock, and the page templates in the archive's look."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import jinja2
+from starlette.responses import HTMLResponse, Response
+
+from digest.email.render import template_loader
+from digest.settings import Settings
+from digest.store import Store
+
+__all__ = ["Site"]
+
+
+@dataclass(kw_only=True)
+class Site:
+    """One served site: ``clock`` is the time pages judge tokens and limits by."""
+
+    settings: Settings
+    store: Store
+    secret_key: str
+    clock: Callable[[], dt.datetime]
+    templates: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.templates = jinja2.Environment(
+            loader=template_loader(self.settings.templates_dir),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def message(
+        self,
+        heading: str,
+        paragraphs: list[str],
+        *,
+        action: str | None = None,
+        button: str | None = None,
+        fields: dict[str, str] | None = None,
+        links: list[tuple[str, str]] | None = None,
+        status: HTTPStatus = HTTPStatus.OK,
+    ) -> Response:
+        """A page that says something, with at most one button that POSTs ``fields``."""
+        return self.page(
+            template="web/message.html.j2",
+            status=status,
+            heading=heading,
+            paragraphs=paragraphs,
+            action=action,
+            button=button,
+            fields=fields or {},
+            links=links or [],
+        )
+
+    def page(self, *, template: str, status: HTTPStatus = HTTPStatus.OK, **values: Any) -> Response:
+        """The page ``template`` with ``values``; never cached (it may be personal)."""
+        html = self.templates.get_template(template).render(
+            newsletter_name=self.settings.newsletter_name, **values
+        )
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
