@@ -87,7 +87,11 @@ def test_read_csv_reports_lines_and_keeps_the_good_rows() -> None:
 
 def test_read_csv_needs_a_header() -> None:
     assert read_csv("ann@example.org,Ann\n") == [
-        CsvRow(line=1, error="the first line must name the columns: email,name")
+        CsvRow(
+            line=1,
+            error="the first line must name the columns: email,name "
+            "(and optionally status,subscribed_at)",
+        )
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import unicodedata
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.content.text import LINE_BREAKS
 from digest.errors import InputError, InvalidAddress, InvalidName
+from digest.models import SubscriberStatus
 
 __all__ = [
+    "IMPORT_STATUSES",
     "NAME_LIMIT",
     "CsvRow",
     "decode_csv",
@@ -32,6 +35,20 @@ NAME_LIMIT = 150
 _KEPT_FORMAT = frozenset(["\u200c", "\u200d", *map(chr, range(0xE0020, 0xE0080))])
 
 
+# What the status column may say: digest's own statuses, and listmonk's (its export's
+# "status" column): a list moves in with who left. "pending" is refused: nobody would
+# ever confirm it.
+IMPORT_STATUSES = {
+    "active": SubscriberStatus.ACTIVE,
+    "unsubscribed": SubscriberStatus.UNSUBSCRIBED,
+    "bounced": SubscriberStatus.BOUNCED,
+    "complained": SubscriberStatus.COMPLAINED,
+    "enabled": SubscriberStatus.ACTIVE,
+    "disabled": SubscriberStatus.UNSUBSCRIBED,
+    "blocklisted": SubscriberStatus.UNSUBSCRIBED,
+}
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CsvRow:
     """One row of an import: a checked address and name, or why the line was refused."""
@@ -39,6 +56,9 @@ class CsvRow:
     line: int
     email: str | None = None
     name: str | None = None
+    # From the optional status and subscribed_at (or listmonk's created_at) columns.
+    status: SubscriberStatus | None = None
+    subscribed_at: dt.datetime | None = None
     error: str | None = None
     # The line an earlier row with the same address is on: this one is not imported.
     repeat_of: int | None = None
@@ -109,7 +129,8 @@ def _shown(value: str) -> str:
 
 
 def read_csv(text: str) -> list[CsvRow]:
-    """Rows of a CSV with an ``email`` column and optionally ``name``, by file line number.
+    """Rows of a CSV with an ``email`` column and optionally ``name``, ``status`` and
+    ``subscribed_at`` (or listmonk's ``created_at``), by file line number.
 
     A row whose address an earlier row has (in any case) is returned with ``repeat_of``.
 
@@ -134,7 +155,13 @@ def read_csv(text: str) -> list[CsvRow]:
         if columns is None:
             columns = [column.strip().casefold() for column in record]
             if "email" not in columns:
-                return [CsvRow(line=1, error="the first line must name the columns: email,name")]
+                return [
+                    CsvRow(
+                        line=1,
+                        error="the first line must name the columns: email,name "
+                        "(and optionally status,subscribed_at)",
+                    )
+                ]
             continue
         row = _row(line, dict(zip(columns, record, strict=False)))
         if row is not None and row.email is not None:
@@ -157,9 +184,40 @@ def _row(line: int, record: dict[str, str]) -> CsvRow | None:
     try:
         email = normalise_address(raw_email)
         name = normalise_name(record.get("name"))
-    except (InvalidAddress, InvalidName) as exc:
+        status = _status(record.get("status", ""))
+        joined = _joined(record.get("subscribed_at") or record.get("created_at") or "")
+    except (InvalidAddress, InvalidName, ValueError) as exc:
         return CsvRow(line=line, error=str(exc))
-    return CsvRow(line=line, email=email, name=name)
+    return CsvRow(line=line, email=email, name=name, status=status, subscribed_at=joined)
+
+
+def _status(raw: str) -> SubscriberStatus | None:
+    value = raw.strip().casefold()
+    if not value:
+        return None
+    if value not in IMPORT_STATUSES:
+        raise ValueError(
+            f"status {raw.strip()!r}: expected one of active, unsubscribed, bounced, complained "
+            "(or listmonk's enabled, disabled, blocklisted)"
+        )
+    return IMPORT_STATUSES[value]
+
+
+def _joined(raw: str) -> dt.datetime | None:
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"subscribed_at {value!r}: expected a date or time such as 2026-03-01 or "
+            "2026-03-01T08:30:00+00:00"
+        ) from None
+    # A time without a zone is taken as UTC, the zone digest keeps times in.
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def _not_csv(exc: csv.Error) -> str:

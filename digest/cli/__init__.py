@@ -3,7 +3,17 @@
 Importing the command modules registers their commands on :data:`cli`.
 """
 
-from digest.cli import bounces, check, content, send, service, subscribers
+from digest.cli import bounces, check, content, readers, send, service, subscribers
 from digest.cli.root import cli, main
 
-__all__ = ["bounces", "check", "cli", "content", "main", "send", "service", "subscribers"]
+__all__ = [
+    "bounces",
+    "check",
+    "cli",
+    "content",
+    "main",
+    "readers",
+    "send",
+    "service",
+    "subscribers",
+]

@@ -11,16 +11,22 @@ from pathlib import Path
 import click
 
 from digest.audience.subscribers import (
+    CsvRow,
     decode_csv,
     normalise_name,
     read_csv,
 )
+from digest.audience.tokens import required_key
 from digest.cli.output import address_argument, plural
 from digest.cli.root import App, cli
 from digest.clock import utc_now
 from digest.errors import InputError, InvalidName, NotFound
-from digest.models import BounceKind, SubscriberStatus
+from digest.models import BounceKind, JoinedVia, SubscriberStatus
+from digest.readers.erasure import address_hash
+from digest.settings import Settings
 from digest.store import Store
+from digest.store.consent import Evidence
+from digest.store.subscribers import ListEntry
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +50,22 @@ def subscribers_group() -> None:
 @subscribers_group.command("add")
 @click.argument("email")
 @click.option("--name", help="The subscriber's name, used in the To header.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also an address erased at its reader's request (when they asked to come back).",
+)
 @click.pass_obj
-def subscribers_add(app: App, email: str, name: str | None) -> None:
+def subscribers_add(app: App, email: str, name: str | None, force: bool) -> None:
     """Add one address to the list (syntax checked; no DNS look-up)."""
     address = address_argument(email)
     try:
         checked_name = normalise_name(name)
     except InvalidName as exc:
         raise InvalidName(f"--name: {exc}") from exc
-    with Store.open(app.settings().database_url) as store:
+    settings = app.settings()
+    with Store.open(settings.database_url) as store:
+        _unless_erased(settings, store, address, force=force)
         subscriber, added = store.subscribers.add(
             address, checked_name, now=utc_now(), source="cli"
         )
@@ -91,24 +104,52 @@ def subscribers_add(app: App, email: str, name: str | None) -> None:
     show_default=True,
     help="The file's encoding, e.g. latin-1 for a CSV saved by Excel on Windows.",
 )
+@click.option(
+    "--note",
+    help="Kept with each new address as its consent: where the list came from, and how "
+    "its readers agreed.",
+)
 @click.pass_obj
-def subscribers_import(app: App, csv_file: Path, source: str, encoding: str) -> None:
-    """Import a CSV file with the columns email,name; importing it again changes nothing.
+def subscribers_import(
+    app: App, csv_file: Path, source: str, encoding: str, note: str | None
+) -> None:
+    """Import a CSV file with the columns email,name and optionally status,subscribed_at;
+    importing it again changes nothing.
 
-    Rows that cannot be imported are listed with their line numbers, the others are
-    imported; the exit status is then 1.
+    Statuses are kept: an active address the file says has left (unsubscribed, bounced,
+    complained) takes that status, and no address is ever made active again. Rows that
+    cannot be imported are listed with their line numbers, the others are imported; the
+    exit status is then 1.
     """
     try:
         data = csv_file.read_bytes()
     except OSError as exc:
         raise InputError(f"{csv_file}: cannot read it: {exc.strerror}") from exc
     rows = read_csv(decode_csv(data, str(csv_file), encoding))
-    errors = [row for row in rows if row.error is not None]
-    repeats = [row for row in rows if row.repeat_of is not None]
-    valid = [(row.email, row.name) for row in rows if row.email is not None]
-    with Store.open(app.settings().database_url) as store:
-        added, known = store.subscribers.import_rows(valid, now=utc_now(), source=source)
-        suppressed = store.subscribers.suppressed(email for email, _ in valid)
+    settings = app.settings()
+    with Store.open(settings.database_url) as store:
+        rows = _without_erased(settings, store, rows)
+        errors = [row for row in rows if row.error is not None]
+        repeats = [row for row in rows if row.repeat_of is not None]
+        valid = [
+            ListEntry(
+                email=row.email,
+                name=row.name,
+                status=row.status or SubscriberStatus.ACTIVE,
+                subscribed_at=row.subscribed_at,
+            )
+            for row in rows
+            if row.email is not None
+        ]
+        evidence = Evidence(method=JoinedVia.IMPORT, file_name=csv_file.name, note=note)
+        counts = store.subscribers.import_entries(
+            valid, now=utc_now(), source=source, evidence=evidence
+        )
+        # The file wanted these active, and they are suppressed: said, with why. (One the
+        # file itself says bounced is simply imported so.)
+        suppressed = store.subscribers.suppressed(
+            entry.email for entry in valid if entry.status is SubscriberStatus.ACTIVE
+        )
         reasons = {key: _suppression(store, key) for key in suppressed}
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
@@ -123,12 +164,53 @@ def subscribers_import(app: App, csv_file: Path, source: str, encoding: str) -> 
         click.echo(f"note: {csv_file}:{row.line}: same address as line {row.repeat_of}", err=True)
     repeated = f"{len(repeats)} repeated in the file, " if repeats else ""
     held = f" ({len(suppressed)} of them suppressed)" if suppressed else ""
+    known = counts.updated + counts.unchanged
+    changed = f" ({counts.updated} given the file's status)" if counts.updated else ""
     click.echo(
-        f"{plural(added, 'subscriber')} added, {known} already on the list{held}, "
+        f"{plural(counts.added, 'subscriber')} added, {known} already on the list{held}{changed}, "
         f"{repeated}{plural(len(errors), 'row')} refused."
     )
     if errors:
         raise SystemExit(1)
+
+
+def _unless_erased(settings: Settings, store: Store, address: str, *, force: bool) -> None:
+    """Refuse to add an erased address, unless ``force`` (which forgets the erasure)."""
+    if not store.erasures.any():
+        return
+    key = required_key(settings.secret_key, needed_by="adding (to recognise erased addresses)")
+    hashed = address_hash(key, address)
+    when = store.erasures.erased_at([hashed]).get(hashed)
+    if when is None:
+        return
+    if not force:
+        raise InputError(
+            f"{address} was erased at its reader's request on {when.date().isoformat()}; "
+            "add it again only if they asked to come back, with --force"
+        )
+    store.erasures.forget(hashed)
+    log.warning("an erased address was added back by %s", _operator())
+
+
+def _without_erased(settings: Settings, store: Store, rows: list[CsvRow]) -> list[CsvRow]:
+    """``rows`` with each erased address refused: erased at its reader's request, it is
+    never added back silently."""
+    if not store.erasures.any():
+        return rows
+    key = required_key(settings.secret_key, needed_by="an import (to recognise erased addresses)")
+    hashes = {row.line: address_hash(key, row.email) for row in rows if row.email is not None}
+    erased = store.erasures.erased_at(hashes.values())
+    checked = []
+    for row in rows:
+        when = erased.get(hashes.get(row.line, ""))
+        if when is not None:
+            row = CsvRow(
+                line=row.line,
+                error=f"{row.email} was erased at its reader's request on "
+                f"{when.date().isoformat()}: not imported",
+            )
+        checked.append(row)
+    return checked
 
 
 @subscribers_group.command("list")

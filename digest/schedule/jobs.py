@@ -25,6 +25,7 @@ from digest.bounces.process import ProcessReport, process_mailbox
 from digest.clock import utc_now
 from digest.delivery import transport as transports
 from digest.errors import CheckFailed, DigestError, StoreError
+from digest.readers.signup import remove_unconfirmed
 from digest.settings import Settings
 from digest.store import Store
 
@@ -35,12 +36,14 @@ __all__ = [
     "JOBS_TABLE",
     "JOB_ID",
     "RETRY_JOB_PREFIX",
+    "SIGNUPS_JOB_ID",
     "Running",
     "attach",
     "catch_up_at_start",
     "current",
     "detach",
     "poll_bounces",
+    "remove_unconfirmed_signups",
     "retry_send",
     "scheduled_send",
     "shown_time",
@@ -51,6 +54,8 @@ JOB_ID = "daily-send"
 RETRY_JOB_PREFIX = "retry-"
 # Reading bounces.source every bounces.poll_minutes (kept in memory, not in the database).
 BOUNCES_JOB_ID = "read-bounces"
+# Removing signups never confirmed, every hour (in memory too).
+SIGNUPS_JOB_ID = "remove-unconfirmed-signups"
 # APScheduler creates and owns this table, beside digest's own.
 JOBS_TABLE = "apscheduler_jobs"
 
@@ -179,6 +184,21 @@ async def poll_bounces() -> None:
             ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items()))
             or "no events",
         )
+
+
+async def remove_unconfirmed_signups() -> None:
+    """The signup job: addresses never confirmed within ``signup.pending_days`` removed."""
+    running = _running
+    if running is None:
+        return
+    try:
+        await asyncio.to_thread(remove_unconfirmed, running.settings, running.store, now=utc_now())
+    except StoreError as exc:
+        log.error("removing unconfirmed signups failed: %s", exc)
+    except asyncio.CancelledError:
+        # The scheduler stopping: the thread's one short transaction ends by itself, and
+        # what it did not remove is removed at the next start. Not an error to report.
+        log.debug("removing unconfirmed signups: stopped")
 
 
 def _read_bounces(settings: Settings, store: Store, source: str) -> ProcessReport:

@@ -28,12 +28,14 @@ from digest.schedule.jobs import (
     BOUNCES_JOB_ID,
     JOB_ID,
     JOBS_TABLE,
+    SIGNUPS_JOB_ID,
     Running,
     attach,
     catch_up_at_start,
     current,
     detach,
     poll_bounces,
+    remove_unconfirmed_signups,
     scheduled_send,
     shown_time,
 )
@@ -209,6 +211,19 @@ class Scheduler:
                 coalesce=True,
                 replace_existing=True,
             )
+        # Hourly, kept in memory: signups never confirmed are removed a little after their
+        # signup.pending_days, whenever digest was down.
+        scheduler.add_job(
+            remove_unconfirmed_signups,
+            trigger=IntervalTrigger(hours=1),
+            id=SIGNUPS_JOB_ID,
+            name="removing unconfirmed signups",
+            jobstore="memory",
+            next_run_time=utc_now(),
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+        )
         scheduler.resume()
         log.info(
             "scheduled %r in %s; next send at %s",

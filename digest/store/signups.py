@@ -108,6 +108,11 @@ class ErasureRecords:
                 )
         return bool(found)
 
+    def forget(self, address_hash: str) -> None:
+        """Drop an erasure: its reader asked to come back."""
+        with self._db.writing() as connection:
+            connection.execute(delete(erasures).where(erasures.c.address_hash == address_hash))
+
     def any(self) -> bool:
         """True when some address was ever erased."""
         with self._db.reading() as connection:

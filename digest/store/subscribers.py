@@ -24,22 +24,12 @@ if TYPE_CHECKING:
     from digest.store.database import Store
 
 __all__ = [
-    "IMPORTABLE",
     "ImportCounts",
     "ListEntry",
     "SubscriberRecords",
     "receives_issue",
     "subscriber_from_row",
 ]
-
-# Statuses an import may give a new address, and those it may give one already active:
-# a list moved from elsewhere keeps who left, and never brings anyone back.
-IMPORTABLE = (
-    SubscriberStatus.ACTIVE,
-    SubscriberStatus.UNSUBSCRIBED,
-    SubscriberStatus.BOUNCED,
-    SubscriberStatus.COMPLAINED,
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

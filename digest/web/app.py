@@ -34,6 +34,7 @@ from digest.errors import StoreError
 from digest.options import list_naming
 from digest.settings import Settings
 from digest.store import Store
+from digest.web.preferences import PreferencePages
 from digest.web.readers import ReaderPages
 from digest.web.site import Site
 
@@ -70,6 +71,7 @@ def create_app(
     app = Starlette(
         routes=[
             *readers.routes(),
+            *PreferencePages(site).routes(),
             Route("/healthz", pages.healthz, methods=["GET", "HEAD"]),
             Route("/unsubscribe", pages.unsubscribe_help, methods=["GET", "HEAD"]),
             Route("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET", "HEAD"]),
