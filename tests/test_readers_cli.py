@@ -160,7 +160,7 @@ def test_erase_leaves_a_hash_that_import_and_add_respect(
     assert "ann@example.org" not in caplog.text
     assert "erased at the request of the operator" in caplog.text
     with Store.open(load_settings().database_url) as store, store.reading() as connection:
-        dump = "\n".join(connection.connection.iterdump())  # type: ignore[attr-defined]
+        dump = "\n".join(connection.connection.iterdump())
     assert "ann@example.org" not in dump.casefold()
     assert "Ann'" not in dump
 

@@ -469,3 +469,106 @@ def test_delete_me_erases_everything_and_the_address_cannot_come_back(
     sign_up(client, clock, "ann@example.org")
     assert len(mails(settings)) == before
     assert status_of(store, "ann@example.org") is None
+
+
+def test_the_limit_per_address_holds(
+    settings: Settings,
+    client: TestClient,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit = settings.signup.per_address_per_hour
+    with caplog.at_level(logging.INFO, logger="digest.readers.signup"):
+        # Within the limit per IP (5): the address's own limit (3) is what refuses.
+        for _ in range(limit + 1):
+            sign_up(client, clock, "ann@example.org")
+    outcomes = [r.getMessage().split(": ", 1)[1] for r in caplog.records]
+    assert outcomes == ["too-soon"] * (limit - 1) + ["rate-limited (3 an hour per address)"]
+    clock.advance(hours=1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="digest.readers.signup"):
+        sign_up(client, clock, "ann@example.org")
+    assert caplog.records == []  # sent again
+    assert len(mails(settings)) == 2
+
+
+def test_only_a_keyed_hash_of_the_ip_is_kept_when_asked(
+    project: Path, database_url: str, clock: Clock
+) -> None:
+    settings = load_settings(
+        database_url=database_url,
+        public_url=SITE,
+        secret_key=KEY,
+        outbox_dir=project / "var" / "outbox",
+        privacy={"store_ip": False},
+    )
+    with (
+        Store.open(settings.database_url) as store,
+        TestClient(create_app(settings, store, clock=clock)) as client,
+    ):
+        sign_up(client, clock, "ann@example.org")
+        subscriber = store.subscribers.find("ann@example.org")
+        assert subscriber is not None
+        [consent] = store.consent.of(subscriber.id)
+    assert consent.ip is None
+    assert consent.ip_hash == keyed_hash(KEY, "testclient", purpose="ip")
+
+
+def test_bad_preference_links_get_400_and_change_nothing(
+    store: Store, client: TestClient, reader: str
+) -> None:
+    subscriber = store.subscribers.find("ann@example.org")
+    assert subscriber is not None
+    token = reader.removeprefix("/preferences/")
+    unsubscribe = subscriber_token(
+        KEY,
+        Purpose.UNSUBSCRIBE,
+        subscriber_id=subscriber.id,
+        list_id="the-digest.localhost",
+        email=subscriber.email,
+    )
+    other_list = subscriber_token(
+        KEY,
+        Purpose.PREFERENCES,
+        subscriber_id=subscriber.id,
+        list_id="other.example.org",
+        email=subscriber.email,
+    )
+    other_key = subscriber_token(
+        KEY[::-1],
+        Purpose.PREFERENCES,
+        subscriber_id=subscriber.id,
+        list_id="the-digest.localhost",
+        email=subscriber.email,
+    )
+    for bad in (token[:-2] + "xx", unsubscribe, other_list, other_key):
+        assert client.get(f"/preferences/{bad}").status_code == 400
+        answer = client.post(f"/preferences/{bad}", data={"action": "unsubscribe"})
+        assert answer.status_code == 400
+    assert status_of(store, "ann@example.org") is SubscriberStatus.ACTIVE
+    assert client.post(reader, data={"action": "nonsense"}).status_code == 400
+
+
+def test_without_a_public_url_there_is_no_signup(project: Path, database_url: str) -> None:
+    settings = load_settings(database_url=database_url, secret_key=KEY)
+    with (
+        Store.open(settings.database_url) as store,
+        TestClient(create_app(settings, store)) as client,
+    ):
+        assert client.get("/subscribe").status_code == 404
+        assert client.get("/preferences/x").status_code == 404
+
+
+def test_the_unsubscribed_page_offers_the_way_back_and_the_archive_the_way_in(
+    settings: Settings, store: Store, client: TestClient, reader: str
+) -> None:
+    issue = mails(settings)[-1]
+    one_click = str(issue["List-Unsubscribe"]).split(">")[0].lstrip("<").removeprefix(SITE)
+    answer = client.post(one_click, data={"List-Unsubscribe": "One-Click"})
+    assert "Unsubscribed" in answer.text
+    assert f'href="{SITE}{reader}"' in answer.text
+    assert "Resubscribe" in client.get(reader).text
+    subscriber = store.subscribers.find("ann@example.org")
+    assert subscriber is not None
+    assert store.consent.history(subscriber.id)[-1].cause == "the unsubscribe link in an issue"
+    assert 'href="/subscribe"' in client.get("/issues").text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,10 +23,9 @@ from digest.models import SubscriberStatus
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
+from .conftest import CHROMEDRIVER, CHROMIUM
 from .test_schedule import served_url, wait_for_log
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
 KEY = "browser-test-key-of-at-least-32-characters"
@@ -84,23 +82,6 @@ def server(settings: Settings, project: Path) -> Iterator[str]:
     yield url
     process.terminate()
     process.communicate(timeout=30)
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    assert CHROMIUM is not None
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def link_path(settings: Settings, address: str) -> str:

@@ -260,6 +260,7 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
             SubscriberStatus.UNSUBSCRIBED,
             now=utc_now(),
             only_from=SubscriberStatus.ACTIVE,
+            cause=f"digest subscribers unsubscribe, by {_operator()}",
         )
     if subscriber is None:
         raise NotFound(f"{address} is not on the list")
@@ -295,7 +296,13 @@ def subscribers_resubscribe(app: App, email: str, force: bool) -> None:
                 "reputation with every mailbox provider; add --force if you are sure"
             )
         now = utc_now()
-        store.subscribers.set_status(address, SubscriberStatus.ACTIVE, now=now)
+        forced = " --force" if before.status in SUPPRESSED else ""
+        store.subscribers.set_status(
+            address,
+            SubscriberStatus.ACTIVE,
+            now=now,
+            cause=f"digest subscribers resubscribe{forced}, by {_operator()} (was {before.status})",
+        )
     # An operator overrode the reader's choice or a bounce: that is kept on record.
     log.warning(
         "%s resubscribed by %s at %s (was %s)",

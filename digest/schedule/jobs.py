@@ -168,8 +168,11 @@ async def poll_bounces() -> None:
         return
     source = running.settings.bounces.source
     assert source is not None
+    if running.stop.is_set():
+        return
     try:
-        report = await asyncio.to_thread(_read_bounces, running.settings, running.store, source)
+        async with _waited_for(running):
+            report = await asyncio.to_thread(_read_bounces, running.settings, running.store, source)
     except DigestError as exc:
         # The mailbox or the database: logged, and read again at the next poll.
         log.error("reading bounces from %s failed: %s", shown_source(source), exc)
@@ -189,16 +192,28 @@ async def poll_bounces() -> None:
 async def remove_unconfirmed_signups() -> None:
     """The signup job: addresses never confirmed within ``signup.pending_days`` removed."""
     running = _running
-    if running is None:
+    if running is None or running.stop.is_set():
         return
+    async with _waited_for(running):
+        try:
+            await asyncio.to_thread(
+                remove_unconfirmed, running.settings, running.store, now=utc_now()
+            )
+        except StoreError as exc:
+            log.error("removing unconfirmed signups failed: %s", exc)
+
+
+@asynccontextmanager
+async def _waited_for(running: Running) -> AsyncIterator[None]:
+    """Held around a job's work in a thread: a stop waits for it before the database closes."""
+    task = asyncio.current_task()
+    if task is not None:
+        running.sends.add(task)
     try:
-        await asyncio.to_thread(remove_unconfirmed, running.settings, running.store, now=utc_now())
-    except StoreError as exc:
-        log.error("removing unconfirmed signups failed: %s", exc)
-    except asyncio.CancelledError:
-        # The scheduler stopping: the thread's one short transaction ends by itself, and
-        # what it did not remove is removed at the next start. Not an error to report.
-        log.debug("removing unconfirmed signups: stopped")
+        yield
+    finally:
+        if task is not None:
+            running.sends.discard(task)
 
 
 def _read_bounces(settings: Settings, store: Store, source: str) -> ProcessReport:

@@ -29,9 +29,11 @@ from digest.audience.tokens import UnsubscribeToken, read_unsubscribe_token, req
 from digest.bounces.process import ProcessReport, apply_returned
 from digest.bounces.webhook import read_mailgun
 from digest.clock import utc_now
+from digest.email.message import preferences_link
 from digest.email.render import Personal, personalise_html
 from digest.errors import StoreError
-from digest.options import list_naming
+from digest.models import Subscriber
+from digest.options import list_naming, message_options
 from digest.settings import Settings
 from digest.store import Store
 from digest.web.preferences import PreferencePages
@@ -67,11 +69,14 @@ def create_app(
     secret_key = required_key(settings.secret_key, needed_by="digest serve")
     site = Site(settings=settings, store=store, secret_key=secret_key, clock=clock)
     pages = _Pages(site)
-    readers = ReaderPages(site)
+    # Signup and preferences live at public_url: the links in mails point there.
+    readers = [
+        *ReaderPages(site).routes(),
+        *PreferencePages(site).routes(),
+    ]
     app = Starlette(
         routes=[
-            *readers.routes(),
-            *PreferencePages(site).routes(),
+            *(readers if settings.public_url else []),
             Route("/healthz", pages.healthz, methods=["GET", "HEAD"]),
             Route("/unsubscribe", pages.unsubscribe_help, methods=["GET", "HEAD"]),
             Route("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET", "HEAD"]),
@@ -129,12 +134,22 @@ class _Pages:
                 HTTPStatus.BAD_REQUEST, "Expected the form field List-Unsubscribe=One-Click."
             )
         name = self.settings.newsletter_name
-        if not await run_in_threadpool(self._unsubscribe, token):
+        subscriber = await run_in_threadpool(self._unsubscribe, token)
+        if subscriber is None:
             return self._message(
                 "Not on the list", [f"This link's subscriber is no longer on the list of {name}."]
             )
         log.info("subscriber %d unsubscribed through their link", token.subscriber_id)
-        return self._message("Unsubscribed", [f"You will get no more issues of {name}."])
+        # Their way back, should they change their mind: the preference page, one click.
+        options = message_options(self.settings, list_id=token.list_id)
+        preferences = preferences_link(options, subscriber, secret_key=self.secret_key)
+        return self.site.message(
+            "Unsubscribed",
+            [f"You will get no more issues of {name}."],
+            links=[(preferences, "Changed your mind? Resubscribe from your preferences")]
+            if preferences
+            else None,
+        )
 
     async def mailgun(self, request: Request) -> Response:
         """Mailgun's event webhook: bounces, complaints and unsubscribes, signature checked."""
@@ -166,7 +181,10 @@ class _Pages:
 
     async def archive(self, request: Request) -> Response:
         issues = await run_in_threadpool(self.store.issues.sent)
-        return self._page("web/archive.html.j2", issues=issues)
+        # Signup is served only with a public URL (see create_app).
+        return self._page(
+            "web/archive.html.j2", issues=issues, signup=self.settings.public_url is not None
+        )
 
     async def issue(self, request: Request) -> Response:
         text = request.path_params["date"]
@@ -204,12 +222,14 @@ class _Pages:
 
     # Helpers
 
-    def _unsubscribe(self, token: UnsubscribeToken) -> bool:
-        """Unsubscribe whom the token names; False if nobody on the list matches it."""
+    def _unsubscribe(self, token: UnsubscribeToken) -> Subscriber | None:
+        """Unsubscribe whom the token names; None if nobody on the list matches it."""
         subscriber = self.store.subscribers.by_id(token.subscriber_id)
         if subscriber is None or not token.is_for(self.secret_key, subscriber.email):
-            return False
-        return self.store.subscribers.unsubscribe(subscriber.id, now=utc_now())
+            return None
+        if not self.store.subscribers.unsubscribe(subscriber.id, now=self.site.clock()):
+            return None
+        return subscriber
 
     async def _token(self, request: Request) -> UnsubscribeToken:
         found = read_unsubscribe_token(self.secret_key, request.path_params["token"])
