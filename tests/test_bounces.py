@@ -43,6 +43,7 @@ from digest.delivery.ledger import Ledger
 from digest.delivery.sender import REFUSAL_RATE_MIN_COPIES
 from digest.errors import DigestError
 from digest.models import BounceKind, Issue, SubscriberStatus
+from digest.readers.record import held_about
 from digest.schedule import Scheduler
 from digest.settings import (
     BounceSettings,
@@ -1006,3 +1007,14 @@ def test_a_refusal_during_the_send_is_kept_as_evidence_like_a_bounce(
     # Removed and added again, it comes back suppressed, as after a bounce read later.
     assert added
     assert back.status is SubscriberStatus.BOUNCED
+
+
+def test_a_bounce_that_suppresses_is_in_the_subscribers_history_and_export(sent: Sent) -> None:
+    sender, _ = sent.copies["ann@example.net"]
+    deliver(sent.maildir, dsn(sender, "ann@example.net", "5.1.1", "550 5.1.1 User unknown"))
+    process(sent)
+    with Store.open(sent.settings.database_url) as store:
+        data = held_about(store, "ann@example.net", now=dt.datetime.now(dt.UTC))
+    assert data["history"][-1]["status"] == "bounced"
+    assert "5.1.1" in data["history"][-1]["cause"]
+    assert [(e["kind"], e["changed_status"]) for e in data["came_back"]] == [("hard", True)]

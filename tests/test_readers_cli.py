@@ -204,3 +204,24 @@ def test_expire_removes_only_old_unconfirmed_signups(project: Path) -> None:
     assert result.output == "Removed 1 signup never confirmed within 7 days.\n"
     assert status_of("old@example.org") is None
     assert status_of("kept@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_a_pending_signup_is_activated_only_by_force_and_left_out_of_export_list(
+    project: Path,
+) -> None:
+    with Store.open(load_settings().database_url) as store:
+        store.subscribers.add("new@example.org", None, now=NOW, pending=True)
+    added = run("subscribers", "add", "new@example.org")
+    assert "has not confirmed yet; left as it is" in added.output
+    assert run("subscribers", "export-list").output == "email,name,status,subscribed_at\n"
+    pending = run("subscribers", "export-list", "--status", "pending")
+    assert "new@example.org,,pending," in pending.output
+
+    refused = run("subscribers", "resubscribe", "new@example.org")
+    assert refused.exit_code == 1
+    assert "skips the double opt-in" in refused.output
+    assert status_of("new@example.org") is SubscriberStatus.PENDING
+    assert run("subscribers", "resubscribe", "new@example.org", "--force").exit_code == 0
+    assert status_of("new@example.org") is SubscriberStatus.ACTIVE
+    shown = json.loads(run("subscribers", "show", "new@example.org", "--json").output)
+    assert shown["history"][-1]["cause"].startswith("digest subscribers resubscribe --force, by ")

@@ -13,8 +13,10 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from digest import sending
@@ -24,9 +26,12 @@ from digest.models import SubscriberStatus
 from digest.readers.signup import remove_unconfirmed
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.store.suppression import SendRefusal, record_refusals
+from digest.store.tables import deliveries
 from digest.web.app import create_app
 
 from .conftest import FIXTURES
+from .smtp_sink import Recorder
 
 KEY = "signup-test-key-of-at-least-32-characters"
 START = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
@@ -207,7 +212,7 @@ def test_bots_are_refused_with_the_same_page_and_nothing_kept(
     reason: str,
 ) -> None:
     person = sign_up(client, clock, "person@example.org")
-    token = form_token(KEY, clock.now)
+    token = form_token(KEY, clock.now, "0" * 64)
     data = {"email": "bot@example.org", TOKEN_FIELD: token, HONEYPOT_FIELD: ""}
     if case == "honeypot":
         clock.advance(seconds=10)
@@ -572,3 +577,169 @@ def test_the_unsubscribed_page_offers_the_way_back_and_the_archive_the_way_in(
     assert subscriber is not None
     assert store.consent.history(subscriber.id)[-1].cause == "the unsubscribe link in an issue"
     assert 'href="/subscribe"' in client.get("/issues").text
+
+
+def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(
+    settings: Settings, store: Store, client: TestClient, clock: Clock
+) -> None:
+    sign_up(client, clock, "ann@example.org")
+    path = link_in(mails(settings)[0], "confirm")
+    client.post(path)
+    clock.advance(hours=1)
+    store.subscribers.set_status("ann@example.org", SubscriberStatus.UNSUBSCRIBED, now=clock.now)
+    clock.advance(hours=1)
+
+    assert client.get(path).status_code == 400
+    assert client.post(path).status_code == 400
+    assert status_of(store, "ann@example.org") is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_confirming_marks_only_the_signup_it_confirms(
+    settings: Settings, store: Store, client: TestClient, clock: Clock
+) -> None:
+    store.subscribers.add("ann@example.org", None, now=START)
+    store.subscribers.set_status("ann@example.org", SubscriberStatus.UNSUBSCRIBED, now=START)
+    clock.advance(hours=1)
+    sign_up(client, clock, "ann@example.org")
+    client.post(link_in(mails(settings)[0], "confirm"))
+    subscriber = store.subscribers.find("ann@example.org")
+    assert subscriber is not None
+    assert [(c.method, c.confirmed_at) for c in store.consent.of(subscriber.id)] == [
+        ("cli", None),
+        ("form", clock.now),
+    ]
+
+
+def test_the_consent_kept_is_the_wording_the_form_showed(
+    project: Path, database_url: str, clock: Clock
+) -> None:
+    before = {"consent_text": "Old wording for {newsletter_name}."}
+    after = {"consent_text": "New wording."}
+    common: dict[str, Any] = {
+        "database_url": database_url,
+        "public_url": SITE,
+        "secret_key": KEY,
+        "outbox_dir": project / "var" / "outbox",
+    }
+    with Store.open(database_url) as store:
+        with TestClient(
+            create_app(load_settings(**common, signup=before), store, clock=clock)
+        ) as old:
+            page = old.get("/subscribe")
+        assert "Old wording for The Digest." in page.text
+        token = re.search(rf'name="{TOKEN_FIELD}" value="([^"]+)"', page.text)
+        assert token is not None
+        clock.advance(seconds=30)
+        with TestClient(
+            create_app(load_settings(**common, signup=after), store, clock=clock)
+        ) as new:
+            new.post("/subscribe", data={"email": "ann@example.org", TOKEN_FIELD: token[1]})
+        subscriber = store.subscribers.find("ann@example.org")
+        assert subscriber is not None
+        [consent] = store.consent.of(subscriber.id)
+    assert consent.text == "Old wording for The Digest."
+
+
+def test_a_signup_for_an_address_that_bounced_before_it_was_removed_keeps_nothing(
+    settings: Settings, store: Store, client: TestClient, clock: Clock
+) -> None:
+    store.subscribers.add("gone@example.org", None, now=START)
+    asyncio.run(sending.send_day(settings, store, START.date()))
+    issue_id = store.issues.id_of(START.date())
+    assert issue_id is not None
+    subscriber = store.subscribers.find("gone@example.org")
+    assert subscriber is not None
+    with store.writing() as connection:
+        delivery_id = connection.scalar(
+            select(deliveries.c.id).where(deliveries.c.issue_id == issue_id)
+        )
+        assert delivery_id is not None
+        refusal = SendRefusal(
+            delivery_id=delivery_id, subscriber_id=subscriber.id, error="550 5.1.1 no such user"
+        )
+        record_refusals(connection, issue_id, [refusal], now=START)
+    assert store.subscribers.remove("gone@example.org")
+    sent = len(mails(settings))
+
+    sign_up(client, clock, "gone@example.org", name="Someone Else")
+
+    assert status_of(store, "gone@example.org") is None
+    assert len(mails(settings)) == sent
+
+
+def test_pause_days_are_the_schedules_days(project: Path, database_url: str, clock: Clock) -> None:
+    settings = load_settings(
+        database_url=database_url,
+        public_url=SITE,
+        secret_key=KEY,
+        outbox_dir=project / "var" / "outbox",
+        schedule={"timezone": "Pacific/Kiritimati"},  # UTC+14: already tomorrow there
+    )
+    clock.now = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+    with (
+        Store.open(settings.database_url) as store,
+        TestClient(create_app(settings, store, clock=clock)) as client,
+    ):
+        sign_up(client, clock, "ann@example.org")
+        client.post(link_in(mails(settings)[0], "confirm"))
+        subscriber = store.subscribers.find("ann@example.org")
+        assert subscriber is not None
+        token = subscriber_token(
+            KEY,
+            Purpose.PREFERENCES,
+            subscriber_id=subscriber.id,
+            list_id="the-digest.localhost",
+            email=subscriber.email,
+        )
+        page = f"/preferences/{token}"
+        assert 'min="2026-11-25"' in client.get(page).text
+        refused = client.post(page, data={"action": "pause", "until": "2026-11-24"})
+        assert refused.status_code == 400
+        assert client.post(page, data={"action": "pause", "until": "2026-11-25"}).status_code == 200
+
+
+def test_a_resent_confirmation_keeps_the_signup_for_pending_days_more(
+    settings: Settings, store: Store, client: TestClient, clock: Clock
+) -> None:
+    sign_up(client, clock, "ann@example.org")
+    clock.advance(days=settings.signup.pending_days - 1)
+    sign_up(client, clock, "ann@example.org")  # sent again
+    clock.advance(days=2)
+    assert remove_unconfirmed(settings, store, now=clock.now) == 0
+    clock.advance(days=settings.signup.pending_days)
+    assert remove_unconfirmed(settings, store, now=clock.now) == 1
+
+
+class QuotesTheRecipient(Recorder):
+    """Refuses every recipient with a reply that names it, as Postfix does."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+
+@pytest.mark.parametrize("smtp_server", [QuotesTheRecipient], indirect=True)
+def test_a_confirmation_the_relay_refuses_is_logged_without_the_address(
+    project: Path,
+    database_url: str,
+    clock: Clock,
+    smtp_server: tuple[QuotesTheRecipient, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, port = smtp_server
+    settings = load_settings(
+        database_url=database_url,
+        public_url=SITE,
+        secret_key=KEY,
+        smtp={"host": "127.0.0.1", "port": port, "security": "none", "retry_attempts": 1},
+    )
+    with (
+        Store.open(settings.database_url) as store,
+        TestClient(create_app(settings, store, clock=clock)) as client,
+        caplog.at_level(logging.INFO),
+    ):
+        sign_up(client, clock, "ann@example.org")
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("digest"))
+    assert "confirmation mail not sent: 550 5.1.1 <<address>>: Recipient address rejected" in ours
+    assert "ann@example.org" not in ours

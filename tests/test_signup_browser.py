@@ -132,9 +132,14 @@ def fill_and_submit(browser: Any, server: str, email: str, *, bot: bool = False)
 
 
 def click(browser: Any, label: str) -> None:
+    """Press the button and wait for the page its form answers with."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
+    button = browser.find_element(By.XPATH, f"//button[normalize-space()='{label}']")
+    button.click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(button))
 
 
 @pytest.mark.timeout(180)

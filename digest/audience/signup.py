@@ -20,8 +20,10 @@ __all__ = [
     "FORM_MIN_AGE",
     "HONEYPOT_FIELD",
     "TOKEN_FIELD",
+    "FormToken",
     "SignupForm",
     "form_token",
+    "read_form_token",
     "screen",
 ]
 
@@ -46,10 +48,32 @@ class SignupForm:
     user_agent: str | None = None
 
 
-def form_token(secret_key: str, now: dt.datetime) -> str:
-    """A token for a form served at ``now``: its time, and a nonce so no two are alike."""
-    payload = f"{int(now.timestamp())}.{secrets.token_urlsafe(6)}"
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FormToken:
+    """What a valid form token says: when the form was served, and which consent wording
+    it showed (the SHA-256 of the text, in hex, as the text is stored)."""
+
+    served_at: dt.datetime
+    consent_sha256: str
+
+
+def form_token(secret_key: str, now: dt.datetime, consent_sha256: str) -> str:
+    """A token for a form served at ``now`` showing the consent with that hash; a nonce
+    makes no two alike."""
+    payload = f"{int(now.timestamp())}.{secrets.token_urlsafe(6)}.{consent_sha256}"
     return Signer(secret_key, salt=_SALT).sign(payload).decode("ascii")
+
+
+def read_form_token(secret_key: str, token: str) -> FormToken | None:
+    """What a form token says, or None when it is forged, altered or malformed."""
+    try:
+        payload = Signer(secret_key, salt=_SALT).unsign(token.encode("ascii")).decode("ascii")
+        served, _, consent = payload.split(".")
+        return FormToken(
+            served_at=dt.datetime.fromtimestamp(int(served), dt.UTC), consent_sha256=consent
+        )
+    except (BadSignature, UnicodeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def screen(form: SignupForm, secret_key: str, now: dt.datetime) -> str | None:
@@ -57,12 +81,10 @@ def screen(form: SignupForm, secret_key: str, now: dt.datetime) -> str | None:
     or None when it looks like a person's."""
     if form.honeypot.strip():
         return "honeypot"
-    try:
-        payload = Signer(secret_key, salt=_SALT).unsign(form.token.encode("ascii"))
-        served = dt.datetime.fromtimestamp(int(payload.split(b".", 1)[0]), dt.UTC)
-    except (BadSignature, UnicodeError, ValueError, OverflowError, OSError):
+    token = read_form_token(secret_key, form.token)
+    if token is None:
         return "no-token"
-    age = now - served
+    age = now - token.served_at
     if age < FORM_MIN_AGE:
         return "too-fast"
     if age > FORM_MAX_AGE:

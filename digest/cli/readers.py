@@ -167,7 +167,10 @@ def subscribers_erase(app: App, email: str, yes: bool) -> None:
 )
 @click.pass_obj
 def subscribers_export_list(app: App, status: str | None, form: str) -> None:
-    """Write the list with the columns email,name,status,subscribed_at, which import reads."""
+    """Write the list with the columns email,name,status,subscribed_at, which import reads.
+
+    Signups not yet confirmed are left out unless asked for with --status pending.
+    """
     wanted = SubscriberStatus(status) if status else None
     columns = ["email", "name", "status", "subscribed_at"]
     with Store.open(app.settings().database_url, create=False) as store:
@@ -181,6 +184,8 @@ def subscribers_export_list(app: App, status: str | None, form: str) -> None:
                 ),
             }
             for subscriber in store.subscribers.iterate(status=wanted)
+            # Signups not confirmed are not on the list yet (and import refuses them).
+            if wanted is not None or subscriber.status is not SubscriberStatus.PENDING
         )
         if form == "csv":
             writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")

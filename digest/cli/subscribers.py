@@ -81,6 +81,11 @@ def subscribers_add(app: App, email: str, name: str | None, force: bool) -> None
         click.echo(f"Added {subscriber.email}.")
     elif subscriber.status is SubscriberStatus.ACTIVE:
         click.echo(f"{subscriber.email} is already on the list; left as it is.")
+    elif subscriber.status is SubscriberStatus.PENDING:
+        click.echo(
+            f"{subscriber.email} signed up and has not confirmed yet; left as it is: it is "
+            "sent nothing but the confirmation until its reader confirms."
+        )
     else:
         # Never silently undone: they left, or their mailbox bounced. An operator may
         # bring them back on purpose, and the command says how.
@@ -275,7 +280,8 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Also for a suppressed address (bounced, or it reported the digest as spam).",
+    help="Also for a suppressed address (bounced, or it reported the digest as spam), or "
+    "one that signed up and never confirmed.",
 )
 @click.pass_obj
 def subscribers_resubscribe(app: App, email: str, force: bool) -> None:
@@ -295,8 +301,14 @@ def subscribers_resubscribe(app: App, email: str, force: bool) -> None:
                 f"{before.email} is suppressed ({why}): mailing it again hurts the list's "
                 "reputation with every mailbox provider; add --force if you are sure"
             )
+        if before.status is SubscriberStatus.PENDING and not force:
+            raise InputError(
+                f"{before.email} signed up and has not confirmed: activating it skips the "
+                "double opt-in its reader was promised; add --force only if they agreed "
+                "otherwise"
+            )
         now = utc_now()
-        forced = " --force" if before.status in SUPPRESSED else ""
+        forced = " --force" if before.status in (*SUPPRESSED, SubscriberStatus.PENDING) else ""
         store.subscribers.set_status(
             address,
             SubscriberStatus.ACTIVE,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from functools import partial
 
 from digest.audience.listid import current_list_id
@@ -22,6 +23,9 @@ from digest.settings import Settings
 from digest.store import Store
 
 log = logging.getLogger(__name__)
+
+# Anything shaped like an address, in a relay's reply that is logged.
+_ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"']+")
 
 __all__ = ["confirm_url", "confirmation_mail", "send_notice", "welcome_mail"]
 
@@ -132,8 +136,9 @@ async def send_notice(settings: Settings, data: bytes, recipient: str, *, what: 
             settings.smtp, partial(transport.send, data, sender=sender, recipient=recipient)
         )
     except DeliveryFailed as exc:
-        # Its message names the recipient; the reason alone does not.
-        log.warning("%s mail not sent: %s", what, exc.reason or type(exc).__name__)
+        # Its message names the recipient, and a relay's reply often quotes it too.
+        reason = _ADDRESS.sub("<address>", exc.reason or type(exc).__name__)
+        log.warning("%s mail not sent: %s", what, reason)
         return False
     except DigestError as exc:
         # The outbox or the relay set-up: a reader's signup must not fail for it.

@@ -84,6 +84,7 @@ def held_about(store: Store, email: str, *, now: dt.datetime) -> dict[str, Any]:
                 "status": event.status,
                 "reason": event.reason,
                 "traced_by": event.matched_by,
+                "changed_status": event.applied,
             }
             for event in store.returns.events(email_key=subscriber.email.casefold())
         ],

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from digest.audience.listid import accepted_list_ids
-from digest.audience.signup import SignupForm, screen
+from digest.audience.signup import SignupForm, read_form_token, screen
 from digest.audience.subscribers import normalise_address, normalise_name
 from digest.audience.tokens import Purpose, keyed_hash, read_subscriber_token
 from digest.errors import InvalidAddress, InvalidName
@@ -35,9 +35,11 @@ __all__ = [
     "SignupResult",
     "confirm",
     "consent_text",
+    "judge_link",
     "remove_unconfirmed",
     "sign_up",
     "subscriber_of",
+    "typing_problem",
 ]
 
 _HOUR = dt.timedelta(hours=1)
@@ -74,6 +76,16 @@ class SignupResult:
 def consent_text(settings: Settings) -> str:
     """The consent wording the form shows, as it is kept with each signup."""
     return settings.signup.consent_text.format(newsletter_name=settings.newsletter_name)
+
+
+def typing_problem(form: SignupForm) -> str | None:
+    """What is wrong with the address or name as typed, or None: nothing about the list."""
+    try:
+        normalise_address(form.email)
+        normalise_name(form.name or None)
+    except (InvalidAddress, InvalidName) as exc:
+        return str(exc)
+    return None
 
 
 def sign_up(
@@ -121,15 +133,24 @@ def _judge(
             return SignupResult(outcome=Signup.RATE_LIMITED, detail=f"{limit} an hour per {scope}")
     if store.erasures.erased_at([keys["address"]]):
         return SignupResult(outcome=Signup.ERASED)
+    token = read_form_token(secret_key, form.token)
+    assert token is not None  # screened above
+    # The wording the form showed when it was served, even if the setting changed since.
+    shown = store.consent.text(token.consent_sha256) or consent_text(settings)
     evidence = Evidence(
         method=JoinedVia.FORM,
-        text=consent_text(settings),
+        text=shown,
         ip=form.ip if settings.privacy.store_ip else None,
         ip_hash=keys.get("ip"),
         user_agent=(form.user_agent or "")[:500] or None,
     )
     subscriber = store.subscribers.find(email)
     if subscriber is None:
+        held = store.subscribers.held_by_history(email)
+        if held is not None:
+            # It bounced or complained before it was removed: nothing is kept of this
+            # post (it may be someone else's data), and nothing is sent.
+            return SignupResult(outcome=Signup.SUPPRESSED, detail=str(held))
         subscriber, added = store.subscribers.add(
             email,
             name,
@@ -194,6 +215,33 @@ def subscriber_of(
     return subscriber, found.issued_at
 
 
+def judge_link(
+    settings: Settings,
+    store: Store,
+    subscriber: Subscriber,
+    issued_at: dt.datetime,
+    *,
+    now: dt.datetime,
+) -> Confirmation | None:
+    """What a confirmation link issued at ``issued_at`` can do for ``subscriber``: None when
+    it may confirm them, else why not."""
+    status = subscriber.status
+    if status is SubscriberStatus.ACTIVE:
+        return Confirmation.ALREADY
+    if status not in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
+        # Bounced or complained since: a link never brings those back.
+        return Confirmation.INVALID
+    if status is SubscriberStatus.UNSUBSCRIBED:
+        # Only a link from a signup made after they left: an older one, still in their
+        # inbox, must not undo the unsubscribe.
+        left = store.consent.last_change_to(subscriber.id, SubscriberStatus.UNSUBSCRIBED)
+        if left is not None and issued_at < left.replace(microsecond=0):
+            return Confirmation.INVALID
+    if now - issued_at > dt.timedelta(hours=settings.signup.confirm_hours):
+        return Confirmation.EXPIRED
+    return None
+
+
 def confirm(
     settings: Settings, store: Store, token: str, *, secret_key: str, now: dt.datetime
 ) -> tuple[Confirmation, Subscriber | None]:
@@ -203,12 +251,11 @@ def confirm(
         return Confirmation.INVALID, None
     subscriber, issued_at = found
     assert issued_at is not None
-    if subscriber.status is SubscriberStatus.ACTIVE:
-        return Confirmation.ALREADY, subscriber
-    if now - issued_at > dt.timedelta(hours=settings.signup.confirm_hours):
-        return Confirmation.EXPIRED, subscriber
+    refused = judge_link(settings, store, subscriber, issued_at, now=now)
+    if refused is not None:
+        return refused, subscriber
     if not store.preferences.confirm(subscriber.id, now=now):
-        # Bounced or complained since: a link does not bring it back.
+        # Changed between the two reads (bounced, or confirmed by another click).
         return Confirmation.INVALID, subscriber
     log.info("subscriber %d confirmed their signup", subscriber.id)
     return Confirmation.CONFIRMED, store.subscribers.by_id(subscriber.id)

@@ -14,8 +14,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
+from digest.errors import StoreError
 from digest.models import JoinedVia, SubscriberStatus
 from digest.store.clock import aware
 from digest.store.tables import consent_texts, consents, subscriber_events
@@ -76,22 +77,23 @@ class HistoryEvent:
     cause: str
 
 
+def _text_id(connection: Connection, text: str, now: dt.datetime) -> int:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    text_id = connection.scalar(select(consent_texts.c.id).where(consent_texts.c.sha256 == digest))
+    if text_id is None:
+        inserted = connection.execute(
+            consent_texts.insert().values(sha256=digest, text=text, first_shown_at=now)
+        ).inserted_primary_key
+        assert inserted is not None
+        text_id = inserted[0]
+    return int(text_id)
+
+
 def record_consent(
     connection: Connection, subscriber_id: int, evidence: Evidence, *, now: dt.datetime
 ) -> None:
     """Store ``evidence`` for the subscriber; a consent wording is stored once."""
-    text_id = None
-    if evidence.text is not None:
-        digest = hashlib.sha256(evidence.text.encode("utf-8")).hexdigest()
-        text_id = connection.scalar(
-            select(consent_texts.c.id).where(consent_texts.c.sha256 == digest)
-        )
-        if text_id is None:
-            inserted = connection.execute(
-                consent_texts.insert().values(sha256=digest, text=evidence.text, first_shown_at=now)
-            ).inserted_primary_key
-            assert inserted is not None
-            text_id = inserted[0]
+    text_id = _text_id(connection, evidence.text, now) if evidence.text is not None else None
     connection.execute(
         consents.insert().values(
             subscriber_id=subscriber_id,
@@ -135,6 +137,29 @@ class ConsentRecords:
     def __init__(self, database: Store) -> None:
         self._db = database
 
+    def remember_text(self, text: str, *, now: dt.datetime) -> str:
+        """Keep a consent wording about to be shown (once per wording); its SHA-256, hex."""
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        with self._db.reading() as connection:
+            known = connection.scalar(
+                select(consent_texts.c.id).where(consent_texts.c.sha256 == digest)
+            )
+        if known is None:
+            try:
+                with self._db.writing() as connection:
+                    _text_id(connection, text, now)
+            except StoreError:
+                # Another server process stored it first.
+                pass
+        return digest
+
+    def text(self, sha256: str) -> str | None:
+        """The consent wording with this hash, if it was ever shown."""
+        with self._db.reading() as connection:
+            return connection.scalar(
+                select(consent_texts.c.text).where(consent_texts.c.sha256 == sha256)
+            )
+
     def add(self, subscriber_id: int, evidence: Evidence, *, now: dt.datetime) -> None:
         """Keep a further consent of a subscriber already on the list (one who signs up again)."""
         with self._db.writing() as connection:
@@ -165,6 +190,15 @@ class ConsentRecords:
             )
             for row in rows
         ]
+
+    def last_change_to(self, subscriber_id: int, status: SubscriberStatus) -> dt.datetime | None:
+        """When the subscriber was last moved to ``status``, if the history says."""
+        query = select(func.max(subscriber_events.c.created_at)).where(
+            subscriber_events.c.subscriber_id == subscriber_id,
+            subscriber_events.c.status == status.value,
+        )
+        with self._db.reading() as connection:
+            return aware(connection.scalar(query))
 
     def history(self, subscriber_id: int) -> list[HistoryEvent]:
         """Every recorded change to the subscriber, oldest first."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 
 from digest.models import SubscriberStatus
 from digest.store.consent import log_event
@@ -40,12 +40,16 @@ class PreferenceRecords:
                 .values(status=SubscriberStatus.ACTIVE.value, confirmed_at=now, updated_at=now)
             ).rowcount
             if changed:
+                # The signup being confirmed is the latest consent; earlier ones (an
+                # import, a signup long ago) keep what they were.
+                latest = (
+                    select(func.max(consents.c.id))
+                    .where(consents.c.subscriber_id == subscriber_id)
+                    .scalar_subquery()
+                )
                 connection.execute(
                     update(consents)
-                    .where(
-                        consents.c.subscriber_id == subscriber_id,
-                        consents.c.confirmed_at.is_(None),
-                    )
+                    .where(consents.c.id == latest, consents.c.confirmed_at.is_(None))
                     .values(confirmed_at=now)
                 )
                 log_event(
@@ -129,12 +133,13 @@ class PreferenceRecords:
         return bool(taken)
 
     def remove_unconfirmed(self, *, before: dt.datetime) -> int:
-        """Delete the pending subscribers who signed up before ``before``; how many."""
+        """Delete the pending subscribers last sent a confirmation (or who signed up, if
+        none went) before ``before``; how many."""
+        last = func.coalesce(subscribers.c.confirm_sent_at, subscribers.c.created_at)
         with self._db.writing() as connection:
             result = connection.execute(
                 delete(subscribers).where(
-                    subscribers.c.status == SubscriberStatus.PENDING.value,
-                    subscribers.c.created_at < before,
+                    subscribers.c.status == SubscriberStatus.PENDING.value, last < before
                 )
             )
         return int(result.rowcount or 0)

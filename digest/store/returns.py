@@ -62,6 +62,8 @@ class BounceEvent:
     reason: str
     matched_by: str | None
     message_id: str | None
+    # Whether it changed the subscriber's status.
+    applied: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,6 +237,7 @@ class ReturnRecords:
                 reason=row.reason,
                 matched_by=row.matched_by,
                 message_id=row.source_message_id,
+                applied=bool(row.applied),
             )
             for row in rows
         ]

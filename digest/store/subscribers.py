@@ -263,6 +263,12 @@ class SubscriberRecords:
             )
         return found
 
+    def held_by_history(self, email: str) -> SubscriberStatus | None:
+        """Bounced or complained, when the address once was, though it is off the list now."""
+        key = email.casefold()
+        with self._db.reading() as connection:
+            return suppressed_by_events(connection, [key]).get(key)
+
     def by_id(self, subscriber_id: int) -> Subscriber | None:
         """The subscriber with this id, or None."""
         with self._db.reading() as connection:

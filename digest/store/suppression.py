@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, func, or_, select
 
 from digest.models import BounceKind, SubscriberStatus
+from digest.store.consent import log_event
 from digest.store.tables import (
     OUTBOX,
     SENT,
@@ -128,6 +129,8 @@ def apply_event(
     )
     if not changed.rowcount:
         return None
+    # In the subscriber's history too, with every other change (digest subscribers show).
+    log_event(connection, event.subscriber_id, "status", reason, now=now, status=after)
     return StatusChange(email=row.email, before=before, after=after, reason=reason)
 
 
@@ -251,6 +254,15 @@ def record_refusals(
             )
             .values(status=SubscriberStatus.BOUNCED.value, updated_at=now)
         ).rowcount
+        if changed:
+            log_event(
+                connection,
+                refusal.subscriber_id,
+                "status",
+                f"refused by the relay during the send: {refusal.error}",
+                now=now,
+                status=SubscriberStatus.BOUNCED,
+            )
         codes = re.findall(r"[245]\.\d{1,3}\.\d{1,3}", refusal.error)
         connection.execute(
             bounce_events.insert().values(

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest import pipeline
 from digest.audience.subscribers import normalise_name
 from digest.audience.tokens import Purpose
 from digest.errors import InvalidName
@@ -81,7 +82,8 @@ class PreferencePages:
             notice = "Your name is saved." if name else "Your name is removed."
         elif action == "pause" and subscriber.status is SubscriberStatus.ACTIVE:
             until = _date(form_field(form, "until"))
-            today = now.date()
+            # Issues are dated in the schedule's zone: so is the pause's day.
+            today = pipeline.today(site.settings, now)
             if until is None or not today < until <= today + PAUSE_LIMIT:
                 return self._preferences(
                     request,
@@ -180,7 +182,7 @@ class PreferencePages:
         bad: bool = False,
     ) -> Response:
         site = self.site
-        today = site.clock().date()
+        today = pipeline.today(site.settings, site.clock())
         return site.page(
             template="web/preferences.html.j2",
             status=HTTPStatus.BAD_REQUEST if bad else HTTPStatus.OK,

@@ -21,15 +21,17 @@ from starlette.routing import Route
 
 from digest.audience.signup import HONEYPOT_FIELD, TOKEN_FIELD, SignupForm, form_token
 from digest.audience.tokens import Purpose
-from digest.models import Subscriber, SubscriberStatus
+from digest.errors import DigestError
+from digest.models import Subscriber
 from digest.readers.notices import confirmation_mail, send_notice, welcome_mail
 from digest.readers.signup import (
     Confirmation,
-    Signup,
     confirm,
     consent_text,
+    judge_link,
     sign_up,
     subscriber_of,
+    typing_problem,
 )
 from digest.web.site import Site
 
@@ -61,7 +63,7 @@ class ReaderPages:
     # Signup
 
     async def subscribe_page(self, request: Request) -> Response:
-        return self._form()
+        return await self._form()
 
     async def subscribe(self, request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=8)
@@ -76,31 +78,23 @@ class ReaderPages:
         if not posted.token and not posted.honeypot:
             # A form pasted on another site (digest form) has no token: the reader
             # presses Subscribe once more here, on a form that has one.
-            return self._form(
+            return await self._form(
                 email=posted.email,
                 name=posted.name or "",
                 prompt="Check your address and press Subscribe to continue.",
             )
-        site = self.site
-        result = await run_in_threadpool(
-            sign_up,
-            site.settings,
-            site.store,
-            posted,
-            secret_key=site.secret_key,
-            now=site.clock(),
-        )
-        if result.outcome is Signup.INVALID:
-            return self._form(
+        problem = typing_problem(posted)
+        if problem is not None:
+            # About what was typed, not about the list: the poster may be told.
+            return await self._form(
                 email=posted.email,
                 name=posted.name or "",
-                problem=reader_words(result.detail),
+                problem=reader_words(problem),
                 status=HTTPStatus.BAD_REQUEST,
             )
-        task = (
-            BackgroundTask(self._confirm_by_mail, result.confirm_to) if result.confirm_to else None
-        )
-        response = site.message(
+        # Everything else is judged after the answer, so that neither the page nor the
+        # time it takes says anything about the address's standing.
+        response = self.site.message(
             "Check your inbox",
             [
                 "If the address can be subscribed, a message is on its way to it with a link "
@@ -109,8 +103,20 @@ class ReaderPages:
                 "again in an hour.",
             ],
         )
-        response.background = task
+        response.background = BackgroundTask(self._sign_up, posted, self.site.clock())
         return response
+
+    async def _sign_up(self, posted: SignupForm, now: dt.datetime) -> None:
+        site = self.site
+        try:
+            result = await run_in_threadpool(
+                sign_up, site.settings, site.store, posted, secret_key=site.secret_key, now=now
+            )
+            if result.confirm_to is not None:
+                await self._confirm_by_mail(result.confirm_to)
+        except DigestError as exc:
+            # After the answer: nobody to tell but the log (which never gets the address).
+            log.error("a signup could not be recorded: %s", type(exc).__name__)
 
     async def _confirm_by_mail(self, subscriber: Subscriber) -> None:
         site = self.site
@@ -125,7 +131,7 @@ class ReaderPages:
         if await send_notice(site.settings, data, subscriber.email, what="confirmation"):
             log.info("confirmation mail sent to subscriber %d", subscriber.id)
 
-    def _form(
+    async def _form(
         self,
         *,
         email: str = "",
@@ -135,6 +141,10 @@ class ReaderPages:
         status: HTTPStatus = HTTPStatus.OK,
     ) -> Response:
         site = self.site
+        now = site.clock()
+        consent = consent_text(site.settings)
+        # Kept before it is shown: a signup records the wording its form showed.
+        shown = await run_in_threadpool(site.store.consent.remember_text, consent, now=now)
         return site.page(
             template="web/subscribe.html.j2",
             status=status,
@@ -142,10 +152,10 @@ class ReaderPages:
             name=name,
             prompt=prompt,
             problem=problem,
-            consent=consent_text(site.settings),
+            consent=consent,
             honeypot_field=HONEYPOT_FIELD,
             token_field=TOKEN_FIELD,
-            form_token=form_token(site.secret_key, site.clock()),
+            form_token=form_token(site.secret_key, now, shown),
         )
 
     # Confirmation
@@ -165,10 +175,20 @@ class ReaderPages:
             raise HTTPException(HTTPStatus.BAD_REQUEST, BAD_LINK)
         subscriber, issued_at = found
         assert issued_at is not None
-        if subscriber.status is SubscriberStatus.ACTIVE:
-            return self._subscribed("You are already subscribed")
-        if site.clock() - issued_at > dt.timedelta(hours=site.settings.signup.confirm_hours):
+        refused = await run_in_threadpool(
+            judge_link,
+            site.settings,
+            site.store,
+            subscriber,
+            issued_at,
+            now=site.clock(),
+        )
+        if refused is Confirmation.INVALID:
+            raise HTTPException(HTTPStatus.BAD_REQUEST, BAD_LINK)
+        if refused is Confirmation.EXPIRED:
             return self._expired()
+        if refused is Confirmation.ALREADY:
+            return self._subscribed("You are already subscribed")
         name = site.settings.newsletter_name
         return site.message(
             f"Confirm your subscription to {name}",
