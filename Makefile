@@ -54,6 +54,7 @@ test: lint test-tools
 bench: $(BIN)/digest
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/signup.py
 
 # Needs Postfix's smtp-sink and smtp-source, and PostgreSQL for the scale benchmark.
 bench-scale: $(BIN)/digest
