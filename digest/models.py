@@ -81,6 +81,9 @@ class Article:
     standfirst: str
     paragraphs: tuple[str, ...]
     related: tuple[RelatedStory, ...] = ()
+    # The article's own byline, when the scrape kept it: who wrote it, and where.
+    authors: tuple[str, ...] = ()
+    publisher: str | None = None
     # The date printed in the article's own byline, when the scrape kept one.
     published: dt.date | None = None
     # When the seed file was last written; the picker's fallback for recency.
@@ -94,6 +97,8 @@ class Article:
             "title": self.title,
             "standfirst": self.standfirst,
             "paragraphs": list(self.paragraphs),
+            "authors": list(self.authors),
+            "publisher": self.publisher,
             "related": [story.to_dict() for story in self.related],
         }
 
@@ -107,6 +112,9 @@ class Article:
             standfirst=data.get("standfirst", ""),
             paragraphs=tuple(data.get("paragraphs", ())),
             related=tuple(RelatedStory.from_dict(story) for story in data.get("related", ())),
+            # Issues frozen before bylines were kept have neither.
+            authors=tuple(data.get("authors", ())),
+            publisher=data.get("publisher"),
             published=published,
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from digest.audience.listid import ListNaming, derive_list_id, effective_list_id
 from digest.email.dkim import DkimKey, load_dkim_key
 from digest.email.message import MessageOptions
-from digest.email.render import RenderOptions
+from digest.email.view import RenderOptions
 from digest.settings import Settings
 
 __all__ = ["dkim_key", "list_naming", "message_options", "render_options"]
@@ -22,6 +22,7 @@ def render_options(settings: Settings) -> RenderOptions:
     """What the renderer needs: names, links and the footer's postal address."""
     return RenderOptions(
         newsletter_name=settings.newsletter_name,
+        excerpt_words=settings.excerpt_words,
         excerpt_paragraphs=settings.excerpt_paragraphs,
         article_url_template=settings.article_url_template,
         public_url=settings.public_url,

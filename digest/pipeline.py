@@ -153,7 +153,9 @@ def preview(
         instead_of = date
     frozen = not fresh and store.issues.rendering(issue.date) is not None
     rendered = (
-        Renderer(settings.templates_dir).render(issue, render_options(settings))
+        Renderer(settings.templates_dir).render(
+            issue, render_options(settings), number=store.issues.number(issue.date)
+        )
         if fresh
         else rendering(settings, store, issue)
     )
@@ -206,7 +208,9 @@ def rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
     """The frozen rendering if the issue has one, else a fresh one (not stored)."""
     frozen = store.issues.rendering(issue.date)
     fresh = (
-        Renderer(settings.templates_dir).render(issue, render_options(settings))
+        Renderer(settings.templates_dir).render(
+            issue, render_options(settings), number=store.issues.number(issue.date)
+        )
         if frozen is None
         else None
     )
@@ -230,7 +234,9 @@ def frozen_rendering(settings: Settings, store: Store, issue: Issue) -> Rendered
     """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
     frozen = store.issues.rendering(issue.date)
     if frozen is None:
-        fresh = Renderer(settings.templates_dir).render(issue, render_options(settings))
+        fresh = Renderer(settings.templates_dir).render(
+            issue, render_options(settings), number=store.issues.number(issue.date)
+        )
         store.issues.freeze_rendering(
             issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text
         )

@@ -89,7 +89,7 @@ def test_an_edited_seed_is_rendered_again(server: PreviewServer, project: Path) 
     after = json.loads(get(server, "/version")[2])["version"]
 
     assert after != before
-    assert "Assad 'kept informed' on US-led airstrikes" in get(server, "/text")[2]
+    assert "Assad ‘kept informed’ on US-led airstrikes" in get(server, "/text")[2]
 
 
 def test_an_error_is_shown_and_the_server_keeps_going(server: PreviewServer, project: Path) -> None:

@@ -9,12 +9,14 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import lxml.html
 import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from digest import sending
 from digest.audience.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
+from digest.email.typography import smarten
 from digest.errors import ConfigError
 from digest.models import SubscriberStatus
 from digest.options import list_naming
@@ -287,3 +289,29 @@ def test_serving_refuses_a_short_key(settings: Settings, key: str) -> None:
         "DIGEST_SECRET_KEY is shorter than 32 characters: digest serve refuses it, since "
         "links signed with it could be forged"
     )
+
+
+def test_every_continue_reading_link_of_a_sent_copy_serves_the_whole_article(
+    settings: Settings, links: dict[str, str], client: TestClient
+) -> None:
+    path = next((settings.outbox_dir / "new").iterdir())
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    html_part = message.get_body(("html",))
+    assert html_part is not None
+    page = lxml.html.document_fromstring(str(html_part.get_content()))
+    continues = [str(p.find("a").get("href")) for p in page.find_class("continue")]
+    assert continues
+    with Store.open(settings.database_url) as store:
+        issue = store.issues.get(DAY)
+    assert issue is not None
+    for href, article in zip(continues, issue.articles, strict=False):
+        assert href.startswith(f"https://news.example.org/issues/{DAY.isoformat()}/")
+        answer = client.get(href.removeprefix("https://news.example.org"))
+        assert answer.status_code == 200
+        served = lxml.html.document_fromstring(answer.text)
+        assert served.find(".//link[@rel='canonical']").get("href") == href
+        assert served.find(".//meta[@property='og:title']").get("content")
+        text = served.text_content()
+        assert all(smarten(paragraph) in text for paragraph in article.paragraphs)
+    assert client.get(f"/issues/{DAY.isoformat()}/no-such-article").status_code == 404
+    assert client.get("/issues/2020-01-01/anything").status_code == 404

@@ -243,11 +243,13 @@ def parse_article(
         what = "site boilerplate" if any(before_separator) else "the related-stories separator '-'"
         raise SeedError(source, f"no headline: the file starts with {what}")
     published = None
+    authors: tuple[str, ...] = ()
+    publisher = None
     # An article's own byline, when the scrape kept it, sits under the headline or standfirst.
     for index, line in enumerate(lead[1:3], start=1):
         byline = parse_byline(line, seed_format, source=source)
         if byline is not None:
-            published = byline[2]
+            authors, publisher, published = byline
             del lead[index]
             break
     title, *rest = lead
@@ -264,6 +266,8 @@ def parse_article(
         standfirst=rest[0] if rest else "",
         paragraphs=_without_repeats(rest[1:]),
         related=tuple(_related_stories(kept[split_at + 1 :], seed_format, source)),
+        authors=tuple(authors),
+        publisher=publisher,
         published=published,
         modified=modified,
     )

@@ -20,7 +20,8 @@ from email.utils import format_datetime, make_msgid
 from digest.audience.tokens import Purpose, subscriber_token, unsubscribe_token
 from digest.email.dkim import DkimKey
 from digest.email.headers import CRLF, header_line, mailbox, one_line, phrase, unstructured
-from digest.email.render import MARKERS, Personal, html_values, text_values
+from digest.email.markers import MARKERS
+from digest.email.render import Personal, html_values, text_values
 from digest.models import RenderedIssue, Subscriber
 
 __all__ = [
@@ -281,5 +282,5 @@ def _within(line: str, width: int) -> str:
 
 
 def recipient(subscriber: Subscriber) -> str:
-    """How the footer names the subscriber: "Name <address>", or the address alone."""
-    return f"{subscriber.name} <{subscriber.email}>" if subscriber.name else subscriber.email
+    """How the footer names the subscriber: their address, in words (no angle brackets)."""
+    return subscriber.email

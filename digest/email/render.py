@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import textwrap
 import traceback
 from dataclasses import dataclass
@@ -23,22 +22,19 @@ import cssutils
 import jinja2
 from premailer import Premailer
 
-from digest.content.text import slug
+from digest.email.markers import MARKERS, PREFERENCES_MARK, RECIPIENT_MARK, UNSUBSCRIBE_MARK
+from digest.email.view import RenderOptions, issue_context
 from digest.errors import TemplateError
-from digest.models import Article, Issue, RelatedStory, RenderedIssue
+from digest.models import Issue, RenderedIssue
 
 __all__ = [
     "BUILTIN_TEMPLATES",
     "HTML_TEMPLATE",
-    "MARKERS",
     "TEXT_TEMPLATE",
     "TEXT_WIDTH",
     "Notice",
     "Personal",
-    "RenderOptions",
     "Renderer",
-    "article_url",
-    "byline_text",
     "html_values",
     "inline_css",
     "personalise",
@@ -56,26 +52,6 @@ BUILTIN_TEMPLATES: Traversable = files("digest") / "templates"
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 TEXT_WIDTH = 76
-
-# Markers for the per-recipient values: plain ASCII that survives Jinja, premailer and
-# wrapping untouched, and that no seed text will contain.
-_UNSUBSCRIBE_MARK = "__digest_unsubscribe_url__"
-_RECIPIENT_MARK = "__digest_recipient__"
-_PREFERENCES_MARK = "__digest_preferences_url__"
-# Captures, so that re.split keeps the markers it splits at.
-MARKERS = re.compile(f"({_UNSUBSCRIBE_MARK}|{_RECIPIENT_MARK}|{_PREFERENCES_MARK})")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RenderOptions:
-    """What rendering an issue needs of the settings, and nothing else."""
-
-    newsletter_name: str
-    # Paragraphs of each article shown; None shows them all.
-    excerpt_paragraphs: int | None = None
-    article_url_template: str | None = None
-    public_url: str | None = None
-    postal_address: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,42 +78,21 @@ def wrap(text: str, width: int = TEXT_WIDTH) -> str:
     return textwrap.fill(str(text), width=width, break_long_words=False, break_on_hyphens=False)
 
 
-def article_url(article: Article, template: str | None) -> str | None:
-    """The article's URL from the ``article_url_template`` setting, or None: never invented."""
-    if template is None:
-        return None
-    return template.format(id=article.id, slug=slug(article.title))
-
-
-def byline_text(story: RelatedStory) -> str:
-    """ "By A and B, Publisher, 14 March 2025", from whatever parts the story has."""
-    parts = []
-    if story.authors:
-        names = list(story.authors)
-        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        parts.append(f"By {who}")
-    if story.publisher:
-        parts.append(story.publisher)
-    if story.published:
-        parts.append(f"{story.published.day} {story.published:%B %Y}")
-    return ", ".join(parts)
-
-
 def html_values(personal: Personal) -> dict[str, str]:
     """What each marker becomes in the HTML part: the values, HTML-escaped."""
     return {
-        _UNSUBSCRIBE_MARK: html.escape(personal.unsubscribe_url, quote=True),
-        _RECIPIENT_MARK: html.escape(personal.recipient, quote=True),
-        _PREFERENCES_MARK: html.escape(personal.preferences_url, quote=True),
+        UNSUBSCRIBE_MARK: html.escape(personal.unsubscribe_url, quote=True),
+        RECIPIENT_MARK: html.escape(personal.recipient, quote=True),
+        PREFERENCES_MARK: html.escape(personal.preferences_url, quote=True),
     }
 
 
 def text_values(personal: Personal) -> dict[str, str]:
     """What each marker becomes in the text part: the values as they are."""
     return {
-        _UNSUBSCRIBE_MARK: personal.unsubscribe_url,
-        _RECIPIENT_MARK: personal.recipient,
-        _PREFERENCES_MARK: personal.preferences_url,
+        UNSUBSCRIBE_MARK: personal.unsubscribe_url,
+        RECIPIENT_MARK: personal.recipient,
+        PREFERENCES_MARK: personal.preferences_url,
     }
 
 
@@ -189,11 +144,14 @@ class Renderer:
         self.environment.filters["wrap"] = wrap
         _quiet_cssutils()
 
-    def render(self, issue: Issue, options: RenderOptions) -> RenderedIssue:
-        """Render ``issue``: HTML inlined by premailer, and the text part."""
+    def render(
+        self, issue: Issue, options: RenderOptions, *, number: int | None = None
+    ) -> RenderedIssue:
+        """Render ``issue`` (``number``: its count among the issues sent, for the masthead):
+        HTML inlined by premailer, and the text part."""
         if issue.is_empty:
             raise ValueError("an empty issue has nothing to render")
-        context = _context(issue, options)
+        context = issue_context(issue, options, number=number)
         page = self._render(HTML_TEMPLATE, context)
         text = self._render(TEXT_TEMPLATE, context)
         return RenderedIssue(
@@ -241,49 +199,6 @@ def inline_css(page: str) -> str:
         keep_style_tags=False,
     )
     return str(inliner.transform(pretty_print=False))
-
-
-def _context(issue: Issue, options: RenderOptions) -> dict[str, Any]:
-    lead = issue.articles[0]
-    date_text = f"{issue.date:%A} {issue.date.day} {issue.date:%B %Y}"
-    limit = options.excerpt_paragraphs
-    articles = []
-    for article in issue.articles:
-        shown = article.paragraphs[:limit] if limit else article.paragraphs
-        articles.append(
-            {
-                "title": article.title,
-                "standfirst": article.standfirst,
-                "paragraphs": shown,
-                "truncated": len(shown) < len(article.paragraphs),
-                "url": article_url(article, options.article_url_template),
-                "related": [
-                    {
-                        "title": story.title,
-                        "kicker": story.kicker,
-                        "summary": story.summary,
-                        "byline": byline_text(story),
-                        "url": None,  # the seeds carry no links for related stories
-                    }
-                    for story in article.related
-                ],
-            }
-        )
-    public_url = options.public_url
-    return {
-        "subject": f"{options.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
-        "preheader": lead.standfirst or lead.title,
-        "newsletter_name": options.newsletter_name,
-        "issue_date": issue.date,
-        "issue_date_text": date_text,
-        "articles": articles,
-        "web_url": f"{public_url}/issues/{issue.date.isoformat()}" if public_url else None,
-        "postal_address": options.postal_address,
-        "unsubscribe_url": _UNSUBSCRIBE_MARK,
-        "recipient": _RECIPIENT_MARK,
-        # The preferences page is served at the public URL: without one, no link.
-        "preferences_url": _PREFERENCES_MARK if public_url else None,
-    }
 
 
 def _tidy_text(text: str) -> str:

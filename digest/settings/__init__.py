@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     from_name: str | None = None
     public_url: str | None = None
     postal_address: str = ""
+    # Words of each lead article in the email before "Continue reading" (0: the whole
+    # article); the rest is on its page in the web archive.
+    excerpt_words: int = Field(default=120, ge=0)
     excerpt_paragraphs: int | None = Field(default=None, ge=1)
     templates_dir: Path | None = None
     article_url_template: str | None = None

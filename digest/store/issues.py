@@ -40,6 +40,16 @@ class IssueRecords:
             )
         return Issue(date=date, articles=articles)
 
+    def number(self, date: dt.date) -> int:
+        """The issue of ``date``'s number: one more than the issues sent before it."""
+        with self._db.reading() as connection:
+            before = connection.scalar(
+                select(func.count())
+                .select_from(issues)
+                .where(issues.c.date < date, issues.c.queued_at.is_not(None))
+            )
+        return int(before or 0) + 1
+
     def latest_date(self, *, before: dt.date) -> dt.date | None:
         """The date of the newest stored issue before ``before``, if any."""
         query = select(func.max(issues.c.date)).where(issues.c.date < before)

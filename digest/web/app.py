@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,12 +30,12 @@ from digest.bounces.process import ProcessReport, apply_returned
 from digest.bounces.webhook import read_mailgun
 from digest.clock import utc_now
 from digest.email.message import preferences_link
-from digest.email.render import Personal, personalise_html
 from digest.errors import StoreError
 from digest.models import Subscriber
 from digest.options import list_naming, message_options
 from digest.settings import Settings
 from digest.store import Store
+from digest.web.archive import ArchivePages
 from digest.web.preferences import PreferencePages
 from digest.web.readers import ReaderPages
 from digest.web.site import Site
@@ -81,8 +81,7 @@ def create_app(
             Route("/unsubscribe", pages.unsubscribe_help, methods=["GET", "HEAD"]),
             Route("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET", "HEAD"]),
             Route("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"]),
-            Route("/issues", pages.archive, methods=["GET", "HEAD"]),
-            Route("/issues/{date}", pages.issue, methods=["GET", "HEAD"]),
+            *ArchivePages(site).routes(),
             Route("/webhooks/mailgun", pages.mailgun, methods=["POST"]),
         ],
         exception_handlers={HTTPException: pages.error, Exception: pages.crash},
@@ -178,30 +177,6 @@ class _Pages:
             into=report,
         )
         return JSONResponse({"recorded": recorded})
-
-    async def archive(self, request: Request) -> Response:
-        issues = await run_in_threadpool(self.store.issues.sent)
-        # Signup is served only with a public URL (see create_app).
-        return self._page(
-            "web/archive.html.j2", issues=issues, signup=self.settings.public_url is not None
-        )
-
-    async def issue(self, request: Request) -> Response:
-        text = request.path_params["date"]
-        try:
-            date = dt.date.fromisoformat(text)
-        except ValueError:
-            raise HTTPException(HTTPStatus.NOT_FOUND, "No issue has that date.") from None
-        frozen = await run_in_threadpool(self.store.issues.rendering, date)
-        if frozen is None:
-            raise HTTPException(HTTPStatus.NOT_FOUND, f"No issue went out on {date.isoformat()}.")
-        _, html, _ = frozen
-        # The copy as sent, with the reader's own parts left out: the footer says "you"
-        # and the unsubscribe link explains where each reader's own link is.
-        anyone = Personal(
-            unsubscribe_url="/unsubscribe", recipient="you", preferences_url="/preferences"
-        )
-        return HTMLResponse(personalise_html(html, anyone))
 
     # Errors
 

@@ -1,0 +1,142 @@
+"""An issue as its templates see it: the masthead, the list of stories, each lead article's
+excerpt, byline and reading time, typographic text, and the links to the web archive.
+
+Every link goes to a page digest serves (``public_url``) or to a URL the settings give
+(``article_url_template``); none is made up. Without either, an article is shown whole,
+since there would be nowhere to continue reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from digest.content.excerpt import excerpt, reading_minutes
+from digest.content.text import slug
+from digest.email.markers import PREFERENCES_MARK, RECIPIENT_MARK, UNSUBSCRIBE_MARK
+from digest.email.typography import keep_last_words_together, smarten
+from digest.models import Article, Issue
+
+__all__ = [
+    "DEFAULT_EXCERPT_WORDS",
+    "RenderOptions",
+    "article_slugs",
+    "article_url",
+    "byline_text",
+    "issue_context",
+]
+
+# About a minute's reading per lead article: a digest, not the articles themselves.
+DEFAULT_EXCERPT_WORDS = 120
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RenderOptions:
+    """What rendering an issue needs of the settings, and nothing else."""
+
+    newsletter_name: str
+    # Words of each lead article shown before "Continue reading"; 0 shows them all.
+    excerpt_words: int = DEFAULT_EXCERPT_WORDS
+    # Paragraphs of each article shown at most; None: as many as the words allow.
+    excerpt_paragraphs: int | None = None
+    article_url_template: str | None = None
+    public_url: str | None = None
+    postal_address: str | None = None
+
+
+def article_url(article: Article, template: str | None) -> str | None:
+    """The article's URL from the ``article_url_template`` setting, or None: never invented."""
+    if template is None:
+        return None
+    return template.format(id=article.id, slug=slug(article.title))
+
+
+def article_slugs(articles: Sequence[Article]) -> list[str]:
+    """Each article's name in its archive page's path (/issues/DATE/SLUG), unique in the issue."""
+    seen: dict[str, int] = {}
+    slugs = []
+    for article in articles:
+        base = slug(article.title) or "article"
+        seen[base] = seen.get(base, 0) + 1
+        slugs.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return slugs
+
+
+def byline_text(authors: Sequence[str], publisher: str | None, published: dt.date | None) -> str:
+    """ "By A and B, Publisher, 14 March 2025", from whatever parts there are."""
+    parts = []
+    if authors:
+        names = list(authors)
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        parts.append(f"By {who}")
+    if publisher:
+        parts.append(publisher)
+    if published:
+        parts.append(f"{published.day} {published:%B %Y}")
+    return ", ".join(parts)
+
+
+def issue_context(
+    issue: Issue, options: RenderOptions, *, number: int | None = None
+) -> dict[str, Any]:
+    """What the templates get for ``issue``; ``number`` is its count among issues sent."""
+    lead = issue.articles[0]
+    public_url = options.public_url
+    issue_url = f"{public_url}/issues/{issue.date.isoformat()}" if public_url else None
+    articles = []
+    for index, (article, name) in enumerate(
+        zip(issue.articles, article_slugs(issue.articles), strict=True), start=1
+    ):
+        url = (
+            f"{issue_url}/{name}"
+            if issue_url
+            else article_url(article, options.article_url_template)
+        )
+        paragraphs = article.paragraphs[: options.excerpt_paragraphs]
+        # Only cut what a reader can finish elsewhere.
+        shown = excerpt(paragraphs, options.excerpt_words if url else 0)
+        title = smarten(article.title)
+        articles.append(
+            {
+                "anchor": f"story-{index}",
+                "title": title,
+                "headline": keep_last_words_together(title),
+                "standfirst": smarten(article.standfirst),
+                "byline": byline_text(article.authors, article.publisher, article.published),
+                "reading_minutes": reading_minutes(
+                    article.paragraphs, standfirst=article.standfirst
+                ),
+                "paragraphs": [smarten(paragraph) for paragraph in shown.paragraphs],
+                "truncated": shown.truncated or len(paragraphs) < len(article.paragraphs),
+                "url": url,
+                "related": [
+                    {
+                        "title": smarten(story.title),
+                        "kicker": story.kicker,
+                        "summary": smarten(story.summary),
+                        "byline": byline_text(story.authors, story.publisher, story.published),
+                        "url": None,  # the seeds carry no links for related stories
+                    }
+                    for story in article.related
+                ],
+            }
+        )
+    return {
+        # As the seed has it: a Subject in ASCII stays readable in every client's list,
+        # and needs no encoded words.
+        "subject": f"{options.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
+        "preheader": smarten(lead.standfirst or lead.title),
+        "newsletter_name": options.newsletter_name,
+        "issue_date": issue.date,
+        "issue_date_text": f"{issue.date:%A} {issue.date.day} {issue.date:%B %Y}",
+        "issue_number": number,
+        "articles": articles,
+        "web_url": issue_url,
+        "postal_address": options.postal_address,
+        "unsubscribe_url": UNSUBSCRIBE_MARK,
+        "recipient": RECIPIENT_MARK,
+        # The preferences page is served at the public URL: without one, no link.
+        "preferences_url": PREFERENCES_MARK if public_url else None,
+    }
