@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 import lxml.html
 import pytest
@@ -18,11 +20,12 @@ from digest import sending
 from digest.audience.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
 from digest.email.typography import smarten
 from digest.errors import ConfigError
-from digest.models import SubscriberStatus
+from digest.models import Article, Issue, SubscriberStatus
 from digest.options import list_naming
 from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.web.app import MAX_BODY_BYTES, create_app
+from digest.web.archive import PER_PAGE
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
@@ -315,3 +318,85 @@ def test_every_continue_reading_link_of_a_sent_copy_serves_the_whole_article(
         assert all(smarten(paragraph) in text for paragraph in article.paragraphs)
     assert client.get(f"/issues/{DAY.isoformat()}/no-such-article").status_code == 404
     assert client.get("/issues/2020-01-01/anything").status_code == 404
+
+
+def publish(store: Store, days: int) -> list[dt.date]:
+    """``days`` issues gone out, one a day after the one the links fixture sent."""
+    dates = [DAY + dt.timedelta(days=offset) for offset in range(1, days + 1)]
+    for index, date in enumerate(dates):
+        article = Article(
+            source=f"seeds/{index}.txt",
+            id=f"a{index}",
+            title=f"Story number {index}",
+            standfirst=f"What happened on day {index}",
+            paragraphs=("It happened.",),
+        )
+        store.issues.save(Issue(date=date, articles=(article,)), created_at=NOW)
+        store.issues.freeze_rendering(
+            date,
+            subject=f"The Digest: story {index}",
+            html=f"<html><head></head><body><p>Issue {index}</p></body></html>",
+            text="x",
+        )
+    return dates
+
+
+def test_the_front_page_is_the_latest_issue_with_its_neighbours(
+    settings: Settings, client: TestClient
+) -> None:
+    with Store.open(settings.database_url) as store:
+        dates = publish(store, 3)
+    front = client.get("/")
+    assert front.status_code == 200
+    assert "<p>Issue 2</p>" in front.text
+    assert f'href="/issues/{dates[1].isoformat()}" rel="prev"' in front.text
+    assert 'href="/subscribe"' in front.text
+    assert 'rel="alternate" type="application/atom+xml"' in front.text
+    middle = client.get(f"/issues/{dates[1].isoformat()}").text
+    assert f'href="/issues/{dates[0].isoformat()}" rel="prev"' in middle
+    assert f'href="/issues/{dates[2].isoformat()}" rel="next"' in middle
+
+
+def test_the_archive_pages_through_every_issue_newest_first(
+    settings: Settings, client: TestClient
+) -> None:
+    with Store.open(settings.database_url) as store:
+        dates = publish(store, PER_PAGE + 2)
+    first = client.get("/issues")
+    listed = re.findall(r'<li><a href="/issues/([0-9-]+)">', first.text)
+    assert listed[0] == dates[-1].isoformat()
+    assert len(listed) == PER_PAGE
+    assert "Story number" in first.text
+    assert 'href="/issues?page=2" rel="next"' in first.text
+    second = client.get("/issues?page=2")
+    # The issue the links fixture sent is among them too, oldest.
+    assert re.findall(r'<li><a href="/issues/([0-9-]+)">', second.text) == [
+        date.isoformat() for date in (dates[1], dates[0], DAY)
+    ]
+    assert client.get("/issues?page=3").status_code == 404
+    assert client.get("/issues?page=x").status_code == 404
+
+
+def test_the_feed_lists_the_issues_as_atom(settings: Settings, client: TestClient) -> None:
+    with Store.open(settings.database_url) as store:
+        dates = publish(store, 2)
+    answer = client.get("/feed.xml")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/atom+xml")
+    feed = ElementTree.fromstring(answer.content)
+    atom = "{http://www.w3.org/2005/Atom}"
+    entries = feed.findall(f"{atom}entry")
+    assert [e.findtext(f"{atom}id") for e in entries][:2] == [
+        f"https://news.example.org/issues/{date.isoformat()}" for date in reversed(dates)
+    ]
+    assert entries[0].findtext(f"{atom}summary") == "What happened on day 1"
+    assert feed.findtext(f"{atom}updated", "").endswith("Z")
+
+
+def test_without_an_issue_the_front_page_says_so(project: Path, database_url: str) -> None:
+    settings = load_settings(database_url=database_url, secret_key=KEY)
+    with Store.open(settings.database_url) as store, TestClient(create_app(settings, store)) as c:
+        front = c.get("/")
+        assert front.status_code == 200
+        assert "No issue has gone out yet." in front.text
+        assert c.get("/feed.xml").status_code == 404  # no public URL: no absolute links

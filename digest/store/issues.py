@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -10,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StoreError
 from digest.models import Article, Issue
+from digest.store.clock import aware
 from digest.store.tables import issue_articles, issues
 
 if TYPE_CHECKING:
     from digest.store.database import Store
 
-__all__ = ["IssueRecords"]
+__all__ = ["IssueRecords", "PublishedIssue"]
 
 
 class IssueRecords:
@@ -128,6 +130,57 @@ class IssueRecords:
         with self._db.reading() as connection:
             return [(row.date, row.subject) for row in connection.execute(query)]
 
+    def published(self, *, limit: int, offset: int = 0) -> list[PublishedIssue]:
+        """Issues that went out, newest first, ``limit`` from ``offset``, with the lead
+        article's title and standfirst (for the archive's pages and its feed)."""
+        lead = issue_articles.alias("lead")
+        query = (
+            select(
+                issues.c.date,
+                issues.c.subject,
+                issues.c.send_started_at,
+                issues.c.created_at,
+                lead.c.content,
+            )
+            .outerjoin(lead, (lead.c.issue_id == issues.c.id) & (lead.c.position == 0))
+            .where(issues.c.html.is_not(None))
+            .order_by(issues.c.date.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._db.reading() as connection:
+            rows = connection.execute(query).all()
+        return [
+            PublishedIssue(
+                date=row.date,
+                subject=row.subject,
+                sent_at=_aware(row.send_started_at or row.created_at),
+                lead_title=(row.content or {}).get("title", ""),
+                lead_standfirst=(row.content or {}).get("standfirst", ""),
+            )
+            for row in rows
+        ]
+
+    def published_count(self) -> int:
+        """How many issues went out."""
+        with self._db.reading() as connection:
+            count = connection.scalar(
+                select(func.count()).select_from(issues).where(issues.c.html.is_not(None))
+            )
+        return int(count or 0)
+
+    def neighbours(self, date: dt.date) -> tuple[dt.date | None, dt.date | None]:
+        """The issues that went out just before and just after ``date``."""
+        sent = issues.c.html.is_not(None)
+        with self._db.reading() as connection:
+            before = connection.scalar(
+                select(func.max(issues.c.date)).where(sent, issues.c.date < date)
+            )
+            after = connection.scalar(
+                select(func.min(issues.c.date)).where(sent, issues.c.date > date)
+            )
+        return before, after
+
     def hold(self, date: dt.date, reason: str, *, at: dt.datetime) -> None:
         """Hold the issue's send for a person to look at: no catch-up resumes it."""
         with self._db.writing() as connection:
@@ -174,6 +227,23 @@ class IssueRecords:
         )
         with self._db.writing() as connection:
             connection.execute(statement)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PublishedIssue:
+    """An issue that went out, as the archive lists it."""
+
+    date: dt.date
+    subject: str
+    sent_at: dt.datetime
+    lead_title: str
+    lead_standfirst: str
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    found = aware(value)
+    assert found is not None
+    return found
 
 
 def _article_row(issue_id: int, position: int, article: Article) -> dict[str, Any]:

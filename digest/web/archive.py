@@ -1,10 +1,14 @@
-"""The web archive: every issue sent, each as it went out (without anyone's personal
-parts), and each lead article in full on a page of its own, the one "Continue reading"
-links to, with a canonical URL and Open Graph tags so that a shared link looks right."""
+"""The web archive: the latest issue at ``/``, every issue sent (a page of them at a
+time), each as it went out (without anyone's personal parts) with links to the ones
+before and after, each lead article in full on a page of its own (the one "Continue
+reading" links to, with a canonical URL and Open Graph tags so that a shared link looks
+right), and an Atom feed of them all."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from http import HTTPStatus
 
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +22,15 @@ from digest.email.render import Personal, personalise_html
 from digest.email.typography import keep_last_words_together, smarten
 from digest.email.view import article_slugs, byline_text
 from digest.models import Article
+from digest.web.feed import FeedEntry, atom_feed
 from digest.web.site import Site
 
-__all__ = ["ArchivePages"]
+__all__ = ["FEED_ENTRIES", "PER_PAGE", "ArchivePages"]
+
+# Issues per page of the archive, and in the feed.
+PER_PAGE = 30
+FEED_ENTRIES = 30
+_BODY_START = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
 class ArchivePages:
@@ -32,33 +42,101 @@ class ArchivePages:
     def routes(self) -> list[Route]:
         """The routes these pages answer."""
         return [
+            Route("/", self.front, methods=["GET", "HEAD"]),
+            Route("/feed.xml", self.feed, methods=["GET", "HEAD"]),
             Route("/issues", self.archive, methods=["GET", "HEAD"]),
             Route("/issues/{date}", self.issue, methods=["GET", "HEAD"]),
             Route("/issues/{date}/{slug}", self.article, methods=["GET", "HEAD"]),
         ]
 
+    async def front(self, request: Request) -> Response:
+        site = self.site
+        latest = await run_in_threadpool(site.store.issues.published, limit=1)
+        if not latest:
+            return site.page(
+                template="web/archive.html.j2",
+                issues=[],
+                page=1,
+                pages=1,
+                signup=self._signup,
+                feed=self._feed_url,
+            )
+        return await self._issue_page(latest[0].date)
+
     async def archive(self, request: Request) -> Response:
         site = self.site
-        issues = await run_in_threadpool(site.store.issues.sent)
-        # Signup is served only with a public URL (see create_app).
+        store = site.store
+        total = await run_in_threadpool(store.issues.published_count)
+        pages = max(1, math.ceil(total / PER_PAGE))
+        page = _page_number(request.query_params.get("page", "1"), pages)
+        issues = await run_in_threadpool(
+            store.issues.published, limit=PER_PAGE, offset=(page - 1) * PER_PAGE
+        )
         return site.page(
             template="web/archive.html.j2",
             issues=issues,
-            signup=site.settings.public_url is not None,
+            page=page,
+            pages=pages,
+            signup=self._signup,
+            feed=self._feed_url,
         )
 
     async def issue(self, request: Request) -> Response:
-        date = _date(request)
-        frozen = await run_in_threadpool(self.site.store.issues.rendering, date)
+        return await self._issue_page(_date(request))
+
+    async def _issue_page(self, date: dt.date) -> Response:
+        store = self.site.store
+        frozen = await run_in_threadpool(store.issues.rendering, date)
         if frozen is None:
             raise HTTPException(HTTPStatus.NOT_FOUND, f"No issue went out on {date.isoformat()}.")
         _, html, _ = frozen
+        before, after = await run_in_threadpool(store.issues.neighbours, date)
         # The copy as sent, with the reader's own parts left out: the footer says "you"
         # and the unsubscribe link explains where each reader's own link is.
         anyone = Personal(
             unsubscribe_url="/unsubscribe", recipient="you", preferences_url="/preferences"
         )
-        return HTMLResponse(personalise_html(html, anyone))
+        nav = self.site.templates.get_template("web/issue_nav.html.j2").render(
+            before=before, after=after, signup=self._signup
+        )
+        page = personalise_html(html, anyone)
+        # The page's own links go above the copy, and the feed is announced in its head.
+        page = _BODY_START.sub(lambda found: found[0] + nav, page, count=1)
+        if self._feed_url:
+            link = f'<link rel="alternate" type="application/atom+xml" href="{self._feed_url}">'
+            page = page.replace("</head>", link + "</head>", 1)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def feed(self, request: Request) -> Response:
+        site = self.site
+        public_url = site.settings.public_url
+        if public_url is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND, "The feed needs the site's public URL.")
+        issues = await run_in_threadpool(site.store.issues.published, limit=FEED_ENTRIES)
+        document = atom_feed(
+            title=site.settings.newsletter_name,
+            site_url=f"{public_url}/",
+            feed_url=f"{public_url}/feed.xml",
+            entries=[
+                FeedEntry(
+                    title=issue.subject,
+                    url=f"{public_url}/issues/{issue.date.isoformat()}",
+                    updated=issue.sent_at,
+                    summary=smarten(issue.lead_standfirst),
+                )
+                for issue in issues
+            ],
+        )
+        return Response(document, media_type="application/atom+xml")
+
+    @property
+    def _signup(self) -> bool:
+        # Signup is served only with a public URL (see create_app).
+        return self.site.settings.public_url is not None
+
+    @property
+    def _feed_url(self) -> str | None:
+        return "/feed.xml" if self.site.settings.public_url else None
 
     async def article(self, request: Request) -> Response:
         date = _date(request)
@@ -108,3 +186,9 @@ def _date(request: Request) -> dt.date:
         return dt.date.fromisoformat(request.path_params["date"])
     except ValueError:
         raise HTTPException(HTTPStatus.NOT_FOUND, "No issue has that date.") from None
+
+
+def _page_number(text: str, pages: int) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= pages:
+        raise HTTPException(HTTPStatus.NOT_FOUND, "The archive has no such page.")
+    return int(text)

@@ -62,6 +62,9 @@ class Site:
     def page(self, *, template: str, status: HTTPStatus = HTTPStatus.OK, **values: Any) -> Response:
         """The page ``template`` with ``values``; never cached (it may be personal)."""
         html = self.templates.get_template(template).render(
-            newsletter_name=self.settings.newsletter_name, **values
+            newsletter_name=self.settings.newsletter_name,
+            # The archive's feed, announced on every page (served with a public URL).
+            feed_url="/feed.xml" if self.settings.public_url else None,
+            **values,
         )
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
