@@ -20,7 +20,7 @@ from digest.content.loader import SeedFormat, load_paths
 from digest.content.picker import pick
 from digest.email.message import MessageTemplate
 from digest.email.render import Renderer, personalise
-from digest.errors import ConfigError, NotFound
+from digest.errors import ConfigError, InputError, NotFound
 from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
 from digest.options import list_naming, message_options, render_options
 from digest.settings import Settings
@@ -32,6 +32,7 @@ __all__ = [
     "IssueBuild",
     "Preview",
     "build_issue",
+    "editor_note",
     "frozen_rendering",
     "load_seeds",
     "preview",
@@ -152,13 +153,7 @@ def preview(
         issue = store.issues.get(earlier) or issue
         instead_of = date
     frozen = not fresh and store.issues.rendering(issue.date) is not None
-    rendered = (
-        Renderer(settings.templates_dir).render(
-            issue, render_options(settings), number=store.issues.number(issue.date)
-        )
-        if fresh
-        else rendering(settings, store, issue)
-    )
+    rendered = _render(settings, store, issue) if fresh else rendering(settings, store, issue)
     sample = Subscriber(id=0, email=settings.from_address, name="Preview")
     template = unsent_template(settings, store, rendered, now=now or utc_now())
     eml = template.render(sample)
@@ -204,16 +199,39 @@ def unsent_template(
     )
 
 
+def editor_note(settings: Settings, date: dt.date) -> str | None:
+    """The editor's note for ``date``: ``note_file`` if set, else NOTES/YYYY-MM-DD.md if
+    there is one (NOTES: ``notes_dir``, or the seeds folder's ``notes``)."""
+    path = settings.note_file
+    if path is None:
+        folder = settings.notes_dir or settings.seeds_dir / "notes"
+        path = folder / f"{date.isoformat()}.md"
+        if not path.is_file():
+            return None
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: the editor's note does not exist") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the editor's note: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: the editor's note is not UTF-8 text ({exc.reason})") from None
+    return text.strip() or None
+
+
+def _render(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
+    return Renderer(settings.templates_dir).render(
+        issue,
+        render_options(settings),
+        number=store.issues.number(issue.date),
+        note=editor_note(settings, issue.date),
+    )
+
+
 def rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
     """The frozen rendering if the issue has one, else a fresh one (not stored)."""
     frozen = store.issues.rendering(issue.date)
-    fresh = (
-        Renderer(settings.templates_dir).render(
-            issue, render_options(settings), number=store.issues.number(issue.date)
-        )
-        if frozen is None
-        else None
-    )
+    fresh = _render(settings, store, issue) if frozen is None else None
     return fresh or _as_rendered(issue, frozen)
 
 
@@ -234,9 +252,7 @@ def frozen_rendering(settings: Settings, store: Store, issue: Issue) -> Rendered
     """The issue's rendering as first sent; rendered and frozen now if this is the first send."""
     frozen = store.issues.rendering(issue.date)
     if frozen is None:
-        fresh = Renderer(settings.templates_dir).render(
-            issue, render_options(settings), number=store.issues.number(issue.date)
-        )
+        fresh = _render(settings, store, issue)
         store.issues.freeze_rendering(
             issue.date, subject=fresh.subject, html=fresh.html, text=fresh.text
         )

@@ -127,6 +127,12 @@ def pick_command(
     is_flag=True,
     help="Render an issue already sent with today's templates and settings, not as sent.",
 )
+@click.option(
+    "--note",
+    "note_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The editor's note (Markdown), instead of notes/YYYY-MM-DD.md in the seeds folder.",
+)
 @click.pass_obj
 def preview(
     app: App,
@@ -137,6 +143,7 @@ def preview(
     port: int,
     open_browser: bool,
     fresh: bool,
+    note_file: Path | None,
 ) -> None:
     """Render the day's digest exactly as a send would, for a sample subscriber, and write it.
 
@@ -147,7 +154,7 @@ def preview(
     """
 
     def build() -> tuple[Settings, pipeline.Preview]:
-        settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir)
+        settings = app.settings(seeds_dir=seeds_dir, preview_dir=out_dir, note_file=note_file)
         day = date_.date() if date_ else pipeline.today(settings)
         with Store.open(settings.database_url, create=False) as store:
             return settings, pipeline.preview(

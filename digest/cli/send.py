@@ -36,6 +36,13 @@ __all__ = ["RATE_WINDOW", "send", "status"]
     is_flag=True,
     help="Share the issue with other `send --worker` processes (PostgreSQL).",
 )
+@click.option(
+    "--note",
+    "note_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The editor's note (Markdown), instead of notes/YYYY-MM-DD.md in the seeds folder; "
+    "it goes into the issue when its first copy is sent.",
+)
 @click.pass_obj
 def send(
     app: App,
@@ -44,6 +51,7 @@ def send(
     test_addresses: tuple[str, ...],
     dry_run: bool,
     worker: bool,
+    note_file: Path | None,
 ) -> None:
     """Send the day's digest to every active subscriber who has not had it yet.
 
@@ -54,7 +62,7 @@ def send(
     everything was delivered, 2 when some deliveries failed or are left to retry, 1 on an
     error that stopped the run.
     """
-    settings = app.settings(seeds_dir=seeds_dir)
+    settings = app.settings(seeds_dir=seeds_dir, note_file=note_file)
     day = date_.date() if date_ else pipeline.today(settings)
     if dry_run and test_addresses:
         raise click.UsageError("--dry-run and --to do not go together: choose one")

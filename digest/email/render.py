@@ -145,13 +145,18 @@ class Renderer:
         _quiet_cssutils()
 
     def render(
-        self, issue: Issue, options: RenderOptions, *, number: int | None = None
+        self,
+        issue: Issue,
+        options: RenderOptions,
+        *,
+        number: int | None = None,
+        note: str | None = None,
     ) -> RenderedIssue:
-        """Render ``issue`` (``number``: its count among the issues sent, for the masthead):
-        HTML inlined by premailer, and the text part."""
+        """Render ``issue`` (``number``: its count among the issues sent, for the masthead;
+        ``note``: the editor's note in Markdown): HTML inlined by premailer, and the text."""
         if issue.is_empty:
             raise ValueError("an empty issue has nothing to render")
-        context = issue_context(issue, options, number=number)
+        context = issue_context(issue, options, number=number, note=note)
         page = self._render(HTML_TEMPLATE, context)
         text = self._render(TEXT_TEMPLATE, context)
         return RenderedIssue(

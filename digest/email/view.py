@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from markupsafe import Markup
+
 from digest.content.excerpt import excerpt, reading_minutes
 from digest.content.text import slug
 from digest.email.markers import PREFERENCES_MARK, RECIPIENT_MARK, UNSUBSCRIBE_MARK
+from digest.email.note import note_html
 from digest.email.typography import keep_last_words_together, smarten
 from digest.models import Article, Issue
 
@@ -79,9 +82,10 @@ def byline_text(authors: Sequence[str], publisher: str | None, published: dt.dat
 
 
 def issue_context(
-    issue: Issue, options: RenderOptions, *, number: int | None = None
+    issue: Issue, options: RenderOptions, *, number: int | None = None, note: str | None = None
 ) -> dict[str, Any]:
-    """What the templates get for ``issue``; ``number`` is its count among issues sent."""
+    """What the templates get for ``issue``; ``number`` is its count among issues sent,
+    ``note`` the editor's note in Markdown."""
     lead = issue.articles[0]
     public_url = options.public_url
     issue_url = f"{public_url}/issues/{issue.date.isoformat()}" if public_url else None
@@ -132,6 +136,11 @@ def issue_context(
         "issue_date": issue.date,
         "issue_date_text": f"{issue.date:%A} {issue.date.day} {issue.date:%B %Y}",
         "issue_number": number,
+        "note_html": Markup(note_html(note)) if note else None,
+        # The Markdown itself reads as text: a paragraph per block, wrapped by the template.
+        "note_paragraphs": [block.strip() for block in note.split("\n\n") if block.strip()]
+        if note
+        else [],
         "articles": articles,
         "web_url": issue_url,
         "postal_address": options.postal_address,

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     )
 
     seeds_dir: Path = Path("seeds")
+    # The editor's notes, one Markdown file a day (YYYY-MM-DD.md); unset: seeds_dir/notes.
+    notes_dir: Path | None = None
+    # The note of one run, instead of the day's file (digest send/preview --note FILE).
+    note_file: Path | None = None
     database_url: str = "sqlite:///var/digest.db"
     # Unset: the rules shipped in the package (digest/data/boilerplate.toml).
     boilerplate_file: Path | None = None
