@@ -12,10 +12,10 @@ from __future__ import annotations
 from digest.audience.listid import ListNaming, derive_list_id, effective_list_id
 from digest.email.dkim import DkimKey, load_dkim_key
 from digest.email.message import MessageOptions
-from digest.email.view import RenderOptions
+from digest.email.view import Brand, RenderOptions
 from digest.settings import Settings
 
-__all__ = ["dkim_key", "list_naming", "message_options", "render_options"]
+__all__ = ["brand", "dkim_key", "list_naming", "message_options", "render_options"]
 
 
 def render_options(settings: Settings) -> RenderOptions:
@@ -23,10 +23,25 @@ def render_options(settings: Settings) -> RenderOptions:
     return RenderOptions(
         newsletter_name=settings.newsletter_name,
         excerpt_words=settings.excerpt_words,
+        brand=brand(settings),
         excerpt_paragraphs=settings.excerpt_paragraphs,
         article_url_template=settings.article_url_template,
         public_url=settings.public_url,
         postal_address=settings.postal_address,
+    )
+
+
+def brand(settings: Settings) -> Brand:
+    """The look, from the ``[brand]`` settings (checked for contrast when they are read)."""
+    configured = settings.brand
+    return Brand(
+        accent_color=configured.accent_color,
+        background_color=configured.background_color,
+        serif=configured.font_stack == "serif",
+        logo_url=configured.logo_url,
+        logo_width=configured.logo_width,
+        logo_height=configured.logo_height,
+        logo_alt=configured.logo_alt or settings.newsletter_name,
     )
 
 

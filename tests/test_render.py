@@ -14,10 +14,10 @@ from digest.content.loader import SeedFormat, decode_seed, parse_article
 from digest.content.picker import pick
 from digest.email.render import Personal, Renderer, personalise, wrap
 from digest.email.view import article_url, byline_text
-from digest.errors import TemplateError
+from digest.errors import ConfigError, TemplateError
 from digest.models import Issue, PickLimits, RelatedStory, RenderedIssue
 from digest.options import render_options
-from digest.settings import Settings
+from digest.settings import Settings, load_settings
 
 from .conftest import FIXTURES, SEED
 
@@ -377,3 +377,53 @@ def test_an_operator_overrides_one_block(tmp_path: Path, seed_format: SeedFormat
 def test_an_empty_issue_is_not_rendered() -> None:
     with pytest.raises(ValueError, match="empty issue"):
         Renderer().render(Issue(date=DAY, articles=()), render_options(settings()))
+
+
+def test_the_brand_restyles_the_email_without_touching_templates(seed_format: SeedFormat) -> None:
+    branded = settings(
+        brand={
+            "accent_color": "#1F4E79",
+            "background_color": "#EEF2F7",
+            "font_stack": "sans",
+            "logo_url": "https://news.example.org/logo.png",
+            "logo_width": 180,
+            "logo_height": 36,
+        }
+    )
+    rendered = Renderer().render(seed_issue(seed_format), render_options(branded))
+    html = rendered.html
+    assert "#1f4e79" in html
+    assert "#8c1d18" not in html
+    assert "Georgia" not in html.split("@media", 1)[0]
+    page = lxml.html.document_fromstring(html)
+    [logo] = page.iter("img")
+    assert (logo.get("src"), logo.get("width"), logo.get("height"), logo.get("alt")) == (
+        "https://news.example.org/logo.png",
+        "180",
+        "36",
+        "The Digest",
+    )
+    assert not page.find_class("newsletter-name")
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        (
+            {"accent_color": "#ff9999"},
+            "accent_color #ff9999 on the white column (#ffffff) has a contrast of 2.05:1",
+        ),
+        ({"background_color": "#333333"}, "background_color #333333 on body text (#1d1d1d)"),
+        ({"accent_color": "red"}, "expected a colour as six-digit hex"),
+    ],
+)
+def test_unreadable_brand_colours_are_a_setting_error(
+    values: dict[str, str], said: str, monkeypatch: pytest.MonkeyPatch, workdir: Path
+) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(f"DIGEST_BRAND__{key.upper()}", value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert said in str(raised.value)
+    assert "WCAG" in str(raised.value) or "hex" in str(raised.value)
+    assert len(str(raised.value).splitlines()) == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup
@@ -24,6 +24,7 @@ from digest.models import Article, Issue
 
 __all__ = [
     "DEFAULT_EXCERPT_WORDS",
+    "Brand",
     "RenderOptions",
     "article_slugs",
     "article_url",
@@ -31,6 +32,8 @@ __all__ = [
     "issue_context",
 ]
 
+_SERIF = "Georgia, 'Times New Roman', serif"
+_SANS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 # About a minute's reading per lead article: a digest, not the articles themselves.
 DEFAULT_EXCERPT_WORDS = 120
 
@@ -47,6 +50,31 @@ class RenderOptions:
     article_url_template: str | None = None
     public_url: str | None = None
     postal_address: str | None = None
+    brand: Brand = field(default_factory=lambda: Brand())
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Brand:
+    """The look the ``[brand]`` settings give: colours, faces, and a logo instead of the
+    wordmark (its https URL, size and alternative text)."""
+
+    accent_color: str = "#8c1d18"
+    background_color: str = "#f1efe9"
+    serif: bool = True
+    logo_url: str | None = None
+    logo_width: int = 200
+    logo_height: int = 40
+    logo_alt: str = ""
+
+    @property
+    def text_font(self) -> str:
+        """The face of headlines and article text."""
+        return _SERIF if self.serif else _SANS
+
+    @property
+    def ui_font(self) -> str:
+        """The face of everything else: labels, bylines, the footer."""
+        return _SANS
 
 
 def article_url(article: Article, template: str | None) -> str | None:
@@ -133,6 +161,7 @@ def issue_context(
         "subject": f"{options.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
         "preheader": smarten(lead.standfirst or lead.title),
         "newsletter_name": options.newsletter_name,
+        "brand": options.brand,
         "issue_date": issue.date,
         "issue_date_text": f"{issue.date:%A} {issue.date.day} {issue.date:%B %Y}",
         "issue_number": number,

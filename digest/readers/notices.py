@@ -18,7 +18,7 @@ from digest.email.notice import build_notice
 from digest.email.render import Renderer
 from digest.errors import DeliveryFailed, DigestError
 from digest.models import Subscriber
-from digest.options import dkim_key, list_naming, message_options
+from digest.options import brand, dkim_key, list_naming, message_options
 from digest.settings import Settings
 from digest.store import Store
 
@@ -72,6 +72,7 @@ def confirmation_mail(
         f"Confirm your subscription to {settings.newsletter_name}",
         {
             "newsletter_name": settings.newsletter_name,
+            "brand": brand(settings),
             "confirm_url": confirm_url(settings, store, subscriber, secret_key=secret_key, now=now),
             "confirm_hours_text": _hours(settings.signup.confirm_hours),
             "pending_days": settings.signup.pending_days,
@@ -107,6 +108,7 @@ def welcome_mail(
         f"Welcome to {settings.newsletter_name}",
         {
             "newsletter_name": settings.newsletter_name,
+            "brand": brand(settings),
             "archive_url": f"{public_url}/issues" if public_url else None,
             "preferences_url": preferences_link(options, subscriber, secret_key=secret_key),
             "unsubscribe_url": https or mailto,

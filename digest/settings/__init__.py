@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError
 from digest.audience.tokens import MIN_SECRET_KEY_LENGTH
 from digest.errors import ConfigError
 from digest.models import PickLimits
+from digest.settings.brand import BrandSettings
 from digest.settings.describe import ENV_PREFIX
 from digest.settings.describe import describe as _describe
 from digest.settings.describe import keys_in as _keys_in
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULT_PUBLISHERS",
     "ENV_PREFIX",
     "BounceSettings",
+    "BrandSettings",
     "CheckSettings",
     "DkimSettings",
     "PrivacySettings",
@@ -152,6 +154,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     signup: SignupSettings = SignupSettings()
     privacy: PrivacySettings = PrivacySettings()
+    brand: BrandSettings = BrandSettings()
 
     @field_validator("database_url")
     @classmethod
