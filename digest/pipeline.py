@@ -16,10 +16,11 @@ from digest.audience.listid import current_list_id
 from digest.audience.tokens import PREVIEW_KEY
 from digest.clock import utc_now
 from digest.content.boilerplate import load_boilerplate
-from digest.content.loader import SeedFormat, load_paths
+from digest.content.loader import SeedFormat, article_id, load_paths
 from digest.content.picker import pick
 from digest.email.message import MessageTemplate
 from digest.email.render import Renderer, personalise
+from digest.email.view import article_slugs
 from digest.errors import ConfigError, InputError, NotFound
 from digest.models import Issue, LoadFailure, LoadResult, RenderedIssue, Subscriber
 from digest.options import list_naming, message_options, render_options
@@ -32,6 +33,7 @@ __all__ = [
     "IssueBuild",
     "Preview",
     "build_issue",
+    "earlier_articles",
     "editor_note",
     "frozen_rendering",
     "load_seeds",
@@ -225,7 +227,25 @@ def _render(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:
         render_options(settings),
         number=store.issues.number(issue.date),
         note=editor_note(settings, issue.date),
+        earlier=earlier_articles(settings, store, issue),
     )
+
+
+def earlier_articles(settings: Settings, store: Store, issue: Issue) -> dict[str, str]:
+    """The archive page of each related story that was itself a lead article of an earlier
+    issue, by article id (only with a public URL, where those pages are served)."""
+    if settings.public_url is None:
+        return {}
+    wanted = {article_id(story.title) for article in issue.articles for story in article.related}
+    found = store.issues.earlier_leads(wanted, before=issue.date)
+    links = {}
+    for story_id, (date, position) in found.items():
+        earlier = store.issues.get(date)
+        if earlier is None or position >= len(earlier.articles):
+            continue
+        name = article_slugs(earlier.articles)[position]
+        links[story_id] = f"{settings.public_url}/issues/{date.isoformat()}/{name}"
+    return links
 
 
 def rendering(settings: Settings, store: Store, issue: Issue) -> RenderedIssue:

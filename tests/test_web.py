@@ -16,11 +16,11 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from digest import sending
+from digest import pipeline, sending
 from digest.audience.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
 from digest.email.typography import smarten
 from digest.errors import ConfigError
-from digest.models import Article, Issue, SubscriberStatus
+from digest.models import Article, Issue, RelatedStory, SubscriberStatus
 from digest.options import list_naming
 from digest.settings import Settings, load_settings
 from digest.store import Store
@@ -400,3 +400,41 @@ def test_without_an_issue_the_front_page_says_so(project: Path, database_url: st
         assert front.status_code == 200
         assert "No issue has gone out yet." in front.text
         assert c.get("/feed.xml").status_code == 404  # no public URL: no absolute links
+
+
+def test_a_related_story_that_led_an_earlier_issue_links_to_its_page(
+    settings: Settings, links: dict[str, str], client: TestClient
+) -> None:
+    with Store.open(settings.database_url) as store:
+        sent = store.issues.get(DAY)
+        assert sent is not None
+        earlier_lead = sent.articles[0]
+        later = Issue(
+            date=DAY + dt.timedelta(days=1),
+            articles=(
+                Article(
+                    source="seeds/later.txt",
+                    id="later",
+                    title="A later story",
+                    standfirst="It follows up.",
+                    paragraphs=("More happened.",),
+                    related=(
+                        RelatedStory(
+                            title=earlier_lead.title, kicker=None, summary="What came before"
+                        ),
+                        RelatedStory(title="Never a lead", kicker=None, summary="Only related"),
+                    ),
+                ),
+            ),
+        )
+        rendered = pipeline.rendering(settings, store, later)
+    page = lxml.html.document_fromstring(rendered.html)
+    cards = {
+        card.text_content().strip(): card.find(".//a") for card in page.find_class("related-title")
+    }
+    linked = cards[smarten(earlier_lead.title)]
+    assert linked is not None
+    href = str(linked.get("href"))
+    assert href.startswith(f"https://news.example.org/issues/{DAY.isoformat()}/")
+    assert cards["Never a lead"] is None
+    assert client.get(href.removeprefix("https://news.example.org")).status_code == 200

@@ -151,12 +151,15 @@ class Renderer:
         *,
         number: int | None = None,
         note: str | None = None,
+        earlier: dict[str, str] | None = None,
     ) -> RenderedIssue:
         """Render ``issue`` (``number``: its count among the issues sent, for the masthead;
-        ``note``: the editor's note in Markdown): HTML inlined by premailer, and the text."""
+        ``note``: the editor's note in Markdown; ``earlier``: the archive pages of related
+        stories that led earlier issues, by article id): HTML inlined by premailer, and the
+        text."""
         if issue.is_empty:
             raise ValueError("an empty issue has nothing to render")
-        context = issue_context(issue, options, number=number, note=note)
+        context = issue_context(issue, options, number=number, note=note, earlier=earlier)
         page = self._render(HTML_TEMPLATE, context)
         text = self._render(TEXT_TEMPLATE, context)
         return RenderedIssue(

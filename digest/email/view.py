@@ -16,6 +16,7 @@ from typing import Any
 from markupsafe import Markup
 
 from digest.content.excerpt import excerpt, reading_minutes
+from digest.content.loader import article_id
 from digest.content.text import slug
 from digest.email.markers import PREFERENCES_MARK, RECIPIENT_MARK, UNSUBSCRIBE_MARK
 from digest.email.note import note_html
@@ -110,10 +111,17 @@ def byline_text(authors: Sequence[str], publisher: str | None, published: dt.dat
 
 
 def issue_context(
-    issue: Issue, options: RenderOptions, *, number: int | None = None, note: str | None = None
+    issue: Issue,
+    options: RenderOptions,
+    *,
+    number: int | None = None,
+    note: str | None = None,
+    earlier: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What the templates get for ``issue``; ``number`` is its count among issues sent,
-    ``note`` the editor's note in Markdown."""
+    ``note`` the editor's note in Markdown, ``earlier`` the archive page of each related
+    story that led an earlier issue, by article id."""
+    earlier = earlier or {}
     lead = issue.articles[0]
     public_url = options.public_url
     issue_url = f"{public_url}/issues/{issue.date.isoformat()}" if public_url else None
@@ -149,7 +157,9 @@ def issue_context(
                         "kicker": story.kicker,
                         "summary": smarten(story.summary),
                         "byline": byline_text(story.authors, story.publisher, story.published),
-                        "url": None,  # the seeds carry no links for related stories
+                        # The seeds carry no links for related stories: only one that led
+                        # an earlier issue has a page of ours.
+                        "url": earlier.get(article_id(story.title)),
                     }
                     for story in article.related
                 ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +161,27 @@ class IssueRecords:
             )
             for row in rows
         ]
+
+    def earlier_leads(
+        self, article_ids: Collection[str], *, before: dt.date
+    ) -> dict[str, tuple[dt.date, int]]:
+        """Of ``article_ids``, those that were lead articles of an issue sent before
+        ``before``: each with the latest such issue's date and the article's position."""
+        if not article_ids:
+            return {}
+        query = (
+            select(issue_articles.c.article_id, issues.c.date, issue_articles.c.position)
+            .join(issues, issues.c.id == issue_articles.c.issue_id)
+            .where(
+                issue_articles.c.article_id.in_(list(article_ids)),
+                issues.c.date < before,
+                issues.c.html.is_not(None),
+            )
+            .order_by(issues.c.date)
+        )
+        with self._db.reading() as connection:
+            # Ordered by date: the latest issue that featured it wins.
+            return {row.article_id: (row.date, row.position) for row in connection.execute(query)}
 
     def published_count(self) -> int:
         """How many issues went out."""
