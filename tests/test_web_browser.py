@@ -142,7 +142,7 @@ def test_the_archive_and_an_issue_in_the_browser(
     with Store.open(settings.database_url) as store:
         frozen = store.issues.rendering(DAY)
     assert frozen is not None
-    assert browser.title == frozen[0]
+    assert browser.title == f"The Digest, {DAY.day} {DAY:%B %Y}"
     headings = [element.text for element in browser.find_elements(By.TAG_NAME, "h1")]
     assert headings
     assert all(headings)

@@ -170,6 +170,8 @@ def issue_context(
         # and needs no encoded words.
         "subject": f"{options.newsletter_name}, {issue.date.day} {issue.date:%B}: {lead.title}",
         "preheader": smarten(lead.standfirst or lead.title),
+        # Short, as a page title should be (the subject names the lead story too).
+        "page_title": f"{options.newsletter_name}, {issue.date.day} {issue.date:%B %Y}",
         "newsletter_name": options.newsletter_name,
         "brand": options.brand,
         "issue_date": issue.date,

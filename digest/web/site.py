@@ -13,6 +13,7 @@ import jinja2
 from starlette.responses import HTMLResponse, Response
 
 from digest.email.render import template_loader
+from digest.options import brand
 from digest.settings import Settings
 from digest.store import Store
 
@@ -63,6 +64,8 @@ class Site:
         """The page ``template`` with ``values``; never cached (it may be personal)."""
         html = self.templates.get_template(template).render(
             newsletter_name=self.settings.newsletter_name,
+            # The email's look, so that the site and the issues read as one.
+            brand=brand(self.settings),
             # The archive's feed, announced on every page (served with a public URL).
             feed_url="/feed.xml" if self.settings.public_url else None,
             **values,
