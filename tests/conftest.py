@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,52 @@ def digest_process(
 # Debian's Chromium and its WebDriver (make test installs them), for the browser tests.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def needs_webdriver() -> list[pytest.MarkDecorator]:
+    """The ``pytestmark`` of a module that drives Chromium: without it, a failure under CI
+    (CI must run every test) and a skip elsewhere."""
+    if CHROMIUM is not None and CHROMEDRIVER is not None:
+        return []
+    if os.environ.get("CI"):
+        pytest.fail(
+            "chromium or chromedriver is not installed: `make test` installs Debian's "
+            "chromium and chromium-driver packages",
+            pytrace=False,
+        )
+    return [
+        pytest.mark.skip(
+            reason="chromium or chromedriver is not installed (make test installs them where it can)"
+        )
+    ]
+
+
+@contextmanager
+def digest_serving(cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """``digest serve`` in ``cwd`` with only ``env``'s DIGEST_* variables; its URL."""
+    from .test_schedule import served_url, wait_for_log
+
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
+    # Port 0: the server binds a port of its own and logs which (no race for a free one).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", "0"],
+        cwd=cwd,
+        env=environment | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = served_url(wait_for_log(process, "serving on", timeout=30))
+    except AssertionError:
+        process.kill()
+        process.communicate()
+        raise
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
 
 
 @pytest.fixture

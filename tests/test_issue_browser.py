@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,7 @@ from digest import sending
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
-from .conftest import CHROMEDRIVER, CHROMIUM, FIXTURES, REPO
-from .test_schedule import served_url, wait_for_log
+from .conftest import FIXTURES, REPO, digest_serving, needs_webdriver
 
 KEY = "issue-browser-key-of-at-least-32-characters"
 SITE = "https://news.example.org"
@@ -38,16 +34,7 @@ MORE = (
     "markup.txt",
 )
 
-if CHROMIUM is None or CHROMEDRIVER is None:
-    if os.environ.get("CI"):
-        pytest.fail(
-            "chromium or chromedriver is not installed: `make test` installs Debian's "
-            "chromium and chromium-driver packages",
-            pytrace=False,
-        )
-    pytestmark = pytest.mark.skip(
-        reason="chromium or chromedriver is not installed (make test installs them where it can)"
-    )
+pytestmark = needs_webdriver()
 
 ENVIRONMENT = {
     "DIGEST_SECRET_KEY": KEY,
@@ -75,24 +62,8 @@ def settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, project: Path) -> Iterator[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--port", "0"],
-        cwd=project,
-        env=env | ENVIRONMENT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = served_url(wait_for_log(process, "serving on", timeout=30))
-    except AssertionError:
-        process.kill()
-        process.communicate()
-        raise
-    yield url
-    process.terminate()
-    process.communicate(timeout=30)
+    with digest_serving(project, ENVIRONMENT) as url:
+        yield url
 
 
 def no_sideways_scroll(browser: Any) -> bool:

@@ -51,14 +51,20 @@ class Clock:
         self.now += dt.timedelta(**delta)
 
 
-@pytest.fixture
-def settings(project: Path, database_url: str) -> Settings:
+def site_settings(project: Path, database_url: str, **values: Any) -> Settings:
+    """The settings of a site at SITE, mail to the project's outbox, and ``values``."""
     return load_settings(
         database_url=database_url,
         public_url=SITE,
         secret_key=KEY,
         outbox_dir=project / "var" / "outbox",
+        **values,
     )
+
+
+@pytest.fixture
+def settings(project: Path, database_url: str) -> Settings:
+    return site_settings(project, database_url)
 
 
 @pytest.fixture
@@ -351,13 +357,7 @@ def test_an_unsubscribed_reader_comes_back_by_confirming_again(
 def test_a_welcome_mail_follows_the_confirmation_when_asked_for(
     project: Path, database_url: str, clock: Clock
 ) -> None:
-    settings = load_settings(
-        database_url=database_url,
-        public_url=SITE,
-        secret_key=KEY,
-        outbox_dir=project / "var" / "outbox",
-        signup={"welcome": True},
-    )
+    settings = site_settings(project, database_url, signup={"welcome": True})
     with (
         Store.open(settings.database_url) as store,
         TestClient(create_app(settings, store, clock=clock)) as client,
@@ -500,13 +500,7 @@ def test_the_limit_per_address_holds(
 def test_only_a_keyed_hash_of_the_ip_is_kept_when_asked(
     project: Path, database_url: str, clock: Clock
 ) -> None:
-    settings = load_settings(
-        database_url=database_url,
-        public_url=SITE,
-        secret_key=KEY,
-        outbox_dir=project / "var" / "outbox",
-        privacy={"store_ip": False},
-    )
+    settings = site_settings(project, database_url, privacy={"store_ip": False})
     with (
         Store.open(settings.database_url) as store,
         TestClient(create_app(settings, store, clock=clock)) as client,
@@ -615,15 +609,9 @@ def test_the_consent_kept_is_the_wording_the_form_showed(
 ) -> None:
     before = {"consent_text": "Old wording for {newsletter_name}."}
     after = {"consent_text": "New wording."}
-    common: dict[str, Any] = {
-        "database_url": database_url,
-        "public_url": SITE,
-        "secret_key": KEY,
-        "outbox_dir": project / "var" / "outbox",
-    }
     with Store.open(database_url) as store:
         with TestClient(
-            create_app(load_settings(**common, signup=before), store, clock=clock)
+            create_app(site_settings(project, database_url, signup=before), store, clock=clock)
         ) as old:
             page = old.get("/subscribe")
         assert "Old wording for The Digest." in page.text
@@ -631,7 +619,7 @@ def test_the_consent_kept_is_the_wording_the_form_showed(
         assert token is not None
         clock.advance(seconds=30)
         with TestClient(
-            create_app(load_settings(**common, signup=after), store, clock=clock)
+            create_app(site_settings(project, database_url, signup=after), store, clock=clock)
         ) as new:
             new.post("/subscribe", data={"email": "ann@example.org", TOKEN_FIELD: token[1]})
         subscriber = store.subscribers.find("ann@example.org")
@@ -668,13 +656,8 @@ def test_a_signup_for_an_address_that_bounced_before_it_was_removed_keeps_nothin
 
 
 def test_pause_days_are_the_schedules_days(project: Path, database_url: str, clock: Clock) -> None:
-    settings = load_settings(
-        database_url=database_url,
-        public_url=SITE,
-        secret_key=KEY,
-        outbox_dir=project / "var" / "outbox",
-        schedule={"timezone": "Pacific/Kiritimati"},  # UTC+14: already tomorrow there
-    )
+    # UTC+14: already tomorrow there.
+    settings = site_settings(project, database_url, schedule={"timezone": "Pacific/Kiritimati"})
     clock.now = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
     with (
         Store.open(settings.database_url) as store,

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from email import policy
@@ -24,22 +21,12 @@ from digest.models import SubscriberStatus
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
-from .conftest import CHROMEDRIVER, CHROMIUM, FIXTURES
-from .test_schedule import served_url, wait_for_log
+from .conftest import FIXTURES, digest_serving, needs_webdriver
 
 KEY = "signup-browser-key-of-at-least-32-characters"
 SITE = "https://news.example.org"
 
-if CHROMIUM is None or CHROMEDRIVER is None:
-    if os.environ.get("CI"):
-        pytest.fail(
-            "chromium or chromedriver is not installed: `make test` installs Debian's "
-            "chromium and chromium-driver packages",
-            pytrace=False,
-        )
-    pytestmark = pytest.mark.skip(
-        reason="chromium or chromedriver is not installed (make test installs them where it can)"
-    )
+pytestmark = needs_webdriver()
 
 
 @pytest.fixture
@@ -67,24 +54,8 @@ def settings(
 
 @pytest.fixture
 def server(settings: Settings, project: Path, environment: dict[str, str]) -> Iterator[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--port", "0"],
-        cwd=project,
-        env=env | environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = served_url(wait_for_log(process, "serving on", timeout=30))
-    except AssertionError:
-        process.kill()
-        process.communicate()
-        raise
-    yield url
-    process.terminate()
-    process.communicate(timeout=30)
+    with digest_serving(project, environment) as url:
+        yield url
 
 
 def wait_for_mail(handler: Any, count: int, timeout: float = 20) -> EmailMessage:

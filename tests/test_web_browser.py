@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
@@ -23,23 +20,13 @@ from digest.models import SubscriberStatus
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
-from .conftest import CHROMEDRIVER, CHROMIUM
-from .test_schedule import served_url, wait_for_log
+from .conftest import digest_serving, needs_webdriver
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
 KEY = "browser-test-key-of-at-least-32-characters"
 
-if CHROMIUM is None or CHROMEDRIVER is None:
-    if os.environ.get("CI"):
-        pytest.fail(
-            "chromium or chromedriver is not installed: `make test` installs Debian's "
-            "chromium and chromium-driver packages",
-            pytrace=False,
-        )
-    pytestmark = pytest.mark.skip(
-        reason="chromium or chromedriver is not installed (make test installs them where it can)"
-    )
+pytestmark = needs_webdriver()
 
 
 @pytest.fixture
@@ -59,29 +46,13 @@ def settings(project: Path) -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, project: Path) -> Iterator[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")} | {
+    env = {
         "DIGEST_SECRET_KEY": KEY,
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",
     }
-    # Port 0: the server binds a port of its own and logs which (no race for a free one).
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--port", "0"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = served_url(wait_for_log(process, "serving on", timeout=30))
-    except AssertionError:
-        process.kill()
-        process.communicate()
-        raise
-    yield url
-    process.terminate()
-    process.communicate(timeout=30)
+    with digest_serving(project, env) as url:
+        yield url
 
 
 def link_path(settings: Settings, address: str) -> str:

@@ -17,7 +17,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from digest.audience.tokens import Purpose, subscriber_token, unsubscribe_token
+from digest.audience.tokens import Purpose, personal_tokens, subscriber_token, unsubscribe_token
 from digest.email.dkim import DkimKey
 from digest.email.headers import CRLF, header_line, mailbox, one_line, phrase, unstructured
 from digest.email.markers import MARKERS
@@ -28,6 +28,7 @@ __all__ = [
     "MessageOptions",
     "MessageTemplate",
     "build_message",
+    "personal_links",
     "preferences_link",
     "recipient",
     "unsubscribe_links",
@@ -83,6 +84,25 @@ def preferences_link(
         email=subscriber.email,
     )
     return f"{options.public_url}/preferences/{token}"
+
+
+def personal_links(
+    options: MessageOptions, subscriber: Subscriber, *, secret_key: str
+) -> tuple[str | None, str, str | None]:
+    """A copy's one-click unsubscribe URL, mailto URL and preferences page (the two https
+    ones only with a public URL): what :func:`unsubscribe_links` and
+    :func:`preferences_link` give, the address's tag made once, for every copy."""
+    mailto = f"mailto:{options.from_address}?subject=unsubscribe"
+    if not options.public_url:
+        return None, mailto, None
+    unsubscribe, preferences = personal_tokens(
+        secret_key, subscriber_id=subscriber.id, list_id=options.list_id, email=subscriber.email
+    )
+    return (
+        f"{options.public_url}/unsubscribe/{unsubscribe}",
+        mailto,
+        f"{options.public_url}/preferences/{preferences}",
+    )
 
 
 def build_message(
@@ -199,10 +219,14 @@ class MessageTemplate:
     def personal(self, subscriber: Subscriber) -> Personal:
         """What the subscriber's copy fills in: their unsubscribe and preferences links, and
         how they are named."""
-        return self._personal(subscriber, *self.links(subscriber))
+        return self._personal(subscriber, *self._links(subscriber))
 
-    def _personal(self, subscriber: Subscriber, https: str | None, mailto: str) -> Personal:
-        preferences = preferences_link(self.options, subscriber, secret_key=self.secret_key)
+    def _links(self, subscriber: Subscriber) -> tuple[str | None, str, str | None]:
+        return personal_links(self.options, subscriber, secret_key=self.secret_key)
+
+    def _personal(
+        self, subscriber: Subscriber, https: str | None, mailto: str, preferences: str | None
+    ) -> Personal:
         return Personal(
             unsubscribe_url=https or mailto,
             recipient=recipient(subscriber),
@@ -214,8 +238,8 @@ class MessageTemplate:
         to = header_line(
             "To", mailbox(subscriber.name, subscriber.email, "the subscriber's address")
         )
-        https, mailto = self.links(subscriber)
-        personal = self._personal(subscriber, https, mailto)
+        https, mailto, preferences = self._links(subscriber)
+        personal = self._personal(subscriber, https, mailto, preferences)
         # Folded between the two URLs: RFC 5322 asks for lines of 78 at most where it can
         # be done, and a URL itself is never broken.
         links = f"<{https}>,{CRLF} <{mailto}>" if https else f"<{mailto}>"

@@ -13,7 +13,7 @@ from digest.audience.listid import current_list_id
 from digest.audience.tokens import Purpose, subscriber_token
 from digest.delivery.sender import with_retries
 from digest.delivery.transport import transport_for
-from digest.email.message import MessageOptions, preferences_link, unsubscribe_links
+from digest.email.message import MessageOptions, personal_links
 from digest.email.notice import build_notice
 from digest.email.render import Renderer
 from digest.errors import DeliveryFailed, DigestError
@@ -101,7 +101,7 @@ def welcome_mail(
     """The welcome mail of a confirmed subscriber, with their unsubscribe and preference links."""
     renderer = renderer or Renderer(settings.templates_dir)
     options = _options(settings, store)
-    https, mailto = unsubscribe_links(options, subscriber, secret_key=secret_key)
+    https, mailto, preferences = personal_links(options, subscriber, secret_key=secret_key)
     public_url = settings.public_url
     notice = renderer.render_notice(
         "welcome",
@@ -110,7 +110,7 @@ def welcome_mail(
             "newsletter_name": settings.newsletter_name,
             "brand": brand(settings),
             "archive_url": f"{public_url}/issues" if public_url else None,
-            "preferences_url": preferences_link(options, subscriber, secret_key=secret_key),
+            "preferences_url": preferences,
             "unsubscribe_url": https or mailto,
             "postal_address": settings.postal_address,
         },

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from digest.errors import StoreError
 from digest.models import JoinedVia, SubscriberStatus
 from digest.store.clock import aware
-from digest.store.tables import consent_texts, consents, subscriber_events
+from digest.store.tables import consent_texts, consents, subscriber_events, subscribers
 
 if TYPE_CHECKING:
     from digest.store.database import Store
@@ -30,6 +31,7 @@ __all__ = [
     "Evidence",
     "HistoryEvent",
     "log_event",
+    "move_status",
     "record_consent",
 ]
 
@@ -129,6 +131,32 @@ def log_event(
             created_at=now,
         )
     )
+
+
+def move_status(
+    connection: Connection,
+    subscriber_id: int,
+    *,
+    to: SubscriberStatus,
+    only_from: Collection[SubscriberStatus],
+    cause: str,
+    now: dt.datetime,
+    kind: str = "status",
+    **values: Any,
+) -> bool:
+    """Move the subscriber to ``to`` if their status is one of ``only_from`` (setting
+    ``values`` too), and record it with ``cause``; whether they moved."""
+    changed = connection.execute(
+        update(subscribers)
+        .where(
+            subscribers.c.id == subscriber_id,
+            subscribers.c.status.in_([status.value for status in only_from]),
+        )
+        .values(status=to.value, updated_at=now, **values)
+    ).rowcount
+    if changed:
+        log_event(connection, subscriber_id, kind, cause, now=now, status=to)
+    return bool(changed)
 
 
 class ConsentRecords:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select, update
 
 from digest.models import SubscriberStatus
-from digest.store.consent import log_event
+from digest.store.consent import log_event, move_status
 from digest.store.tables import consents, subscribers
 
 if TYPE_CHECKING:
@@ -29,16 +29,16 @@ class PreferenceRecords:
         """Make a pending subscriber (or one who left and signed up again) active; False
         for any other (active, or suppressed: a link never brings those back)."""
         with self._db.writing() as connection:
-            changed = connection.execute(
-                update(subscribers)
-                .where(
-                    subscribers.c.id == subscriber_id,
-                    subscribers.c.status.in_(
-                        [SubscriberStatus.PENDING.value, SubscriberStatus.UNSUBSCRIBED.value]
-                    ),
-                )
-                .values(status=SubscriberStatus.ACTIVE.value, confirmed_at=now, updated_at=now)
-            ).rowcount
+            changed = move_status(
+                connection,
+                subscriber_id,
+                to=SubscriberStatus.ACTIVE,
+                only_from=[SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED],
+                cause="the link in the confirmation mail",
+                now=now,
+                kind="confirmed",
+                confirmed_at=now,
+            )
             if changed:
                 # The signup being confirmed is the latest consent; earlier ones (an
                 # import, a signup long ago) keep what they were.
@@ -52,15 +52,7 @@ class PreferenceRecords:
                     .where(consents.c.id == latest, consents.c.confirmed_at.is_(None))
                     .values(confirmed_at=now)
                 )
-                log_event(
-                    connection,
-                    subscriber_id,
-                    "confirmed",
-                    "the link in the confirmation mail",
-                    now=now,
-                    status=SubscriberStatus.ACTIVE,
-                )
-        return bool(changed)
+        return changed
 
     def rename(self, subscriber_id: int, name: str | None, *, now: dt.datetime) -> None:
         """Set the subscriber's name (None: no name)."""
@@ -91,24 +83,14 @@ class PreferenceRecords:
     def resubscribe(self, subscriber_id: int, *, now: dt.datetime) -> bool:
         """Bring back a subscriber who unsubscribed (not one suppressed); False otherwise."""
         with self._db.writing() as connection:
-            changed = connection.execute(
-                update(subscribers)
-                .where(
-                    subscribers.c.id == subscriber_id,
-                    subscribers.c.status == SubscriberStatus.UNSUBSCRIBED.value,
-                )
-                .values(status=SubscriberStatus.ACTIVE.value, updated_at=now)
-            ).rowcount
-            if changed:
-                log_event(
-                    connection,
-                    subscriber_id,
-                    "status",
-                    "resubscribed from the preferences page",
-                    now=now,
-                    status=SubscriberStatus.ACTIVE,
-                )
-        return bool(changed)
+            return move_status(
+                connection,
+                subscriber_id,
+                to=SubscriberStatus.ACTIVE,
+                only_from=[SubscriberStatus.UNSUBSCRIBED],
+                cause="resubscribed from the preferences page",
+                now=now,
+            )
 
     def note(self, subscriber_id: int, kind: str, cause: str, *, now: dt.datetime) -> None:
         """Record something that happened to the subscriber without changing them."""

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Row
 from digest.errors import StoreError
 from digest.models import JoinedVia, Subscriber, SubscriberStatus
 from digest.store.clock import aware
-from digest.store.consent import Evidence, log_event, record_consent
+from digest.store.consent import Evidence, log_event, move_status, record_consent
 from digest.store.suppression import suppressed_by_events
 from digest.store.tables import subscribers
 
@@ -219,19 +219,15 @@ class SubscriberRecords:
     def _leave(
         self, connection: Connection, subscriber_id: int, status: SubscriberStatus, now: dt.datetime
     ) -> int:
-        changed = connection.execute(
-            subscribers.update()
-            .where(
-                subscribers.c.id == subscriber_id,
-                subscribers.c.status == SubscriberStatus.ACTIVE.value,
-            )
-            .values(status=status.value, updated_at=now)
-        ).rowcount
-        if changed:
-            log_event(
-                connection, subscriber_id, "status", "an import said so", now=now, status=status
-            )
-        return int(changed)
+        moved = move_status(
+            connection,
+            subscriber_id,
+            to=status,
+            only_from=[SubscriberStatus.ACTIVE],
+            cause="an import said so",
+            now=now,
+        )
+        return int(moved)
 
     def find(self, email: str) -> Subscriber | None:
         """The subscriber with this address, whatever its case."""
@@ -335,23 +331,14 @@ class SubscriberRecords:
         changes nothing.
         """
         with self._db.writing() as connection:
-            changed = connection.execute(
-                subscribers.update()
-                .where(
-                    subscribers.c.id == subscriber_id,
-                    subscribers.c.status == SubscriberStatus.ACTIVE.value,
-                )
-                .values(status=SubscriberStatus.UNSUBSCRIBED.value, updated_at=now)
-            ).rowcount
-            if changed:
-                log_event(
-                    connection,
-                    subscriber_id,
-                    "status",
-                    cause,
-                    now=now,
-                    status=SubscriberStatus.UNSUBSCRIBED,
-                )
+            move_status(
+                connection,
+                subscriber_id,
+                to=SubscriberStatus.UNSUBSCRIBED,
+                only_from=[SubscriberStatus.ACTIVE],
+                cause=cause,
+                now=now,
+            )
             found = connection.scalar(
                 select(subscribers.c.id).where(subscribers.c.id == subscriber_id)
             )

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, func, or_, select
 
 from digest.models import BounceKind, SubscriberStatus
-from digest.store.consent import log_event
+from digest.store.consent import move_status
 from digest.store.tables import (
     OUTBOX,
     SENT,
@@ -122,15 +122,11 @@ def apply_event(
     after, moves_from = _SUPPRESS[kind]
     if before not in moves_from:
         return None
-    changed = connection.execute(
-        subscribers.update()
-        .where(subscribers.c.id == event.subscriber_id, subscribers.c.status == before.value)
-        .values(status=after.value, updated_at=now)
-    )
-    if not changed.rowcount:
+    # Recorded in the subscriber's history too, with every other change.
+    if not move_status(
+        connection, event.subscriber_id, to=after, only_from=[before], cause=reason, now=now
+    ):
         return None
-    # In the subscriber's history too, with every other change (digest subscribers show).
-    log_event(connection, event.subscriber_id, "status", reason, now=now, status=after)
     return StatusChange(email=row.email, before=before, after=after, reason=reason)
 
 
@@ -246,23 +242,14 @@ def record_refusals(
             )
         ).inserted_primary_key
         assert inserted is not None
-        changed = connection.execute(
-            subscribers.update()
-            .where(
-                subscribers.c.id == refusal.subscriber_id,
-                subscribers.c.status == SubscriberStatus.ACTIVE.value,
-            )
-            .values(status=SubscriberStatus.BOUNCED.value, updated_at=now)
-        ).rowcount
-        if changed:
-            log_event(
-                connection,
-                refusal.subscriber_id,
-                "status",
-                f"refused by the relay during the send: {refusal.error}",
-                now=now,
-                status=SubscriberStatus.BOUNCED,
-            )
+        changed = move_status(
+            connection,
+            refusal.subscriber_id,
+            to=SubscriberStatus.BOUNCED,
+            only_from=[SubscriberStatus.ACTIVE],
+            cause=f"refused by the relay during the send: {refusal.error}",
+            now=now,
+        )
         codes = re.findall(r"[245]\.\d{1,3}\.\d{1,3}", refusal.error)
         connection.execute(
             bounce_events.insert().values(
