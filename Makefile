@@ -27,12 +27,13 @@ lint: $(BIN)/digest
 
 # Some tests need programs from Debian's packages: Chromium and its WebDriver (the browser
 # tests), SpamAssassin (digest check's spam score), Postfix (the bounce round trip),
-# Dovecot (reading bounces over IMAP). As
+# Dovecot (reading bounces over IMAP), Java and Node.js (the HTML checkers). As
 # root with apt (a fresh machine, CI) the missing ones are installed by .ci/install-debs,
 # which waits for apt's locks; elsewhere those tests skip and say why (under CI=true they
 # fail).
 TEST_TOOLS := chromium:chromium chromedriver:chromium-driver spamassassin:spamassassin \
-	postconf:postfix dovecot:dovecot-imapd
+	postconf:postfix dovecot:dovecot-imapd java:default-jre-headless node:nodejs npm:npm
+CHECKERS := tests/checkers
 
 test-tools:
 	@missing=""; for tool in $(TEST_TOOLS); do \
@@ -44,6 +45,16 @@ test-tools:
 	  else \
 	    echo "not found and cannot be installed here:$$missing (the tests that need them skip)"; \
 	  fi; \
+	fi
+	@$(MAKE) --no-print-directory $(CHECKERS)/node_modules/.package-lock.json
+
+# The Nu HTML checker and html-validate, at the versions package-lock.json pins.
+$(CHECKERS)/node_modules/.package-lock.json: $(CHECKERS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "installing the HTML checkers (npm ci in $(CHECKERS))"; \
+	  npm ci --prefix $(CHECKERS) --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; \
+	else \
+	  echo "npm not found: the HTML checker tests skip"; \
 	fi
 
 # The tests run under coverage, with the gate in pyproject.toml ([tool.coverage.report]
@@ -62,4 +73,4 @@ bench-scale: $(BIN)/digest
 	$(BIN)/python bench/scale.py
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache .hypothesis .coverage .coverage.*
+	rm -rf $(VENV) $(CHECKERS)/node_modules var .mypy_cache .pytest_cache .ruff_cache .hypothesis .coverage .coverage.*

@@ -14,6 +14,7 @@ from digest.email.dkim import DkimKey, load_dkim_key
 from digest.email.message import MessageOptions
 from digest.email.view import Brand, RenderOptions
 from digest.settings import Settings
+from digest.settings.brand import dark_variant
 
 __all__ = ["brand", "dkim_key", "list_naming", "message_options", "render_options"]
 
@@ -36,6 +37,7 @@ def brand(settings: Settings) -> Brand:
     configured = settings.brand
     return Brand(
         accent_color=configured.accent_color,
+        dark_accent_color=dark_variant(configured.accent_color),
         background_color=configured.background_color,
         serif=configured.font_stack == "serif",
         logo_url=configured.logo_url,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import colorsys
+import dataclasses
 import datetime as dt
 import itertools
 import re
@@ -9,6 +11,9 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from digest.content.loader import SeedFormat, decode_seed, parse_article
 from digest.content.picker import pick
@@ -18,6 +23,7 @@ from digest.errors import ConfigError, TemplateError
 from digest.models import Issue, PickLimits, RelatedStory, RenderedIssue
 from digest.options import render_options
 from digest.settings import Settings, load_settings
+from digest.settings.brand import DARK_BACKGROUNDS, MIN_CONTRAST, contrast, dark_variant
 
 from .conftest import FIXTURES, SEED
 
@@ -405,6 +411,28 @@ def test_the_brand_restyles_the_email_without_touching_templates(seed_format: Se
         "The Digest",
     )
     assert not page.find_class("newsletter-name")
+    # A client's dark mode shows a lighter blue of the same hue, not the default's red.
+    dark = html.split("prefers-color-scheme: dark", 1)[1]
+    assert dark_variant("#1f4e79") in dark
+    assert dark_variant("#8c1d18") not in dark
+
+
+def _hls(color: str) -> tuple[float, float, float]:
+    return colorsys.rgb_to_hls(*(int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+
+
+@given(st.from_regex(r"#[0-9a-f]{6}", fullmatch=True))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_the_dark_accent_is_readable_and_keeps_the_hue(accent: str) -> None:
+    dark = dark_variant(accent)
+    assert min(contrast(dark, back) for back in DARK_BACKGROUNDS) >= MIN_CONTRAST
+    before, after = _hls(accent), _hls(dark)
+    # Lighter or the same; the hue moves only by rounding to whole channels (none when grey).
+    assert after[1] >= before[1] - 0.005
+    if before[2] > 0.2 and 0.1 < after[1] < 0.9:
+        assert min(abs(after[0] - before[0]), 1 - abs(after[0] - before[0])) < 0.03
+    if min(contrast(accent, back) for back in DARK_BACKGROUNDS) >= MIN_CONTRAST:
+        assert dark == accent
 
 
 @pytest.mark.parametrize(
@@ -428,3 +456,46 @@ def test_unreadable_brand_colours_are_a_setting_error(
     assert said in str(raised.value)
     assert "WCAG" in str(raised.value) or "hex" in str(raised.value)
     assert len(str(raised.value).splitlines()) == 1
+
+
+# Gmail clips a message whose HTML passes 102 KB, hiding the rest, the footer's
+# unsubscribe link among it.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@pytest.mark.parametrize("excerpt_words", [120, 0])
+def test_five_long_articles_stay_under_gmails_clip(
+    seed_format: SeedFormat, excerpt_words: int
+) -> None:
+    """Five lead articles of 20 paragraphs with six related stories each, in excerpts (the
+    default) and in full: the personalised HTML part still under Gmail's clip."""
+    [seed] = seed_issue(seed_format).articles
+    paragraphs = (seed.paragraphs * 20)[:20]
+    related = (seed.related * 6)[:6]
+    articles = tuple(
+        dataclasses.replace(
+            seed,
+            id=f"{seed.id}-{n}",
+            title=f"{seed.title} ({n})",
+            paragraphs=paragraphs,
+            related=related,
+        )
+        for n in range(1, 6)
+    )
+    assert all(len(a.paragraphs) == 20 and len(a.related) == 6 for a in articles)
+    options = render_options(
+        settings(public_url="https://news.example.org", excerpt_words=excerpt_words)
+    )
+    rendered = Renderer().render(Issue(date=DAY, articles=articles), options)
+    html, _ = personalise(
+        rendered,
+        Personal(
+            unsubscribe_url="https://news.example.org/unsubscribe/" + "t" * 120,
+            recipient="a.rather.long.address@subdomain.example.org",
+            preferences_url="https://news.example.org/preferences/" + "t" * 120,
+        ),
+    )
+    size = len(html.encode("utf-8"))
+    assert size < GMAIL_CLIP_BYTES, f"{size / 1024:.1f} KB"
+    if excerpt_words:
+        assert html.count(">Continue reading") == 5

@@ -26,6 +26,7 @@ from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.web.app import MAX_BODY_BYTES, create_app
 from digest.web.archive import PER_PAGE
+from digest.web.site import MAX_TITLE, page_title
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
@@ -438,3 +439,24 @@ def test_a_related_story_that_led_an_earlier_issue_links_to_its_page(
     assert href.startswith(f"https://news.example.org/issues/{DAY.isoformat()}/")
     assert cards["Never a lead"] is None
     assert client.get(href.removeprefix("https://news.example.org")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("block", "title"),
+    [
+        ("Archive · The Digest", "Archive · The Digest"),
+        # Too long with the name: the headline alone.
+        (
+            "Council approves new cycle lanes for the whole of the city · The Digest",
+            "Council approves new cycle lanes for the whole of the city",
+        ),
+        # Too long alone: cut at a word, with an ellipsis, counted as written.
+        (
+            "Web developers warn of &lt;script&gt;alert(“x”)&lt;/script&gt; injection · The Digest",
+            "Web developers warn of &lt;script&gt;alert(“x”)&lt;/script&gt;…",
+        ),
+    ],
+)
+def test_a_page_title_stays_under_seventy_characters(block: str, title: str) -> None:
+    assert page_title(block) == title
+    assert len(page_title(block)) <= MAX_TITLE

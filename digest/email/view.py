@@ -60,6 +60,8 @@ class Brand:
     wordmark (its https URL, size and alternative text)."""
 
     accent_color: str = "#8c1d18"
+    # The accent in a reader's dark mode: derived from accent_color by the settings.
+    dark_accent_color: str = "#e4645f"
     background_color: str = "#f1efe9"
     serif: bool = True
     logo_url: str | None = None

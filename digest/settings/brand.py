@@ -3,6 +3,7 @@ text stays readable on the chosen colours (WCAG 2 AA: 4.5:1 for body text)."""
 
 from __future__ import annotations
 
+import colorsys
 import re
 from typing import Literal
 
@@ -12,9 +13,11 @@ __all__ = [
     "BODY_TEXT",
     "CARD_BACKGROUND",
     "COLUMN_BACKGROUND",
+    "DARK_BACKGROUNDS",
     "MIN_CONTRAST",
     "BrandSettings",
     "contrast",
+    "dark_variant",
 ]
 
 # WCAG 2.x AA for normal-size text.
@@ -24,6 +27,9 @@ MIN_CONTRAST = 4.5
 COLUMN_BACKGROUND = "#ffffff"
 CARD_BACKGROUND = "#f7f5f0"
 BODY_TEXT = "#1d1d1d"
+# The dark scheme's column, related-story cards and web page: the accent shown on them
+# in a client's dark mode is derived from the brand's (see dark_variant).
+DARK_BACKGROUNDS = ("#1c1c1c", "#262626", "#1e1e1e")
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -37,6 +43,25 @@ def contrast(first: str, second: str) -> float:
     """The WCAG contrast ratio of two #rrggbb colours, from 1 to 21."""
     lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
     return (lighter + 0.05) / (darker + 0.05)
+
+
+def _hex_of(red: float, green: float, blue: float) -> str:
+    return "#" + "".join(f"{round(channel * 255):02x}" for channel in (red, green, blue))
+
+
+def dark_variant(color: str, backgrounds: tuple[str, ...] = DARK_BACKGROUNDS) -> str:
+    """The brand's colour for a dark scheme: same hue and saturation, lightened in small
+    steps until it reaches WCAG AA on every dark background (white at worst, so it always
+    ends). A light accent that already passes is kept as it is."""
+    red, green, blue = (int(color[index : index + 2], 16) / 255 for index in (1, 3, 5))
+    hue, lightness, saturation = colorsys.rgb_to_hls(red, green, blue)
+    candidate = color.lower()
+    # Steps of 1% lightness: the first that passes, so the hue stays as deep as it can.
+    step = 0
+    while min(contrast(candidate, back) for back in backgrounds) < MIN_CONTRAST:
+        step += 1
+        candidate = _hex_of(*colorsys.hls_to_rgb(hue, min(1.0, lightness + step / 100), saturation))
+    return candidate
 
 
 class BrandSettings(BaseModel):

@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse, Response
 
 from digest.email.render import template_loader
@@ -17,7 +18,22 @@ from digest.options import brand
 from digest.settings import Settings
 from digest.store import Store
 
-__all__ = ["Site"]
+__all__ = ["MAX_TITLE", "Site", "page_title"]
+
+# Search engines and html-validate cut a page title past 70 characters.
+MAX_TITLE = 70
+
+
+def page_title(title: str) -> Markup:
+    """A page's <title> from its block ("Headline · Name"), at most MAX_TITLE characters:
+    the name goes first, then the headline is cut at a word with an ellipsis. Counted as
+    written, entities and all, since some checkers count them so."""
+    text = Markup(title).unescape()
+    if len(escape(text)) > MAX_TITLE and " · " in text:
+        text = text.rsplit(" · ", 1)[0]
+    while len(escape(text)) > MAX_TITLE and " " in text.strip():
+        text = text.rstrip("…").rsplit(" ", 1)[0].rstrip(" ,;:\u2013\u2014-") + "…"
+    return escape(text)
 
 
 @dataclass(kw_only=True)
@@ -36,6 +52,7 @@ class Site:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.templates.filters["page_title"] = page_title
 
     def message(
         self,
