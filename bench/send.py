@@ -11,6 +11,13 @@ object with digest_msgs_per_s, smtp_source_msgs_per_s, ratio and peak_rss_mb. Ta
 ratio of at least 0.20, and peak memory under 300 MB that does not grow with N (try
 --subscribers 200000).
 
+With `--greylist` it measures instead what a relay that answers 451 to every first
+attempt (greylisting, a throttling relay) costs: `digest send` of N copies (300 unless
+--subscribers says) to an aiosmtpd sink in a process of its own (tests/smtp_sink.py),
+once answering every attempt and once greylisting, each into a fresh database. A copy
+refused for now waits in the delay queue, not on its connection, so the target is the
+no-fault time plus twice `smtp.retry_delay` plus one second.
+
 It installs nothing: smtp-sink and smtp-source come with Debian's postfix package
 (`apt-get install postfix`, then `postfix stop` if it started). Run it with
 `.venv/bin/python bench/send.py [--subscribers N]`.
@@ -93,6 +100,89 @@ def watch_peak_rss(process: subprocess.Popen[str]) -> float:
     return peak_kb / 1024
 
 
+def prepare(work: Path, subscribers: int) -> str:
+    """A project in ``work`` with the seed and ``subscribers`` readers; its database URL."""
+    shutil.copytree(REPO / "config", work / "config")
+    shutil.copytree(REPO / "seeds", work / "seeds")
+    database = f"sqlite:///{work / 'digest.db'}"
+    with Store.open(database) as store:
+        store.subscribers.import_rows(
+            (
+                (f"reader{n}@example.org", f"Reader {n}" if n % 2 else None)
+                for n in range(subscribers)
+            ),
+            now=dt.datetime.now(dt.UTC),
+        )
+    return database
+
+
+def greylisted(subscribers: int, concurrency: int, retry_delay: float) -> None:
+    """The --greylist run: the same send with and without a 451 to each first attempt."""
+    seconds: dict[bool, float] = {}
+    for greylist in (False, True):
+        with tempfile.TemporaryDirectory() as folder:
+            work = Path(folder)
+            database = prepare(work, subscribers)
+            out = work / "received.txt"
+            sink = subprocess.Popen(
+                [sys.executable, "-m", "tests.smtp_sink", str(out)]
+                + (["--greylist"] if greylist else []),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert sink.stdout is not None
+                ready = sink.stdout.readline().split()
+                if ready[:1] != ["ready"]:
+                    raise SystemExit("the aiosmtpd sink did not start")
+                env = digest_env(database, int(ready[1]), concurrency) | {
+                    "DIGEST_SMTP__RETRY_DELAY": str(retry_delay)
+                }
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-m", "digest", "send"],
+                    cwd=work,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                seconds[greylist] = time.perf_counter() - start
+                if done.returncode != 0:
+                    print(done.stdout + done.stderr)
+                    raise SystemExit(f"digest send failed with exit status {done.returncode}")
+            finally:
+                sink.terminate()
+                sink.wait(timeout=30)
+            received = out.read_text().split()
+            if sorted(received) != sorted(f"reader{n}@example.org" for n in range(subscribers)):
+                raise SystemExit(f"the sink received {len(received)} copies, not {subscribers}")
+    target = seconds[False] + 2 * retry_delay + 1
+    ratio = seconds[True] / seconds[False]
+    print(
+        f"subscribers: {subscribers:,}; digest concurrency {concurrency}; "
+        f"retry_delay {retry_delay:g} s"
+    )
+    print(f"no fault:   {seconds[False]:.2f} s")
+    print(
+        f"greylisted: {seconds[True]:.2f} s (target at most {target:.2f} s: the no-fault time, "
+        f"plus twice retry_delay, plus 1 s) {'met' if seconds[True] <= target else 'NOT met'}"
+    )
+    print(f"ratio greylisted / no fault: {ratio:.2f}")
+    print(
+        json.dumps(
+            {
+                "subscribers": subscribers,
+                "no_fault_s": round(seconds[False], 2),
+                "greylisted_s": round(seconds[True], 2),
+                "target_s": round(target, 2),
+                "ratio": round(ratio, 2),
+            }
+        )
+    )
+
+
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
@@ -103,13 +193,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--subscribers", type=int, default=20_000)
+    parser.add_argument("--subscribers", type=int, help="20,000; 300 with --greylist")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
         "--bounce-address",
         help="send with a return path per copy (VERP), e.g. bounces@news.example.org",
     )
+    parser.add_argument(
+        "--greylist",
+        action="store_true",
+        help="measure a send against a relay that answers 451 to every first attempt",
+    )
+    parser.add_argument("--retry-delay", type=float, default=2.0, help="with --greylist")
     args = parser.parse_args()
+    if args.greylist:
+        greylisted(args.subscribers or 300, args.concurrency, args.retry_delay)
+        return
+    args.subscribers = args.subscribers or 20_000
 
     sink, source = shutil.which("smtp-sink"), shutil.which("smtp-source")
     if not sink or not source:
@@ -118,18 +218,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        shutil.copytree(REPO / "config", work / "config")
-        shutil.copytree(REPO / "seeds", work / "seeds")
-        database = f"sqlite:///{work / 'digest.db'}"
-        now = dt.datetime.now(dt.UTC)
-        with Store.open(database) as store:
-            store.subscribers.import_rows(
-                (
-                    (f"reader{n}@example.org", f"Reader {n}" if n % 2 else None)
-                    for n in range(args.subscribers)
-                ),
-                now=now,
-            )
+        database = prepare(work, args.subscribers)
 
         port = free_port()
         sink_process = subprocess.Popen(

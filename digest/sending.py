@@ -22,7 +22,8 @@ from digest.audience.verp import ReturnPath
 from digest.clock import utc_now
 from digest.delivery.ledger import Ledger
 from digest.delivery.mailer import Transport
-from digest.delivery.sender import SendLoop, SendTotals, with_retries
+from digest.delivery.retries import with_retries
+from digest.delivery.sender import SendLoop, SendTotals
 from digest.delivery.transport import transport_for
 from digest.email.message import MessageTemplate
 from digest.errors import DeliveryFailed, DigestError, StoreError

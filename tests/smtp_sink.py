@@ -9,7 +9,7 @@ Every test that needs an SMTP server gets it from here:
   subclass them for relays that refuse or misbehave); :class:`Sink` keeps only the
   recipients, for sends too large to keep.
 - :func:`closed_port` is a port where nothing listens, held so that nothing can start to.
-- ``python -m tests.smtp_sink FILE`` runs a sink in a process of its own: it prints
+- ``python -m tests.smtp_sink FILE [--greylist]`` runs a sink in a process of its own: it prints
   ``ready PORT`` once it listens and, on SIGTERM, writes the recipients it saw to FILE, one
   per line. Several of them let a test with several sending processes use more than one core
   for receiving.
@@ -30,7 +30,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-__all__ = ["Recorder", "Sink", "Slow", "SmtpServer", "closed_port", "main"]
+__all__ = ["Recorder", "Sink", "Slow", "SmtpServer", "closed_port", "main", "offer_pipelining"]
 
 HOST = "127.0.0.1"
 
@@ -120,8 +120,18 @@ def closed_port() -> Iterator[int]:
         yield port
 
 
+def offer_pipelining(responses: list[str]) -> list[str]:
+    """An EHLO reply that also offers PIPELINING (RFC 2920), as Postfix's and every big
+    provider's does. aiosmtpd reads pipelined commands one line at a time, as a server
+    must, but does not say so itself."""
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class Recorder:
-    """Accepts everything and keeps it; subclasses refuse or drop as told."""
+    """Accepts everything and keeps it; subclasses refuse or drop as told. Offers
+    PIPELINING unless ``pipelining`` is set false."""
+
+    pipelining = True
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
@@ -132,7 +142,7 @@ class Recorder:
     ) -> list[str]:
         self.sessions += 1
         session.host_name = hostname
-        return responses
+        return offer_pipelining(responses) if self.pipelining else responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
@@ -163,11 +173,31 @@ class Slow(Recorder):
 
 
 class Sink:
-    """Accepts every message and keeps only whom it was for (30,000 bodies would not fit)."""
+    """Accepts every message and keeps only whom it was for (30,000 bodies would not fit).
 
-    def __init__(self, delay: float = 0.0) -> None:
+    With ``greylist``, each recipient's first RCPT is answered 451, as greylisting does.
+    """
+
+    def __init__(self, delay: float = 0.0, *, greylist: bool = False) -> None:
         self.recipients: list[str] = []
         self.delay = delay
+        self.greylist = greylist
+        self._seen: set[str] = set()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return offer_pipelining(responses)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.greylist and address not in self._seen:
+            self._seen.add(address)
+            return "451 4.7.1 Greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
@@ -177,9 +207,9 @@ class Sink:
 
 
 def main() -> None:
-    """``python -m tests.smtp_sink FILE``: a sink in this process, until SIGTERM."""
+    """``python -m tests.smtp_sink FILE [--greylist]``: a sink in this process, until SIGTERM."""
     out = Path(sys.argv[1])
-    handler = Sink()
+    handler = Sink(greylist="--greylist" in sys.argv[2:])
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with SmtpServer(handler) as server:

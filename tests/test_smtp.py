@@ -87,8 +87,20 @@ class ClosingOnce(Recorder):
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
 
+# Every test here runs twice: with MAIL, RCPT and DATA pipelined (the servers offer
+# PIPELINING, tests/smtp_sink.py) and one by one through aiosmtplib (smtp.pipelining off).
+PIPELINING: dict[str, bool] = {"pipelining": True}
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["pipelined", "one-by-one"])
+def pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.setitem(PIPELINING, "pipelining", request.param)
+    return bool(request.param)
+
+
 def settings_for(project: Path, port: int, **smtp: object) -> Settings:
     values: dict[str, object] = {
+        "pipelining": PIPELINING["pipelining"],
         "host": "127.0.0.1",
         "port": port,
         "security": "none",
@@ -295,6 +307,7 @@ def sending_process(project: Path, port: int) -> subprocess.Popen[str]:
         "DIGEST_SMTP__PORT": str(port),
         "DIGEST_SMTP__SECURITY": "none",
         "DIGEST_SMTP__CONCURRENCY": "2",
+        "DIGEST_SMTP__PIPELINING": str(PIPELINING["pipelining"]).lower(),
         "DIGEST_SECRET_KEY": KEY,
         "DIGEST_PUBLIC_URL": "https://news.example.org",
         "DIGEST_FROM_ADDRESS": "digest@news.example.org",

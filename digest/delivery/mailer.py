@@ -17,6 +17,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from digest.delivery.pipelining import PipelinedSession
 from digest.delivery.reasons import connect_failure, lost_connection
 from digest.errors import (
     ConfigError,
@@ -114,8 +115,49 @@ def classify(
     return kind(text, code=code, reason=reason, relay=relay)
 
 
+class _Session(Protocol):
+    """One readied connection to a relay, sending one transaction at a time."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None: ...
+
+    async def rset(self) -> None: ...
+
+    async def quit(self) -> None: ...
+
+
+class _PlainSession:
+    """A connection that aiosmtplib drives command by command: a relay without PIPELINING,
+    or with ``smtp.pipelining`` off."""
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+
+    @property
+    def is_connected(self) -> bool:
+        return self.client.is_connected
+
+    async def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        client = self.client
+        # MAIL, RCPT and DATA one by one rather than sendmail(): the addresses were
+        # checked when they were stored, and the message is already CRLF-ended, so
+        # sendmail's checks would only repeat work for every copy.
+        await client.mail(sender, options=_size_option(client, data))
+        await client.rcpt(recipient)
+        await client.data(data)
+
+    async def rset(self) -> None:
+        await self.client.rset()
+
+    async def quit(self) -> None:
+        await disconnect(self.client)
+
+
 class SmtpTransport:
-    """Sends through an SMTP relay over at most ``concurrency`` reused connections."""
+    """Sends through an SMTP relay over at most ``concurrency`` reused connections, each
+    pipelining its transactions when the relay offers it (:mod:`digest.delivery.pipelining`)."""
 
     name = "smtp"
 
@@ -126,7 +168,7 @@ class SmtpTransport:
         self.host = settings.host
         # How failures name it: "host:port".
         self.relay = f"{settings.host}:{settings.port}"
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[_Session] = []
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._interval = 1 / settings.max_rate if settings.max_rate else 0.0
         self._next_start = 0.0
@@ -138,12 +180,7 @@ class SmtpTransport:
             client = await self._connection()
             reusable, failed = False, False
             try:
-                # MAIL, RCPT and DATA one by one rather than sendmail(): the addresses were
-                # checked when they were stored, and the message is already CRLF-ended, so
-                # sendmail's checks would only repeat work for every copy.
-                await client.mail(sender, options=_size_option(client, data))
-                await client.rcpt(recipient)
-                await client.data(data)
+                await client.send(data, sender=sender, recipient=recipient)
                 reusable = True
             except aiosmtplib.SMTPRecipientRefused as exc:
                 reusable = failed = True
@@ -178,25 +215,28 @@ class SmtpTransport:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for client in idle:
-            await disconnect(client)
+            await client.quit()
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> _Session:
         while self._idle:
             client = self._idle.pop()
             if client.is_connected:
                 return client
-        return await connect(self.settings)
+        opened = await connect(self.settings)
+        if self.settings.pipelining and PipelinedSession.offered(opened):
+            return PipelinedSession(opened, timeout=self.settings.timeout)
+        return _PlainSession(opened)
 
-    async def _release(self, client: aiosmtplib.SMTP, reusable: bool, failed: bool) -> None:
+    async def _release(self, client: _Session, reusable: bool, failed: bool) -> None:
         if not reusable or not client.is_connected:
-            await disconnect(client)
+            await client.quit()
             return
         if failed:
             try:
                 # A failed transaction must not leave the next one half begun.
                 await client.rset()
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
-                await disconnect(client)
+                await client.quit()
                 return
         self._idle.append(client)
 

@@ -4,7 +4,15 @@ Each worker sends one copy at a time and waits until that delivery is recorded b
 takes the next, so a crash leaves at most one copy per connection handed over but not
 recorded. Results are written in groups: whatever finished while one group was being
 written goes into the next transaction, so the database sees a transaction per group, not
-per copy, and no connection waits for the others' slow copies.
+per copy, and no connection waits for the others' slow copies
+(:mod:`digest.delivery.recorder`).
+
+A copy that fails for now (a 4xx: greylisting, a throttling relay) does not hold its
+connection while it waits: it goes into a delay queue with the time it may go again
+(:mod:`digest.delivery.retries`), and the worker takes the next copy at once. When the
+time comes it goes back to the workers, on whichever connection is free, until
+``smtp.retry_attempts`` attempts were made; then it stays pending for the next run. A
+copy waiting there was refused, not handed over, so the promise above holds.
 
 Before each copy a worker makes sure its claim on it is still its own: a process that
 stalled past its lease leaves what it held to the worker that took it over, and a result
@@ -22,15 +30,14 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from digest.audience.verp import ReturnPath
 from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
 from digest.delivery.mailer import Transport
+from digest.delivery.recorder import Recorder
+from digest.delivery.retries import DelayQueue, retry_delay
 from digest.email.message import MessageTemplate
 from digest.errors import (
     DeliveryFailed,
@@ -39,13 +46,12 @@ from digest.errors import (
     PermanentFailure,
     RelayRefused,
     StoreError,
-    TransientFailure,
 )
 from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REFUSAL_RATE_MIN_COPIES", "SendLoop", "SendTotals", "with_retries"]
+__all__ = ["REFUSAL_RATE_MIN_COPIES", "SendLoop", "SendTotals"]
 
 # The share of the lease a claim must still have, by this worker's own reckoning, to be
 # sent on without extending it in the database first: a copy under way is then still
@@ -54,6 +60,22 @@ _SAFE_SHARE_OF_LEASE = 0.25
 # The refusal-rate breaker judges a run only after this many copies were decided (sent or
 # failed for good): below it, a few dead addresses early on would look like a disaster.
 REFUSAL_RATE_MIN_COPIES = 200
+# What _attempt gives for a copy put in the delay queue.
+_DELAYED = object()
+# How often the delay queue looks whether the run must stop, while nothing is due.
+_STOP_POLL = 0.25
+
+
+@dataclass(slots=True)
+class _Copy:
+    """One delivery on its way: the attempts made so far, and the last one's failure."""
+
+    delivery: PendingDelivery
+    # The same Message-ID on every attempt: a relay that took an attempt it answered
+    # with 4xx passes on at most a duplicate that readers' clients fold into one.
+    message_id: str | None = None
+    attempts: int = 0
+    failure: DeliveryFailed | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -115,6 +137,11 @@ class SendLoop:
         self.stop = stop
         self.on_delivery = on_delivery
         self.totals = SendTotals()
+        # Copies that failed for now, until they may go again.
+        self._delayed: DelayQueue[_Copy] = DelayQueue()
+        # Copies queued, being sent or delayed: the workers end only once it is zero.
+        self._outstanding = 0
+        self._settled = asyncio.Event()
 
     @property
     def stopping(self) -> bool:
@@ -128,10 +155,11 @@ class SendLoop:
 
     async def run(self) -> SendTotals:
         """Send until nothing is pending or the run must stop; returns the totals."""
-        queue: asyncio.Queue[PendingDelivery | None] = asyncio.Queue(maxsize=self.concurrency * 4)
-        recorder = _Recorder(self.ledger)
+        queue: asyncio.Queue[_Copy | None] = asyncio.Queue(maxsize=self.concurrency * 4)
+        recorder = Recorder(self.ledger)
         recording = asyncio.create_task(recorder.run())
         renewing = asyncio.create_task(self._renew_claims())
+        releasing = asyncio.create_task(self._release_delayed(queue))
         workers = [
             asyncio.create_task(self._worker(queue, recorder)) for _ in range(self.concurrency)
         ]
@@ -142,11 +170,17 @@ class SendLoop:
                 # The ledger cannot be read: stop, but let the copies under way finish
                 # and be recorded.
                 self.totals.halted = str(exc)
+            # Copies still under way or delayed may come back to the queue: the workers
+            # end only once every one of them is settled.
+            while self._outstanding:
+                self._settled.clear()
+                await self._settled.wait()
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)
         finally:
             renewing.cancel()
+            releasing.cancel()
             # Only when this run itself is cancelled are workers still running here.
             for worker in workers:
                 worker.cancel()
@@ -174,7 +208,7 @@ class SendLoop:
                 exc,
             )
 
-    async def _feed(self, queue: asyncio.Queue[PendingDelivery | None]) -> None:
+    async def _feed(self, queue: asyncio.Queue[_Copy | None]) -> None:
         """Claim batches of deliveries and queue them, until none is left or the run stops.
 
         The next batch is claimed as soon as the last one is queued, so this worker holds
@@ -198,7 +232,20 @@ class SendLoop:
                     await asyncio.sleep(poll)
                     continue
             for delivery in claimed:
-                await queue.put(delivery)
+                self._outstanding += 1
+                await queue.put(_Copy(delivery))
+
+    async def _release_delayed(self, queue: asyncio.Queue[_Copy | None]) -> None:
+        """Hand each delayed copy back to the workers when its time comes; all of them at
+        once when the run must stop (the workers then record them as they are)."""
+        while True:
+            now = time.monotonic()
+            due = self._delayed.pop_all() if self.stopping else self._delayed.pop_due(now)
+            for copy in due:
+                await queue.put(copy)
+            next_due = self._delayed.next_due()
+            wait = _STOP_POLL if next_due is None else min(_STOP_POLL, next_due - now)
+            await asyncio.sleep(max(0.0, wait))
 
     async def _claim(self, batch_size: int) -> list[PendingDelivery]:
         sent_at = time.monotonic()
@@ -230,18 +277,16 @@ class SendLoop:
                 if delivery_id in self._live_until
             )
 
-    async def _worker(
-        self, queue: asyncio.Queue[PendingDelivery | None], recorder: _Recorder
-    ) -> None:
+    async def _worker(self, queue: asyncio.Queue[_Copy | None], recorder: Recorder) -> None:
         # A worker keeps taking from the queue after the run must stop, without sending,
         # so the feeder never waits on a full queue that nobody empties.
-        while (delivery := await queue.get()) is not None:
-            if self.stopping:
-                # Stays pending for the next run, its claim released below.
-                self._unsent.append(delivery.id)
-                continue
+        while (copy := await queue.get()) is not None:
+            delivery = copy.delivery
             try:
-                await self._deliver(delivery, recorder)
+                if self.stopping:
+                    await self._leave(copy, recorder)
+                elif await self._deliver(copy, recorder):
+                    continue  # delayed: still outstanding
             except Exception as exc:
                 # A bug or a library's surprise must stop the run, not one worker quietly
                 # (the feeder would wait forever on a queue nobody empties).
@@ -250,15 +295,35 @@ class SendLoop:
                 self.totals.halted = (
                     f"{delivery.subscriber.email}: unexpected {type(exc).__name__}: {exc}"
                 )
+            self._outstanding -= 1
+            if not self._outstanding:
+                self._settled.set()
 
-    async def _deliver(self, delivery: PendingDelivery, recorder: _Recorder) -> None:
+    async def _leave(self, copy: _Copy, recorder: Recorder) -> None:
+        """The run stops before ``copy`` goes: it stays pending for the next run. One that
+        was tried already keeps its attempts and last reason; one never tried is released."""
+        if copy.failure is None:
+            self._unsent.append(copy.delivery.id)
+            return
+        try:
+            await recorder.record(self._failed(copy, copy.failure))
+        except StoreError as exc:
+            log.warning(
+                "could not record the last failure of the copy for %s: %s",
+                copy.delivery.subscriber.email,
+                exc,
+            )
+
+    async def _deliver(self, copy: _Copy, recorder: Recorder) -> bool:
+        """Send ``copy`` and record what became of it; True when it was delayed instead."""
+        delivery = copy.delivery
         email = delivery.subscriber.email
         try:
             live = await self._still_claimed(delivery.id)
         except StoreError as exc:
             self._unsent.append(delivery.id)
             self.totals.halted = f"cannot check the claim on the copy for {email}: {exc}"
-            return
+            return False
         if not live:
             # The lease ran out while this worker was held up, and another worker took the
             # delivery over: that one sends it.
@@ -267,17 +332,20 @@ class SendLoop:
                 email,
             )
             self._unsent.append(delivery.id)
-            return
-        result = await self._attempt(delivery)
+            return False
+        result = await self._attempt(copy)
         if result is None:
             self._unsent.append(delivery.id)  # the relay refused it before it went
-            return
+            return False
+        if result is _DELAYED:
+            return True
+        assert isinstance(result, DeliveryResult)
         what = "sent" if result.message_id else "attempted"
         try:
             recorded = await recorder.record(result)
         except StoreError as exc:
             self.totals.halted = f"{email} was {what} but not recorded: {exc}"
-            return
+            return False
         if not recorded:
             # Not retried and not counted: the delivery is another worker's now.
             log.warning(
@@ -286,8 +354,9 @@ class SendLoop:
                 email,
                 what,
             )
-            return
+            return False
         self._count(result)
+        return False
 
     async def _still_claimed(self, delivery_id: int) -> bool:
         """True while the delivery is this worker's, with a live claim to send it under.
@@ -303,28 +372,33 @@ class SendLoop:
             return True
         return await asyncio.to_thread(self.ledger.extend_claim, delivery_id, lease=self.lease)
 
-    async def _attempt(self, delivery: PendingDelivery) -> DeliveryResult | None:
-        """Send one copy, with retries; None when the run must stop instead."""
+    async def _attempt(self, copy: _Copy) -> DeliveryResult | object | None:
+        """Try one copy once: its result, ``_DELAYED`` when it waits in the delay queue for
+        another attempt, or None when the run must stop instead."""
+        delivery = copy.delivery
         subscriber = delivery.subscriber
-        message_id = self.template.new_message_id()
+        copy.message_id = copy.message_id or self.template.new_message_id()
         try:
-            data = self.template.render(subscriber, message_id=message_id)
+            # Made again for each attempt rather than kept: a relay that throttles can
+            # leave thousands of copies waiting, and making one takes microseconds.
+            data = self.template.render(subscriber, message_id=copy.message_id)
         except MessageError as exc:
             # This subscriber's copy cannot be made (a name with a line break, say): it
             # fails for good; the others go on.
             return DeliveryResult(delivery_id=delivery.id, error=str(exc), permanent=True)
         sender = self.return_path.for_delivery(delivery.id) if self.return_path else self.sender
-        send = partial(self.transport.send, data, sender=sender, recipient=subscriber.email)
+        copy.attempts += 1
         try:
-            try:
-                await send()
-            except TransientFailure as exc:
-                # Only a copy that failed once pays for setting up the retries.
-                await with_retries(self.smtp, send, first_failure=exc)
+            await self.transport.send(data, sender=sender, recipient=subscriber.email)
         except DeliveryFailed as exc:
-            # Permanent: failed for good. Transient even after the retries: it stays
-            # pending, with the attempt counted, for the next run. The reason is kept
-            # without the address, so the summary counts copies that failed alike.
+            copy.failure = exc
+            if not isinstance(exc, PermanentFailure) and copy.attempts < self.smtp.retry_attempts:
+                due = time.monotonic() + retry_delay(self.smtp, copy.attempts)
+                self._delayed.push(copy, due)
+                return _DELAYED
+            # Permanent: failed for good. Transient on the last attempt: it stays pending,
+            # with the attempt counted, for the next run. The reason is kept without the
+            # address, so the summary counts copies that failed alike.
             log.warning(
                 "the copy for %s was not accepted%s (%s): %s",
                 subscriber.email,
@@ -332,17 +406,23 @@ class SendLoop:
                 "failed" if isinstance(exc, PermanentFailure) else "left to retry",
                 exc.reason,
             )
-            return DeliveryResult(
-                delivery_id=delivery.id,
-                error=exc.reason,
-                permanent=isinstance(exc, PermanentFailure),
-                bounced_subscriber_id=subscriber.id if isinstance(exc, MailboxUnknown) else None,
-            )
+            return self._failed(copy, exc)
         except RelayRefused as exc:
             # The relay refuses the sender or the message: sending on would fail for all.
             self.totals.halted = str(exc)
             return None
-        return DeliveryResult(delivery_id=delivery.id, message_id=message_id)
+        return DeliveryResult(delivery_id=delivery.id, message_id=copy.message_id)
+
+    @staticmethod
+    def _failed(copy: _Copy, exc: DeliveryFailed) -> DeliveryResult:
+        return DeliveryResult(
+            delivery_id=copy.delivery.id,
+            error=exc.reason,
+            permanent=isinstance(exc, PermanentFailure),
+            bounced_subscriber_id=(
+                copy.delivery.subscriber.id if isinstance(exc, MailboxUnknown) else None
+            ),
+        )
 
     def _count(self, result: DeliveryResult) -> None:
         totals = self.totals
@@ -374,89 +454,3 @@ class SendLoop:
                 )
         if self.on_delivery is not None:
             self.on_delivery()
-
-
-class _Recorder:
-    """Writes delivery results in groups; each caller waits until its own is written."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-        self._waiting: list[tuple[DeliveryResult, asyncio.Future[bool]]] = []
-        self._wake = asyncio.Event()
-        self._closed = False
-
-    async def record(self, result: DeliveryResult) -> bool:
-        """Once ``result`` is written: True, or False if its claim was lost (not written).
-
-        Raises the store's error if it cannot be written.
-        """
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((result, future))
-        self._wake.set()
-        return await future
-
-    def close(self) -> None:
-        """Let :meth:`run` return once everything waiting is written."""
-        self._closed = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._waiting:
-                if self._closed:
-                    return
-                continue
-            group, self._waiting = self._waiting, []
-            error: BaseException | None = None
-            recorded: set[int] = set()
-            try:
-                # In a thread: the event loop goes on sending while the database commits.
-                recorded = await asyncio.to_thread(
-                    self._ledger.record, [result for result, _ in group]
-                )
-            except StoreError as exc:
-                error = exc
-            except Exception as exc:
-                log.exception("recording deliveries failed unexpectedly")
-                error = StoreError(f"recording deliveries failed: {type(exc).__name__}: {exc}")
-            for result, future in group:
-                # A waiting worker may have been cancelled; its result is written anyway.
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(result.delivery_id in recorded)
-                else:
-                    future.set_exception(error)
-
-
-async def with_retries(
-    smtp: SmtpSettings,
-    attempt: Callable[[], Awaitable[None]],
-    *,
-    first_failure: TransientFailure | None = None,
-) -> None:
-    """Run ``attempt``, again after a growing, jittered wait while it fails transiently.
-
-    With ``first_failure``, the first attempt was already made and failed so: the next
-    one waits as a second attempt would.
-    """
-    earlier = [first_failure] if first_failure is not None else []
-
-    async def attempt_once() -> None:
-        if earlier:
-            raise earlier.pop()
-        await attempt()
-
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, TransientFailure)),
-        stop=stop_after_attempt(smtp.retry_attempts),
-        wait=wait_exponential_jitter(
-            multiplier=smtp.retry_delay, max=smtp.retry_max_delay, jitter=smtp.retry_delay
-        ),
-        reraise=True,
-    )
-    async for try_once in retrying:
-        with try_once:
-            await attempt_once()

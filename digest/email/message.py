@@ -269,9 +269,15 @@ def _part_head(boundary: str, subtype: str) -> str:
 
 
 def _qp(text: str) -> str:
-    """``text`` quoted-printable, every line within RFC 2045's 76 characters."""
+    """``text`` quoted-printable, every line within RFC 2045's 76 characters and none
+    starting with a dot.
+
+    A dot that would start a line is written "=2E" (the same character, decoded): SMTP
+    doubles a line's leading dot on the wire (RFC 5321 4.5.2), so a message with none is
+    already in its wire form and every copy goes out without being scanned for them.
+    """
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
-    if len(encoded) <= 76:
+    if len(encoded) <= 76 and not encoded.startswith(".") and "\n." not in encoded:
         # The common case, a short personal value: no line can be too long.
         return encoded.replace("\n", CRLF)
     # b2a_qp lets a line that ends in white space (written "=20") reach 77 or 78.
@@ -291,12 +297,17 @@ def _qp_open(text: str) -> str:
 
 
 def _within(line: str, width: int) -> str:
-    """A quoted-printable ``line`` broken with soft breaks into lines of ``width`` at most.
+    """A quoted-printable ``line`` broken with soft breaks into lines of ``width`` at most,
+    none of them starting with a dot.
 
     Each break leaves room for its "=" and never falls inside an "=XX".
     """
     pieces = []
-    while len(line) > width:
+    while True:
+        if line.startswith("."):
+            line = "=2E" + line[1:]
+        if len(line) <= width:
+            break
         cut = width - 1
         cut -= 1 if line[cut - 1] == "=" else 2 if line[cut - 2] == "=" else 0
         pieces.append(line[:cut] + "=")

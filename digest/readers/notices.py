@@ -11,7 +11,7 @@ from functools import partial
 
 from digest.audience.listid import current_list_id
 from digest.audience.tokens import Purpose, subscriber_token
-from digest.delivery.sender import with_retries
+from digest.delivery.retries import with_retries
 from digest.delivery.transport import transport_for
 from digest.email.message import MessageOptions, personal_links
 from digest.email.notice import build_notice

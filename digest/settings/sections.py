@@ -49,6 +49,9 @@ class SmtpSettings(BaseModel):
     retry_delay: float = Field(default=2.0, ge=0)
     retry_max_delay: float = Field(default=60.0, ge=0)
     failure_threshold: int = Field(default=50, ge=1)
+    # Send MAIL, RCPT and DATA together when the relay offers PIPELINING (RFC 2920); off
+    # only for a relay whose PIPELINING is broken.
+    pipelining: bool = True
     # Several relays, "host[:port]" separated by commas; instead of `host`. Each gets its
     # own `concurrency` connections and `max_rate`; copies are spread across them.
     hosts: str | None = None
