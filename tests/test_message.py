@@ -348,6 +348,10 @@ def test_dkim_signs_both_list_unsubscribe_headers_and_verifies(
 
     assert dkim.verify(data, dnsfunc=dns)
     assert not dkim.verify(data.replace(b"unsubscribe/", b"unsubscribe/x"), dnsfunc=dns)
+    # Signed, the copy is still in wire form: the signature's lines fold with white space.
+    raw = bytes(data)
+    assert raw.count(b"\r") == raw.count(b"\r\n") == raw.count(b"\n")
+    assert b"\r\n." not in raw
 
 
 # Header values built from data, read back by the strictest parser there is.

@@ -13,11 +13,20 @@ from xml.etree import ElementTree
 
 import lxml.html
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from itsdangerous import Signer
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from digest import pipeline, sending
-from digest.audience.tokens import PREVIEW_KEY, read_unsubscribe_token, unsubscribe_token
+from digest.audience.tokens import (
+    PREVIEW_KEY,
+    _OnceDerivedSigner,
+    read_unsubscribe_token,
+    unsubscribe_token,
+)
 from digest.email.typography import smarten
 from digest.errors import ConfigError
 from digest.models import Article, Issue, RelatedStory, SubscriberStatus
@@ -460,3 +469,14 @@ def test_a_related_story_that_led_an_earlier_issue_links_to_its_page(
 def test_a_page_title_stays_under_seventy_characters(block: str, title: str) -> None:
     assert page_title(block) == title
     assert len(page_title(block)) <= MAX_TITLE
+
+
+@given(payload=st.binary(max_size=200))
+@hypothesis_settings(max_examples=100, deadline=None)
+def test_tokens_are_signed_exactly_as_itsdangerous_signs_them(payload: bytes) -> None:
+    """Links already in inboxes were signed by itsdangerous's own Signer: the faster signer
+    must make and accept the same signatures."""
+    theirs = Signer(KEY, salt="digest.preferences")
+    ours = _OnceDerivedSigner(KEY, salt="digest.preferences")
+    assert ours.sign(payload) == theirs.sign(payload)
+    assert ours.unsign(theirs.sign(payload)) == payload

@@ -60,6 +60,11 @@ _SAFE_SHARE_OF_LEASE = 0.25
 # The refusal-rate breaker judges a run only after this many copies were decided (sent or
 # failed for good): below it, a few dead addresses early on would look like a disaster.
 REFUSAL_RATE_MIN_COPIES = 200
+# Copies claimed ahead per connection: a claim costs a statement, whatever its size, so a
+# bigger batch costs less per copy (about half at 128 a batch than at 32, on SQLite); a
+# batch waits in the queue well under a second against a fast relay, and its claims are
+# renewed like the rest against a slow one.
+_QUEUED_PER_CONNECTION = 16
 # What _attempt gives for a copy put in the delay queue.
 _DELAYED = object()
 # How often the delay queue looks whether the run must stop, while nothing is due.
@@ -155,7 +160,9 @@ class SendLoop:
 
     async def run(self) -> SendTotals:
         """Send until nothing is pending or the run must stop; returns the totals."""
-        queue: asyncio.Queue[_Copy | None] = asyncio.Queue(maxsize=self.concurrency * 4)
+        queue: asyncio.Queue[_Copy | None] = asyncio.Queue(
+            maxsize=self.concurrency * _QUEUED_PER_CONNECTION
+        )
         recorder = Recorder(self.ledger)
         recording = asyncio.create_task(recorder.run())
         renewing = asyncio.create_task(self._renew_claims())

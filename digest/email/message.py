@@ -119,6 +119,16 @@ def build_message(
     return template.render(subscriber)
 
 
+class WireMessage(bytes):
+    """A message already in SMTP's wire form: CRLF line ends only, and no line that starts
+    with a dot, so DATA sends it as it is (RFC 5321 4.5.2). What
+    :meth:`MessageTemplate.render` makes is one by construction (the quoted-printable here
+    writes a leading dot as "=2E"; header lines start with a name or, folded, with white
+    space), so no copy needs scanning on its way out."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class _EncodedPart:
     """A quoted-printable body split at its markers: text, marker, text, marker, text."""
@@ -233,7 +243,7 @@ class MessageTemplate:
             preferences_url=preferences or "",
         )
 
-    def render(self, subscriber: Subscriber, *, message_id: str | None = None) -> bytes:
+    def render(self, subscriber: Subscriber, *, message_id: str | None = None) -> WireMessage:
         """This subscriber's copy: their To, Message-ID and unsubscribe link, in both parts."""
         to = header_line(
             "To", mailbox(subscriber.name, subscriber.email, "the subscriber's address")
@@ -257,8 +267,9 @@ class MessageTemplate:
             )
         ).encode("ascii")
         if self.dkim is None:
-            return data
-        return self.dkim.sign(data)
+            return WireMessage(data)
+        # The signature is one more header field, folded with white space.
+        return WireMessage(self.dkim.sign(data))
 
 
 def _part_head(boundary: str, subtype: str) -> str:
