@@ -8,8 +8,9 @@ In one run, on 127.0.0.1:
 
 It prints both rates, their ratio and digest's peak RSS; the last line is one JSON
 object with digest_msgs_per_s, smtp_source_msgs_per_s, ratio and peak_rss_mb. Targets: a
-ratio of at least 0.20, and peak memory under 300 MB that does not grow with N (try
---subscribers 200000).
+ratio of at least 0.5 (0.8 the aim beyond it), and peak memory under 300 MB that does not
+grow with N (try --subscribers 200000). With --dkim every copy is DKIM-signed too (a
+2048-bit RSA key made for the run): the ratio is reported, the target is for unsigned.
 
 With `--greylist` it measures instead what a relay that answers 451 to every first
 attempt (greylisting, a throttling relay) costs: `digest send` of N copies (300 unless
@@ -40,7 +41,7 @@ from pathlib import Path
 from digest.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET_RATIO = 0.20
+TARGET_RATIO = 0.5
 TARGET_RSS_MB = 300.0
 
 
@@ -63,12 +64,19 @@ def wait_for(port: int) -> None:
 
 
 def digest_env(
-    database: str, port: int, concurrency: int, bounce_address: str | None = None
+    database: str,
+    port: int,
+    concurrency: int,
+    bounce_address: str | None = None,
+    dkim_key: Path | None = None,
 ) -> dict[str, str]:
     """The environment of a `digest send` through the local sink, and nothing of ours."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIGEST_")}
     if bounce_address:
         env["DIGEST_BOUNCE_ADDRESS"] = bounce_address
+    if dkim_key is not None:
+        env["DIGEST_DKIM__PRIVATE_KEY_FILE"] = str(dkim_key)
+        env["DIGEST_DKIM__SELECTOR"] = "bench"
     return env | {
         "DIGEST_DATABASE_URL": database,
         "DIGEST_SECRET_KEY": "bench-secret-key-of-at-least-32-characters",
@@ -205,6 +213,7 @@ def main() -> None:
         help="measure a send against a relay that answers 451 to every first attempt",
     )
     parser.add_argument("--retry-delay", type=float, default=2.0, help="with --greylist")
+    parser.add_argument("--dkim", action="store_true", help="DKIM-sign every copy")
     args = parser.parse_args()
     if args.greylist:
         greylisted(args.subscribers or 300, args.concurrency, args.retry_delay)
@@ -228,7 +237,15 @@ def main() -> None:
         )
         try:
             wait_for(port)
-            env = digest_env(database, port, args.concurrency, args.bounce_address)
+            dkim_key = None
+            if args.dkim:
+                dkim_key = work / "dkim.pem"
+                subprocess.run(
+                    ["openssl", "genrsa", "-out", str(dkim_key), "2048"],
+                    check=True,
+                    capture_output=True,
+                )
+            env = digest_env(database, port, args.concurrency, args.bounce_address, dkim_key)
             # Output to a file, not a pipe: nobody reads a pipe while the memory is watched.
             log_path = work / "send.log"
             with log_path.open("w") as log:
@@ -275,7 +292,10 @@ def main() -> None:
     digest_rate = args.subscribers / digest_seconds
     source_rate = args.subscribers / source_seconds
     ratio = digest_rate / source_rate
-    print(f"subscribers: {args.subscribers:,}; digest concurrency {args.concurrency}")
+    print(
+        f"subscribers: {args.subscribers:,}; digest concurrency {args.concurrency}; "
+        f"DKIM {'on' if args.dkim else 'off'}"
+    )
     print(f"message size: about {message_kb} KB")
     print(
         f"digest send (personalise, send, record): {digest_seconds:.1f} s, {digest_rate:,.0f} msg/s"
@@ -284,12 +304,16 @@ def main() -> None:
         f"smtp-source, 20 sessions, same size:    {source_seconds:.1f} s, {source_rate:,.0f} msg/s"
         " (the faster of two runs)"
     )
-    print(f"ratio: {ratio:.3f} (target at least {TARGET_RATIO})")
+    print(
+        f"ratio: {ratio:.3f} (target at least {TARGET_RATIO} without DKIM: "
+        f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}{'; this run signs' if args.dkim else ''})"
+    )
     print(f"digest peak RSS: {peak_rss_mb:.0f} MB (target under {TARGET_RSS_MB:.0f} MB)")
     print(
         json.dumps(
             {
                 "subscribers": args.subscribers,
+                "dkim": args.dkim,
                 "digest_msgs_per_s": round(digest_rate, 1),
                 "smtp_source_msgs_per_s": round(source_rate, 1),
                 "ratio": round(ratio, 3),

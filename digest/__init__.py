@@ -1,10 +1,7 @@
 """digest: builds a daily newsletter digest from scraped articles and mails it."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("digest")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0+unknown"
+# The one place the version is written: pyproject.toml reads it from here (setuptools'
+# dynamic version), so `digest --version` need not read the installed package's metadata.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -13,10 +13,12 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
+from digest.cli.root import COMMANDS, every_command
 
 from .conftest import FIXTURES, SEED
 
@@ -237,11 +239,46 @@ def test_a_missing_config_file_is_an_error(project: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for name, command in cli.commands.items():
+    for name, command in every_command().items():
         result = run(name, "--help")
         assert result.exit_code == 0, name
         assert command.help, name
         assert command.get_short_help_str(), name
+
+
+def test_the_listing_of_commands_is_each_commands_own_help() -> None:
+    """`digest --help` lists the commands without loading their modules, from COMMANDS:
+    each line must be the command's own, and every command must be there."""
+    commands = every_command()
+    assert sorted(commands) == sorted(COMMANDS)
+    for name, command in commands.items():
+        module, short = COMMANDS[name]
+        assert command.callback is not None
+        assert command.callback.__module__ == module, name
+        listed = click.Command(name, help=short)
+        assert listed.get_short_help_str(1000) == command.get_short_help_str(1000), name
+
+
+def test_help_and_version_load_no_commands_module() -> None:
+    code = (
+        "import sys\n"
+        "from digest.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'sqlalchemy', 'alembic', 'premailer', 'starlette', 'uvicorn', 'dkim', 'pydantic'}\n"
+        "print(sorted(heavy & set(sys.modules)), sorted(m for m in sys.modules if m.startswith('digest.cli.') and m != 'digest.cli.root'))\n"
+    )
+    for option in ("--help", "--version"):
+        done = subprocess.run(
+            [sys.executable, "-c", code, option],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert done.stdout.strip().splitlines()[-1] == "[] []", option
 
 
 def test_the_installed_command_exits_without_a_traceback(project: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -12,6 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Date,
     DateTime,
@@ -30,6 +33,7 @@ from sqlalchemy.engine import make_url
 from digest.errors import StoreError
 from digest.models import Article, Issue, RelatedStory, SubscriberStatus
 from digest.store import Store, deliveries, issues, metadata, subscribers
+from digest.store.database import SCHEMA_HEAD
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC)
@@ -68,6 +72,32 @@ def test_opening_twice_migrates_once(database_url: str) -> None:
     Store.open(database_url).close()
     with Store.open(database_url) as store:
         assert store.issues.get(DAY) is None
+
+
+def test_the_schema_head_is_alembics(database_url: str) -> None:
+    """An up-to-date database is opened without alembic (SCHEMA_HEAD): it must be the head
+    of the migrations, or a new migration would never run."""
+    config = Config()
+    config.set_main_option("script_location", str(files("digest.store") / "migrations"))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+    with Store.open(database_url) as store:
+        assert store.schema_revision() == SCHEMA_HEAD
+
+
+def test_opening_an_up_to_date_database_does_not_load_alembic(
+    database_url: str, tmp_path: Path
+) -> None:
+    Store.open(database_url).close()
+    code = (
+        "import sys\n"
+        "from digest.store import Store\n"
+        f"Store.open({database_url!r}).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
 
 
 def test_a_saved_issue_comes_back_as_it_went_in(database_url: str) -> None:

@@ -40,7 +40,7 @@ import aiosmtplib
 
 from digest.email.message import WireMessage
 
-__all__ = ["PipelinedSession", "Reply", "wire_form"]
+__all__ = ["CRLF", "PipelinedSession", "Reply", "wire_form"]
 
 CRLF = b"\r\n"
 # A reply longer than this is no SMTP server's: the connection is dropped.

@@ -27,6 +27,7 @@ from digest.models import RenderedIssue, Subscriber
 __all__ = [
     "MessageOptions",
     "MessageTemplate",
+    "WireMessage",
     "build_message",
     "personal_links",
     "preferences_link",

@@ -14,10 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
@@ -51,7 +48,11 @@ _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Store"]
+__all__ = ["SCHEMA_HEAD", "Store"]
+
+# The newest migration's revision (digest/store/migrations/versions/); tests/test_store.py
+# checks it is alembic's head.
+SCHEMA_HEAD = "0010"
 
 
 class Store:
@@ -104,12 +105,9 @@ class Store:
             engine.dispose()
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"cannot open database {shown}: {str(reason).strip()}") from exc
-        except CommandError as exc:
+        except StoreError:
             engine.dispose()
-            raise StoreError(
-                f"database {shown} has a schema this digest does not know ({exc}); "
-                "it was written by a newer digest: upgrade digest"
-            ) from exc
+            raise
         return store
 
     def close(self) -> None:
@@ -123,8 +121,35 @@ class Store:
         self.close()
 
     def migrate(self) -> None:
-        """Apply every migration not yet applied."""
-        config = Config()
+        """Apply every migration not yet applied.
+
+        A database already at :data:`SCHEMA_HEAD` is left as it is without loading alembic
+        and its migration scripts: most commands open an up-to-date database, and alembic
+        is a good part of their start-up.
+        """
+        if self.schema_revision() == SCHEMA_HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util.exc import CommandError
+
+        try:
+            self._upgrade(command, Config())
+        except CommandError as exc:
+            raise StoreError(
+                f"database {_shown_url(self.engine.url)} has a schema this digest does not "
+                f"know ({exc}); it was written by a newer digest: upgrade digest"
+            ) from exc
+
+    def schema_revision(self) -> str | None:
+        """The schema's migration revision (alembic's), or None for a new database."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            found = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+            return str(found[0]) if found is not None else None
+
+    def _upgrade(self, command: Any, config: Any) -> None:
         config.set_main_option("script_location", str(files("digest.store") / "migrations"))
         with self.engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
