@@ -66,10 +66,13 @@ bench: $(BIN)/digest
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/signup.py
+	$(BIN)/python bench/start.py
+	$(BIN)/python bench/load.py --cached
 
 # Needs Postfix's smtp-sink and smtp-source, and PostgreSQL for the scale benchmark.
 bench-scale: $(BIN)/digest
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/send.py --greylist
 	$(BIN)/python bench/scale.py
 
 clean:

@@ -14,7 +14,15 @@ Target: 10,000 files loaded and picked in under 2 s on a 2-core machine. The res
 printed, never asserted, so a slow machine does not fail a build. The last line of the
 output is one JSON object with the figures, for scripts to compare runs.
 
-Run it with ``make bench`` or ``.venv/bin/python bench/load.py [--files N] [--runs N]``.
+With ``--cached`` it measures the daily pick instead, as ``digest pick`` makes it through
+the kept articles (:mod:`digest.seedcache`): 20,000 seed files, a first pick that parses
+and keeps them all, then 100 new files and a second pick, each in a fresh process, with a
+pick that parses every file (as without the kept articles) as the reference. Targets: the
+second pick at most a tenth of the first; the first pick's memory growing by at most
+twice the size of the text.
+
+Run it with ``make bench`` or ``.venv/bin/python bench/load.py [--files N] [--runs N]
+[--cached [--new N]]``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -279,12 +288,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--runs", type=_positive, default=3, help="timed runs per stage; the best counts"
     )
+    parser.add_argument(
+        "--cached",
+        action="store_true",
+        help=f"time a first and a second pick through the kept articles instead "
+        f"({TARGET_CACHED_FILES:,} files unless --files says, then --new more)",
+    )
+    parser.add_argument(
+        "--new", type=_positive, default=TARGET_CACHED_NEW, help="with --cached: files added"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Generate the seed files, time each stage and print the figures."""
     options = _parser().parse_args(argv)
+    if options.cached:
+        files = TARGET_CACHED_FILES if options.files == TARGET_FILES else options.files
+        cached(files, options.new)
+        return
     seed_format = SeedFormat(
         boilerplate=load_boilerplate(None),
         kickers=DEFAULT_KICKERS,
@@ -360,6 +382,115 @@ def main(argv: Sequence[str] | None = None) -> None:
         "target_met": target_met,
     }
     print(json.dumps(figures))
+
+
+# -- --cached: the daily pick through the kept articles (digest.seedcache) ----------------
+
+TARGET_CACHED_FILES = 20_000
+TARGET_CACHED_NEW = 100
+TARGET_SECOND_PICK_SHARE = 0.1
+TARGET_MEMORY_TO_TEXT = 2.0
+
+# Run in a fresh process: one pick as `digest pick --dry-run` makes it (or, with "every",
+# every file parsed and picked from, as before the cache), its time and memory.
+_ONE_PICK = """
+import datetime as dt, json, sys, time
+from digest import pipeline
+from digest.content.picker import pick
+from digest.settings import load_settings
+from digest.store import Store
+
+def rss(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+
+settings = load_settings(database_url=sys.argv[1], seeds_dir=sys.argv[2])
+with Store.open(settings.database_url) as store:
+    before = rss("VmRSS:")
+    start = time.perf_counter()
+    if sys.argv[3] == "every":
+        loaded = pipeline.load_seeds(settings)
+        issue = pick(loaded.articles, today=dt.date(2026, 1, 1), already_featured=set(),
+                     limits=settings.pick_limits)
+    else:
+        issue = pipeline.build_issue(settings, store, dt.date(2026, 1, 1), freeze=False).issue
+    seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "rss_before_mb": before, "peak_mb": rss("VmHWM:"),
+                  "articles": len(issue.articles)}))
+"""
+
+
+def _one_pick(database: str, seeds: Path, how: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_PICK, database, str(seeds), how],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return figures
+
+
+def cached(files: int, new: int) -> None:
+    """The --cached run: a first pick over ``files`` seeds, then one after ``new`` more."""
+    rng = random.Random(RANDOM_SEED)
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as temporary:
+        seeds = Path(temporary) / "seeds"
+        seeds.mkdir()
+        generate_seeds(seeds, files, rng)
+        text_mb = sum(path.stat().st_size for path in seeds.iterdir()) / 1e6
+        database = f"sqlite:///{Path(temporary) / 'digest.db'}"
+        every = _one_pick(database, seeds, "every")
+        first = _one_pick(database, seeds, "cache")
+        more = Path(temporary) / "more"
+        more.mkdir()
+        generate_seeds(more, new, random.Random(RANDOM_SEED + 1))
+        for path in more.iterdir():
+            path.rename(seeds / f"new_{path.name}")
+        second = _one_pick(database, seeds, "cache")
+    share = second["seconds"] / first["seconds"]
+    grown = first["peak_mb"] - first["rss_before_mb"]
+    print(
+        f"digest pick through the kept articles: {files:,} seed files ({text_mb:.1f} MB of text), "
+        f"then {new} new; each pick in a fresh process"
+    )
+    print(
+        f"  every file parsed, as without the cache: {every['seconds']:7.2f} s, "
+        f"peak {every['peak_mb']:.0f} MB"
+    )
+    print(
+        f"  first pick (parses and keeps every file): {first['seconds']:7.2f} s, "
+        f"peak {first['peak_mb']:.0f} MB ({grown:.0f} MB over the {first['rss_before_mb']:.0f} MB "
+        "the process had before)"
+    )
+    print(f"  second pick ({new} new files):           {second['seconds']:7.2f} s")
+    print(
+        f"target: second pick <= {TARGET_SECOND_PICK_SHARE:g} of the first: "
+        f"{share:.3f}, {'met' if share <= TARGET_SECOND_PICK_SHARE else 'NOT met'}"
+    )
+    memory_met = grown <= TARGET_MEMORY_TO_TEXT * text_mb
+    print(
+        f"target: the first pick's memory grows by at most {TARGET_MEMORY_TO_TEXT:g}x the text: "
+        f"{grown / text_mb:.2f}x, {'met' if memory_met else 'NOT met'}"
+    )
+    print(
+        json.dumps(
+            {
+                "files": files,
+                "new": new,
+                "text_mb": round(text_mb, 1),
+                "every_file_seconds": round(every["seconds"], 3),
+                "first_seconds": round(first["seconds"], 3),
+                "second_seconds": round(second["seconds"], 3),
+                "second_share": round(share, 4),
+                "first_peak_mb": round(first["peak_mb"], 1),
+                "first_growth_mb": round(grown, 1),
+                "every_file_peak_mb": round(every["peak_mb"], 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from digest import seedcache
 from digest.audience.listid import current_list_id
 from digest.audience.tokens import PREVIEW_KEY
 from digest.clock import utc_now
 from digest.content.boilerplate import load_boilerplate
 from digest.content.loader import SeedFormat, article_id, load_paths
-from digest.content.picker import pick
 from digest.email.message import MessageTemplate
 from digest.email.render import Renderer, personalise
 from digest.email.view import article_slugs
@@ -36,6 +36,7 @@ __all__ = [
     "earlier_articles",
     "editor_note",
     "frozen_rendering",
+    "load_cached",
     "load_seeds",
     "preview",
     "rendering",
@@ -91,15 +92,17 @@ def build_issue(
     """The issue for ``date``: the frozen one if it exists, else a new pick.
 
     With ``freeze`` a non-empty new pick is stored, so every later call for the date gets
-    the same articles; without it nothing is written. With ``for_send`` a new issue is
-    stored as one whose send has begun.
+    the same articles; without it nothing of the issue is written. With ``for_send`` a new
+    issue is stored as one whose send has begun. A new pick reads the seeds directory
+    through the kept articles (:mod:`digest.seedcache`): only new or changed files are
+    parsed, and the kept ones brought up to date with them.
     """
     existing = store.issues.get(date)
     if existing is not None:
         return IssueBuild(issue=existing, created=False, stored=True)
-    loaded = load_seeds(settings)
-    issue = pick(
-        loaded.articles,
+    loaded = load_cached(settings, store, now=now)
+    issue = seedcache.pick_cached(
+        store,
         today=date,
         already_featured=store.issues.featured_article_ids(excluding=date),
         limits=settings.pick_limits,
@@ -108,6 +111,21 @@ def build_issue(
         return IssueBuild(issue=issue, created=False, stored=False, failures=loaded.failures)
     stored, created = store.issues.save(issue, created_at=now or utc_now(), send_started=for_send)
     return IssueBuild(issue=stored, created=created, stored=True, failures=loaded.failures)
+
+
+def load_cached(
+    settings: Settings, store: Store, *, now: dt.datetime | None = None, articles: bool = False
+) -> LoadResult:
+    """Bring the kept articles up to date with the seeds directory (which must exist); the
+    files that fail, and with ``articles`` every article kept (``digest load --cached``)."""
+    if not settings.seeds_dir.is_dir():
+        raise ConfigError(
+            f"{settings.seeds_dir}: seeds directory not found (setting seeds_dir, DIGEST_SEEDS_DIR)"
+        )
+    refreshed = seedcache.refresh(
+        store, settings.seeds_dir, seed_format(settings), now=now or utc_now()
+    )
+    return seedcache.kept(store, refreshed, articles=articles)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

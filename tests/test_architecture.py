@@ -30,6 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"options"}),
     frozenset({"delivery"}),
     frozenset({"bounces"}),
+    frozenset({"seedcache"}),
     frozenset({"pipeline"}),
     frozenset({"sending"}),
     frozenset({"readers"}),

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from digest.cli.root import COMMANDS, every_command
+from digest.cli.root import COMMANDS, command_modules, every_command
 
 from .conftest import FIXTURES, SEED
 
@@ -252,11 +252,29 @@ def test_the_listing_of_commands_is_each_commands_own_help() -> None:
     commands = every_command()
     assert sorted(commands) == sorted(COMMANDS)
     for name, command in commands.items():
-        module, short = COMMANDS[name]
+        short = COMMANDS[name][1]
         assert command.callback is not None
-        assert command.callback.__module__ == module, name
+        assert command.callback.__module__ == command_modules(name)[0], name
         listed = click.Command(name, help=short)
         assert listed.get_short_help_str(1000) == command.get_short_help_str(1000), name
+
+
+def test_each_command_has_all_its_subcommands_in_a_fresh_process() -> None:
+    """A group whose subcommands come from several modules loads them all when asked for
+    alone, as `digest subscribers show` is, in a process that loaded nothing else."""
+    for name, command in every_command().items():
+        if not isinstance(command, click.Group):
+            continue
+        code = (
+            "import click, sys\n"
+            "from digest.cli import cli\n"
+            f"group = cli.get_command(click.Context(cli), {name!r})\n"
+            "print(' '.join(sorted(group.commands)))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        )
+        assert done.stdout.split() == sorted(command.commands), name
 
 
 def test_help_and_version_load_no_commands_module() -> None:

@@ -83,7 +83,14 @@ async def send(settings: Settings, *, stop: asyncio.Event | None = None) -> send
     try:
         with Store.open(settings.database_url) as store:
             return await sending.send_issue(
-                settings, store, DAY, transport, secret_key=KEY, now=NOW, concurrency=1, stop=stop
+                settings,
+                store,
+                DAY,
+                transport,
+                secret_key=KEY,
+                now=NOW,
+                concurrency=settings.smtp.concurrency,
+                stop=stop,
             )
     finally:
         await transport.close()
@@ -174,3 +181,50 @@ def test_the_wait_doubles_up_to_the_most_with_jitter() -> None:
         waits = [retry_delay(smtp, attempts) for _ in range(50)]
         assert all(low <= wait <= min(low + 2.0, 10.0) for wait in waits)
     assert all(retry_delay(smtp, 9) == 10.0 for _ in range(10))
+
+
+class Closing(Recorder):
+    """Answers every MAIL with 421 and hangs up: a relay going down, not a reader's refusal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mails = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        self.mails += 1
+        server.transport.close()
+        return "421 4.3.2 Service shutting down"
+
+
+@pytest.mark.timeout(60)
+def test_a_relay_going_down_stops_the_send_without_waiting_out_the_retries(
+    project: Path, database_url: str
+) -> None:
+    """A relay's own failures count towards smtp.failure_threshold at once: the send stops
+    after that many, not after every copy has waited out its retries, and claims no more
+    copies meanwhile than it can keep waiting."""
+    handler = Closing()
+    with SmtpServer(handler) as server:
+        settings = relay_settings(
+            database_url,
+            server.port,
+            concurrency=2,
+            retry_delay=30.0,
+            retry_max_delay=60.0,
+            failure_threshold=5,
+        )
+        with Store.open(settings.database_url) as store:
+            store.subscribers.import_rows(
+                [(f"reader{n}@example.org", None) for n in range(300)], now=NOW
+            )
+
+        with pytest.raises(sending.SendStopped, match="stopped after 5 failures in a row"):
+            asyncio.run(send(settings))
+
+    assert handler.mails < 20
+    with Store.open(settings.database_url) as store:
+        issue_id = store.issues.id_of(DAY)
+        assert issue_id is not None
+        assert Ledger(store, issue_id).counts().pending == 300

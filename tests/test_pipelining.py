@@ -350,3 +350,32 @@ def test_a_copy_is_in_wire_form_whatever_its_text_and_personal_values(
     part = parsed.get_body(("plain",))
     assert part is not None
     assert str(part.get_content()).replace("\r\n", "\n").startswith(text + "\n")
+
+
+class RefusesThenHangsUp(Recorder):
+    """Says the mailbox does not exist, then closes the connection before DATA's reply."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        await server.push(f"550 5.1.1 <{address}>: Recipient address rejected: User unknown")
+        server.transport.close()
+        return "250 unsent"  # pushed to a closed connection: never read
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_a_refusal_before_the_connection_goes_is_still_the_refusal(pipelining: bool) -> None:
+    """The replies are judged in the order the commands went: the RCPT refusal that came
+    before the connection closed bounces the reader, on either path."""
+    with SmtpServer(RefusesThenHangsUp()) as running:
+
+        async def run() -> None:
+            transport = SmtpTransport(smtp(running.port, pipelining=pipelining))
+            try:
+                await transport.send(message(b"x\r\n"), sender=SENDER, recipient="gone@example.org")
+            finally:
+                await transport.close()
+
+        with pytest.raises(MailboxUnknown):
+            asyncio.run(run())

@@ -25,15 +25,27 @@ __all__ = ["load", "pick_command", "preview"]
 @click.option(
     "--json", "as_json", is_flag=True, help="Print articles and errors as one JSON object."
 )
+@click.option(
+    "--cached",
+    is_flag=True,
+    help="The seeds directory as picks read it: parse only new or changed files.",
+)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.pass_obj
-def load(app: App, as_json: bool, paths: tuple[str, ...]) -> None:
+def load(app: App, as_json: bool, cached: bool, paths: tuple[str, ...]) -> None:
     """Parse seed files (or directories of *.txt files; default: the seeds directory).
 
     Prints every article that loaded, then every file that did not; exits 1 if any failed.
+    With --cached, the seeds directory's kept articles, brought up to date first.
     """
     settings = app.settings()
-    result = pipeline.load_seeds(settings, list(paths))
+    if cached:
+        if paths:
+            raise click.UsageError("--cached reads the seeds directory: give no PATH with it")
+        with Store.open(settings.database_url) as store:
+            result = pipeline.load_cached(settings, store, articles=True)
+    else:
+        result = pipeline.load_seeds(settings, list(paths))
     if as_json:
         document = {
             "articles": [article.to_dict() for article in result.articles],

@@ -25,17 +25,19 @@ __all__ = [
     "App",
     "DigestGroup",
     "cli",
+    "command_modules",
     "every_command",
     "issue_date",
     "main",
 ]
 
-# Each command's module and its one-line help. A module is imported only when one of its
-# commands runs or shows its own help, so `digest --help` and `digest --version` import
-# none (and none of SQLAlchemy, pydantic, premailer, starlette), and `digest send` not the
-# bounce readers or the web server. The help here is the command's own first line
-# (tests/test_cli.py checks that they agree).
-COMMANDS: dict[str, tuple[str, str]] = {
+# Each command's modules (the first defines it; the others add subcommands to its group)
+# and its one-line help. A module is imported only when one of its commands runs or shows
+# its own help, so `digest --help` and `digest --version` import none (and none of
+# SQLAlchemy, pydantic, premailer, starlette), and `digest send` not the bounce readers or
+# the web server. The help here is the command's own first line (tests/test_cli.py checks
+# that they agree, and that each command has all its subcommands in a fresh process).
+COMMANDS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "bounces": (
         "digest.cli.bounces",
         "Read bounces, complaints and unsubscribe mails, and see what they did.",
@@ -77,7 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "How the issue's sending stands: pending, claimed, sent, failed, per worker, the rate.",
     ),
     "subscribers": (
-        "digest.cli.subscribers",
+        ("digest.cli.subscribers", "digest.cli.readers"),
         "Manage the subscriber list: add, import, list, unsubscribe, resubscribe, remove.",
     ),
 }
@@ -105,9 +107,11 @@ class DigestGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in COMMANDS:
-            # Importing the module registers its commands on this group.
-            importlib.import_module(COMMANDS[cmd_name][0])
+        if cmd_name in COMMANDS:
+            # Importing a module registers its commands on this group (once: imported
+            # modules are not run again).
+            for module in command_modules(cmd_name):
+                importlib.import_module(module)
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -174,6 +178,12 @@ def cli(ctx: click.Context, config_file: Path | None, verbose: bool) -> None:
         format="%(levelname)s: %(message)s",
     )
     ctx.obj = App(config_file=config_file, verbose=verbose)
+
+
+def command_modules(name: str) -> tuple[str, ...]:
+    """The modules that define the top-level command ``name`` and its subcommands."""
+    modules = COMMANDS[name][0]
+    return (modules,) if isinstance(modules, str) else modules
 
 
 def every_command() -> dict[str, click.Command]:

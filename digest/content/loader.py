@@ -44,6 +44,7 @@ __all__ = [
     "parse_article",
     "parse_byline",
     "parse_date",
+    "parse_seed_bytes",
     "seed_files",
 ]
 
@@ -314,12 +315,21 @@ def load_file(source: str, seed_format: SeedFormat) -> Article | LoadFailure:
         with open(source, "rb") as file:  # the path as the user spelt it
             data = file.read()
             modified = dt.datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, tz=dt.UTC)
-        text = decode_seed(data, source)
-        return parse_article(text, source=source, seed_format=seed_format, modified=modified)
-    except SeedError as exc:
-        return LoadFailure(source=source, reason=exc.reason)
     except OSError as exc:
         return LoadFailure(source=source, reason=f"cannot read: {exc.strerror or exc}")
+    return parse_seed_bytes(data, source, seed_format, modified=modified)
+
+
+def parse_seed_bytes(
+    data: bytes, source: str, seed_format: SeedFormat, *, modified: dt.datetime | None
+) -> Article | LoadFailure:
+    """One seed file's bytes as its article, or why they are not one."""
+    try:
+        return parse_article(
+            decode_seed(data, source), source=source, seed_format=seed_format, modified=modified
+        )
+    except SeedError as exc:
+        return LoadFailure(source=source, reason=exc.reason)
 
 
 def _without_repeats(paragraphs: list[str]) -> tuple[str, ...]:

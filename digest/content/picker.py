@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from digest.models import Article, Issue, PickLimits, RelatedStory, title_key
 
-__all__ = ["pick"]
+__all__ = ["pick", "recency"]
 
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -35,7 +35,8 @@ def pick(
         ),
         key=lambda article: article.source,
     )
-    candidates.sort(key=_recency, reverse=True)  # stable: equal dates keep source order
+    # Stable: equal dates keep source order.
+    candidates.sort(key=lambda article: recency(article.published, article.modified), reverse=True)
 
     leads: dict[str, Article] = {}
     for article in candidates:
@@ -58,8 +59,8 @@ def pick(
     return Issue(date=today, articles=tuple(picked))
 
 
-def _recency(article: Article) -> tuple[dt.date, dt.datetime]:
-    """The date from the data when there is one, else the file's; the file's time breaks ties."""
-    modified = article.modified or _NEVER
-    day = article.published or (article.modified.date() if article.modified else dt.date.min)
-    return day, modified
+def recency(published: dt.date | None, modified: dt.datetime | None) -> tuple[dt.date, dt.datetime]:
+    """How new an article is: the date from the data when there is one, else the file's; the
+    file's time breaks ties."""
+    day = published or (modified.date() if modified else dt.date.min)
+    return day, modified or _NEVER

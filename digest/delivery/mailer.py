@@ -222,9 +222,18 @@ class SmtpTransport:
             client = self._idle.pop()
             if client.is_connected:
                 return client
-        opened = await connect(self.settings)
-        if self.settings.pipelining and PipelinedSession.offered(opened):
-            return PipelinedSession(opened, timeout=self.settings.timeout)
+        settings = self.settings
+        opened = await connect(settings)
+        if settings.pipelining and PipelinedSession.offered(opened):
+            try:
+                return PipelinedSession(opened, timeout=settings.timeout)
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                # Closed between the greeting and the first message: as if it had failed
+                # while connecting.
+                opened.close()
+                raise connect_failure(
+                    exc, relay=self.relay, security=settings.security, timeout=settings.timeout
+                ) from exc
         return _PlainSession(opened)
 
     async def _release(self, client: _Session, reusable: bool, failed: bool) -> None:

@@ -162,6 +162,10 @@ class _Replies(asyncio.Protocol):
         if len(self._buffer) > _MAX_REPLY:
             raise aiosmtplib.SMTPResponseException(-1, "Response too long")
 
+    def forget_unasked(self) -> None:
+        """Drop replies no command asked for (a server's stray line between commands)."""
+        self._replies.clear()
+
     async def reply(self, timeout: float) -> Reply:
         """The next reply, waiting at most ``timeout`` seconds for it."""
         if self._replies:
@@ -203,7 +207,8 @@ class _Replies(asyncio.Protocol):
             raise aiosmtplib.SMTPTimeoutError("Timed out writing to the server") from exc
         finally:
             self._drained = None
-        if self._lost is not None:
+        if self._lost is not None and not self._replies:
+            # A reply that came before the loss (552 too big, say) says more: it is read next.
             raise self._lost
 
 
@@ -255,36 +260,64 @@ class PipelinedSession:
             if _CONTROL.search(address):
                 raise ValueError("Command arg contains a prohibited control character")
         replies = self._replies
+        # A reply nobody asked for would be taken for MAIL's: dropped.
+        replies.forget_unasked()
         replies.write(f"{mail}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode(encoding))
-        mail_reply = await self._next()
-        rcpt_reply = await self._next()
-        data_reply = await self._next()
+        mail_reply, rcpt_reply, data_reply, lost = await self._three_replies()
+        # Judged in order, as the commands were sent: what MAIL said comes first, even
+        # when the connection was lost (or closed with a 421) before the later replies;
+        # a reply that never came fails the copy as the lost connection.
+        if mail_reply is None:
+            raise lost
         if mail_reply.code != 250:
             await self._abandon(data_reply)
             raise aiosmtplib.SMTPSenderRefused(mail_reply.code, mail_reply.message, sender)
+        if rcpt_reply is None:
+            raise lost
         if rcpt_reply.code not in (250, 251):
             await self._abandon(data_reply)
             raise aiosmtplib.SMTPRecipientRefused(rcpt_reply.code, rcpt_reply.message, recipient)
+        if data_reply is None:
+            raise lost
         if data_reply.code != 354:
             raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
         replies.writelines((body, b".\r\n"))
         await replies.drain(self._timeout)
-        done = await self._next()
+        done = await replies.reply(self._timeout)
         if done.code != 250:
             raise aiosmtplib.SMTPDataError(done.code, done.message)
 
-    async def _next(self) -> Reply:
-        reply = await self._replies.reply(self._timeout)
-        if reply.code == 421:
-            # The server is closing the connection: the replies still owed never come.
-            raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
-        return reply
+    async def _three_replies(
+        self,
+    ) -> tuple[Reply | None, Reply | None, Reply | None, Exception]:
+        """The replies to MAIL, RCPT and DATA, None for those that never came, and what
+        ended the connection before them."""
+        got: list[Reply | None] = []
+        lost: Exception = aiosmtplib.SMTPServerDisconnected("Connection lost")
+        while len(got) < 3:
+            try:
+                reply = await self._replies.reply(self._timeout)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                lost = exc
+                break
+            got.append(reply)
+            if reply.code == 421:
+                # The server is closing the connection: the replies still owed never come.
+                lost = aiosmtplib.SMTPResponseException(reply.code, reply.message)
+                break
+        got += [None] * (3 - len(got))
+        return got[0], got[1], got[2], lost
 
-    async def _abandon(self, data_reply: Reply) -> None:
+    async def _abandon(self, data_reply: Reply | None) -> None:
         """After a refused MAIL or RCPT: a DATA the server accepted anyway ends empty."""
-        if data_reply.code == 354:
-            self._replies.write(b".\r\n")
-            await self._next()
+        if data_reply is not None and data_reply.code == 354:
+            try:
+                self._replies.write(b".\r\n")
+                await self._replies.reply(self._timeout)
+            except (aiosmtplib.SMTPException, OSError):
+                # The refusal is what the copy failed on; a connection lost meanwhile is
+                # found, and closed, when it is handed back.
+                pass
 
     async def command(self, line: str) -> Reply:
         """One command on its own (RSET, QUIT) and its reply."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from digest.errors import (
     MessageError,
     PermanentFailure,
     RelayRefused,
+    RelayUnavailable,
     StoreError,
 )
 from digest.settings import SmtpSettings
@@ -65,8 +67,15 @@ REFUSAL_RATE_MIN_COPIES = 200
 # batch waits in the queue well under a second against a fast relay, and its claims are
 # renewed like the rest against a slow one.
 _QUEUED_PER_CONNECTION = 16
-# What _attempt gives for a copy put in the delay queue.
-_DELAYED = object()
+
+
+class _Delayed(enum.Enum):
+    """What _attempt gives for a copy put in the delay queue."""
+
+    DELAYED = "delayed"
+
+
+_DELAYED = _Delayed.DELAYED
 # How often the delay queue looks whether the run must stop, while nothing is due.
 _STOP_POLL = 0.25
 
@@ -241,6 +250,11 @@ class SendLoop:
             for delivery in claimed:
                 self._outstanding += 1
                 await queue.put(_Copy(delivery))
+            # Against a relay that refuses everything for now, copies would pile up in
+            # the delay queue, every one of them claimed: claim more only once the
+            # waiting ones are down to a queue's worth.
+            while len(self._delayed) > queue.maxsize and not self.stopping:
+                await asyncio.sleep(_STOP_POLL)
 
     async def _release_delayed(self, queue: asyncio.Queue[_Copy | None]) -> None:
         """Hand each delayed copy back to the workers when its time comes; all of them at
@@ -252,7 +266,14 @@ class SendLoop:
                 await queue.put(copy)
             next_due = self._delayed.next_due()
             wait = _STOP_POLL if next_due is None else min(_STOP_POLL, next_due - now)
-            await asyncio.sleep(max(0.0, wait))
+            try:
+                await asyncio.sleep(max(0.0, wait))
+            except asyncio.CancelledError:
+                if self._delayed:
+                    # Cancelled before the run ended (the run itself was): what still
+                    # waits is released for the next run, not lost with its lease.
+                    self._unsent.extend(copy.delivery.id for copy in self._delayed.pop_all())
+                raise
 
     async def _claim(self, batch_size: int) -> list[PendingDelivery]:
         sent_at = time.monotonic()
@@ -289,11 +310,12 @@ class SendLoop:
         # so the feeder never waits on a full queue that nobody empties.
         while (copy := await queue.get()) is not None:
             delivery = copy.delivery
+            delayed = False
             try:
                 if self.stopping:
                     await self._leave(copy, recorder)
-                elif await self._deliver(copy, recorder):
-                    continue  # delayed: still outstanding
+                else:
+                    delayed = await self._deliver(copy, recorder)
             except Exception as exc:
                 # A bug or a library's surprise must stop the run, not one worker quietly
                 # (the feeder would wait forever on a queue nobody empties).
@@ -302,9 +324,12 @@ class SendLoop:
                 self.totals.halted = (
                     f"{delivery.subscriber.email}: unexpected {type(exc).__name__}: {exc}"
                 )
-            self._outstanding -= 1
-            if not self._outstanding:
-                self._settled.set()
+            finally:
+                # Settled, whatever happened to it, unless it waits in the delay queue.
+                if not delayed:
+                    self._outstanding -= 1
+                    if not self._outstanding:
+                        self._settled.set()
 
     async def _leave(self, copy: _Copy, recorder: Recorder) -> None:
         """The run stops before ``copy`` goes: it stays pending for the next run. One that
@@ -346,7 +371,6 @@ class SendLoop:
             return False
         if result is _DELAYED:
             return True
-        assert isinstance(result, DeliveryResult)
         what = "sent" if result.message_id else "attempted"
         try:
             recorded = await recorder.record(result)
@@ -379,7 +403,7 @@ class SendLoop:
             return True
         return await asyncio.to_thread(self.ledger.extend_claim, delivery_id, lease=self.lease)
 
-    async def _attempt(self, copy: _Copy) -> DeliveryResult | object | None:
+    async def _attempt(self, copy: _Copy) -> DeliveryResult | _Delayed | None:
         """Try one copy once: its result, ``_DELAYED`` when it waits in the delay queue for
         another attempt, or None when the run must stop instead."""
         delivery = copy.delivery
@@ -399,6 +423,11 @@ class SendLoop:
             await self.transport.send(data, sender=sender, recipient=subscriber.email)
         except DeliveryFailed as exc:
             copy.failure = exc
+            if isinstance(exc, RelayUnavailable):
+                # The relay's failure (no connection, 421, a time-out), not the reader's:
+                # it counts towards the breaker now, or a relay that is down would be
+                # tried with copy after copy before the first one's retries ran out.
+                self._count_relay_failure()
             if not isinstance(exc, PermanentFailure) and copy.attempts < self.smtp.retry_attempts:
                 due = time.monotonic() + retry_delay(self.smtp, copy.attempts)
                 self._delayed.push(copy, due)
@@ -430,6 +459,11 @@ class SendLoop:
                 copy.delivery.subscriber.id if isinstance(exc, MailboxUnknown) else None
             ),
         )
+
+    def _count_relay_failure(self) -> None:
+        totals = self.totals
+        totals._in_a_row += 1
+        totals.tripped = totals.tripped or totals._in_a_row >= self.smtp.failure_threshold
 
     def _count(self, result: DeliveryResult) -> None:
         totals = self.totals

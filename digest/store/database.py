@@ -27,6 +27,7 @@ from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
 from digest.store.preferences import PreferenceRecords
 from digest.store.returns import ReturnRecords
+from digest.store.seeds import SeedFileRecords
 from digest.store.signups import ErasureRecords, SignupRecords
 from digest.store.subscribers import SubscriberRecords
 
@@ -52,7 +53,7 @@ __all__ = ["SCHEMA_HEAD", "Store"]
 
 # The newest migration's revision (digest/store/migrations/versions/); tests/test_store.py
 # checks it is alembic's head.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 
 
 class Store:
@@ -69,6 +70,7 @@ class Store:
         self.preferences = PreferenceRecords(self)
         self.signups = SignupRecords(self)
         self.erasures = ErasureRecords(self)
+        self.seed_files = SeedFileRecords(self)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -34,6 +35,7 @@ __all__ = [
     "list_ids",
     "metadata",
     "returned_messages",
+    "seed_files",
     "signup_attempts",
     "subscriber_events",
     "subscribers",
@@ -279,4 +281,22 @@ erasures = Table(
     metadata,
     Column("address_hash", String(64), primary_key=True),
     Column("erased_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per seed file parsed (digest.seedcache): how the file was when parsed, with what
+# parser, and the article it gave or why it failed.
+seed_files = Table(
+    "seed_files",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("parser_key", String(64), nullable=False),
+    Column("article_id", Text, nullable=True),
+    Column("published", Date, nullable=True),
+    Column("modified", DateTime(timezone=True), nullable=True),
+    Column("content", JSON(none_as_null=True), nullable=True),
+    Column("failure", Text, nullable=True),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
 )
