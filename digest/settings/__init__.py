@@ -45,6 +45,7 @@ from digest.settings.sections import (
     BounceSettings,
     CheckSettings,
     DkimSettings,
+    MetricsSettings,
     PrivacySettings,
     ScheduleSettings,
     SignupSettings,
@@ -62,6 +63,7 @@ __all__ = [
     "BrandSettings",
     "CheckSettings",
     "DkimSettings",
+    "MetricsSettings",
     "PrivacySettings",
     "ScheduleSettings",
     "Settings",
@@ -152,6 +154,7 @@ class Settings(BaseSettings):
     check: CheckSettings = CheckSettings()
     bounces: BounceSettings = BounceSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    metrics: MetricsSettings = MetricsSettings()
     signup: SignupSettings = SignupSettings()
     privacy: PrivacySettings = PrivacySettings()
     brand: BrandSettings = BrandSettings()

@@ -23,6 +23,7 @@ __all__ = [
     "BounceSettings",
     "CheckSettings",
     "DkimSettings",
+    "MetricsSettings",
     "PrivacySettings",
     "ScheduleSettings",
     "SignupSettings",
@@ -247,6 +248,16 @@ class WebhookSettings(BaseModel):
     # Mailgun's webhook signing key: with it, POST /webhooks/mailgun takes Mailgun's
     # events (signature checked); without it, that address answers 404.
     mailgun_signing_key: SecretStr | None = None
+
+
+class MetricsSettings(BaseModel):
+    """``/metrics`` for Prometheus: who may read it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # With a token, /metrics answers only requests that bear it (Authorization: Bearer
+    # TOKEN); without one, only requests made from this machine, not through a proxy.
+    token: SecretStr | None = None
 
 
 # The wording shown beside the signup form's button, and kept with each consent.

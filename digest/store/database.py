@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from digest.errors import StoreError
 from digest.store.consent import ConsentRecords
 from digest.store.deliveries import DeliveryRecords
+from digest.store.figures import FigureRecords
 from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
 from digest.store.preferences import PreferenceRecords
@@ -71,6 +72,7 @@ class Store:
         self.signups = SignupRecords(self)
         self.erasures = ErasureRecords(self)
         self.seed_files = SeedFileRecords(self)
+        self.figures = FigureRecords(self)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:
@@ -274,6 +276,36 @@ class Store:
                 yield others
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def scheduler_running(self) -> bool:
+        """True while a ``digest schedule`` runs on this database (it holds
+        :meth:`scheduler_presence`): the lock cannot be taken alone."""
+        if self.engine.dialect.name == "postgresql":
+            own = create_engine(self.engine.url, poolclass=NullPool)
+            try:
+                with own.connect() as connection:
+                    key = {"space": _SCHEDULER_LOCK, "issue": 0}
+                    alone = connection.scalar(
+                        text(_SCHEMA_LOCK.format(call="pg_try_advisory_lock")), key
+                    )
+                    if alone:
+                        connection.execute(
+                            text(_SCHEMA_LOCK.format(call="pg_advisory_unlock")), key
+                        )
+                    return not alone
+            finally:
+                own.dispose()
+        database = self.engine.url.database
+        lock = Path(f"{database}.scheduler.lock")
+        if not database or database == ":memory:" or not lock.exists():
+            return False
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
 
     def transact(self, work: Callable[[Connection], _T]) -> _T:
         """``work`` in one transaction, made again if the database rolled it back.

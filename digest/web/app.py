@@ -36,6 +36,7 @@ from digest.options import list_naming, message_options
 from digest.settings import Settings
 from digest.store import Store
 from digest.web.archive import ArchivePages
+from digest.web.metrics import MetricsPage
 from digest.web.preferences import PreferencePages
 from digest.web.readers import ReaderPages
 from digest.web.site import Site
@@ -83,6 +84,7 @@ def create_app(
             Route("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"]),
             *ArchivePages(site).routes(),
             Route("/webhooks/mailgun", pages.mailgun, methods=["POST"]),
+            *MetricsPage(site).routes(),
         ],
         exception_handlers={HTTPException: pages.error, Exception: pages.crash},
     )
