@@ -35,6 +35,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"sending"}),
     frozenset({"readers"}),
     frozenset({"checks"}),
+    frozenset({"alerts"}),
     frozenset({"schedule", "web"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),

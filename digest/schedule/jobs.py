@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest import checks, pipeline, sending
+from digest import alerts, checks, pipeline, sending
 from digest.bounces.mailbox import configured_source, shown_source
 from digest.bounces.process import ProcessReport, process_mailbox
 from digest.clock import utc_now
@@ -177,6 +177,7 @@ async def poll_bounces() -> None:
         # The mailbox or the database: logged, and read again at the next poll.
         log.error("reading bounces from %s failed: %s", shown_source(source), exc)
         return
+    await _alert(alerts.after_bounces(running.settings, running.store))
     # Messages left unread on purpose (none of ours) are read again each time: only what
     # is new is worth a line.
     if report.messages > report.already_read:
@@ -284,6 +285,7 @@ async def _send(
         )
     elif isinstance(outcome, sending.SendHalted | sending.SendStopped | CheckFailed):
         _retry_later(running, day, attempt, fresh=refused is not None)
+    await _alert(alerts.after_send(running.settings, running.store, day, outcome))
     if running.on_run is not None:
         running.on_run(outcome)
     return outcome
@@ -359,6 +361,14 @@ async def _send_logged(
     for failure in report.failures:
         log.warning("skipped %s: %s", failure.source, failure.reason)
     return report
+
+
+async def _alert(telling: Awaitable[list[alerts.Alert]]) -> None:
+    """Tell the operator; an alert that cannot be made is logged, never stops a job."""
+    try:
+        await telling
+    except Exception:
+        log.exception("an alert could not be made")
 
 
 def _retry_later(running: Running, day: dt.date, attempt: int, *, fresh: bool = False) -> None:

@@ -42,6 +42,7 @@ from digest.settings.describe import ENV_PREFIX
 from digest.settings.describe import describe as _describe
 from digest.settings.describe import keys_in as _keys_in
 from digest.settings.sections import (
+    AlertSettings,
     BounceSettings,
     CheckSettings,
     DkimSettings,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_KICKERS",
     "DEFAULT_PUBLISHERS",
     "ENV_PREFIX",
+    "AlertSettings",
     "BounceSettings",
     "BrandSettings",
     "CheckSettings",
@@ -155,6 +157,7 @@ class Settings(BaseSettings):
     bounces: BounceSettings = BounceSettings()
     webhooks: WebhookSettings = WebhookSettings()
     metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertSettings = AlertSettings()
     signup: SignupSettings = SignupSettings()
     privacy: PrivacySettings = PrivacySettings()
     brand: BrandSettings = BrandSettings()

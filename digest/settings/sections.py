@@ -20,6 +20,7 @@ from digest.crontab import cron_trigger
 
 __all__ = [
     "DEFAULT_CONSENT_TEXT",
+    "AlertSettings",
     "BounceSettings",
     "CheckSettings",
     "DkimSettings",
@@ -248,6 +249,44 @@ class WebhookSettings(BaseModel):
     # Mailgun's webhook signing key: with it, POST /webhooks/mailgun takes Mailgun's
     # events (signature checked); without it, that address answers 404.
     mailgun_signing_key: SecretStr | None = None
+
+
+class AlertSettings(BaseModel):
+    """Telling the operator when a send goes wrong: by mail, by a chat webhook, or both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Where alert mails go; none: no mail.
+    email: str | None = None
+    # A relay for alert mails, "host[:port]", with smtp's security and login; none: the
+    # configured transport (when that relay is what failed, the mail may not get through:
+    # the webhook and the log still say it).
+    relay: str | None = None
+    # A Slack or Mattermost incoming webhook: a JSON {"text": ...} is POSTed to it. It
+    # holds a token, so it is kept like a password.
+    webhook_url: SecretStr | None = None
+    # Nothing new to send this many days in a row is an alert.
+    empty_days: int = Field(default=3, ge=1)
+    # An issue whose hard bounces, or complaints, pass these shares of its copies.
+    bounce_rate: float = Field(default=0.02, gt=0, le=1)
+    complaint_rate: float = Field(default=0.001, gt=0, le=1)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("expected the webhook's http(s) URL")
+        return value
+
+    @property
+    def relay_address(self) -> tuple[str, int | None] | None:
+        """``relay`` as (host, port or None)."""
+        if not self.relay:
+            return None
+        host, _, port = self.relay.strip().rpartition(":")
+        if host and port.isdigit():
+            return host, int(port)
+        return self.relay.strip(), None
 
 
 class MetricsSettings(BaseModel):

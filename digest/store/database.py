@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from digest.errors import StoreError
+from digest.store.alerts import AlertRecords
 from digest.store.consent import ConsentRecords
 from digest.store.deliveries import DeliveryRecords
 from digest.store.figures import FigureRecords
@@ -54,7 +55,7 @@ __all__ = ["SCHEMA_HEAD", "Store"]
 
 # The newest migration's revision (digest/store/migrations/versions/); tests/test_store.py
 # checks it is alembic's head.
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 
 
 class Store:
@@ -73,6 +74,7 @@ class Store:
         self.erasures = ErasureRecords(self)
         self.seed_files = SeedFileRecords(self)
         self.figures = FigureRecords(self)
+        self.alerts = AlertRecords(self)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:

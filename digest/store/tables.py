@@ -25,6 +25,7 @@ __all__ = [
     "OUTBOX",
     "PENDING",
     "SENT",
+    "alerts",
     "bounce_events",
     "consent_texts",
     "consents",
@@ -299,4 +300,17 @@ seed_files = Table(
     Column("content", JSON(none_as_null=True), nullable=True),
     Column("failure", Text, nullable=True),
     Column("checked_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per alert sent to the operator (digest.alerts): one per cause per day.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cause", String(32), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cause", "day"),
 )
