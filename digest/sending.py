@@ -23,7 +23,8 @@ from digest.clock import utc_now
 from digest.delivery.ledger import Ledger
 from digest.delivery.mailer import Transport
 from digest.delivery.retries import with_retries
-from digest.delivery.sender import SendLoop, SendTotals
+from digest.delivery.sender import SendLoop
+from digest.delivery.totals import SendTotals
 from digest.delivery.transport import transport_for
 from digest.email.message import MessageTemplate
 from digest.errors import DeliveryFailed, DigestError, StoreError

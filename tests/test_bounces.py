@@ -40,7 +40,7 @@ from digest.bounces.process import ProcessReport, process_mailbox
 from digest.checks.reputation import check_reputation
 from digest.cli import cli
 from digest.delivery.ledger import Ledger
-from digest.delivery.sender import REFUSAL_RATE_MIN_COPIES
+from digest.delivery.totals import REFUSAL_RATE_MIN_COPIES
 from digest.errors import DigestError
 from digest.models import BounceKind, Issue, SubscriberStatus
 from digest.readers.record import held_about

@@ -28,7 +28,8 @@ from sqlalchemy.exc import OperationalError
 from digest import pipeline
 from digest.cli import cli
 from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
-from digest.delivery.sender import SendLoop, SendTotals
+from digest.delivery.sender import SendLoop
+from digest.delivery.totals import SendTotals
 from digest.email.message import MessageTemplate
 from digest.email.render import Renderer
 from digest.errors import StoreError

@@ -32,13 +32,14 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from digest.audience.verp import ReturnPath
 from digest.delivery.ledger import DeliveryResult, Ledger, PendingDelivery
 from digest.delivery.mailer import Transport
 from digest.delivery.recorder import Recorder
 from digest.delivery.retries import DelayQueue, retry_delay
+from digest.delivery.totals import SendTotals
 from digest.email.message import MessageTemplate
 from digest.errors import (
     DeliveryFailed,
@@ -53,15 +54,12 @@ from digest.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REFUSAL_RATE_MIN_COPIES", "SendLoop", "SendTotals"]
+__all__ = ["SendLoop"]
 
 # The share of the lease a claim must still have, by this worker's own reckoning, to be
 # sent on without extending it in the database first: a copy under way is then still
 # covered by the claim when renewals are late.
 _SAFE_SHARE_OF_LEASE = 0.25
-# The refusal-rate breaker judges a run only after this many copies were decided (sent or
-# failed for good): below it, a few dead addresses early on would look like a disaster.
-REFUSAL_RATE_MIN_COPIES = 200
 # Copies claimed ahead per connection: a claim costs a statement, whatever its size, so a
 # bigger batch costs less per copy (about half at 128 a batch than at 32, on SQLite); a
 # batch waits in the queue well under a second against a fast relay, and its claims are
@@ -90,24 +88,6 @@ class _Copy:
     message_id: str | None = None
     attempts: int = 0
     failure: DeliveryFailed | None = None
-
-
-@dataclass(kw_only=True, slots=True)
-class SendTotals:
-    """What one run of the loop did, and why it stopped early if it did."""
-
-    sent: int = 0
-    failed: int = 0
-    # Set when something that would fail every copy stopped the run.
-    halted: str | None = None
-    # Set when too many transient failures came in a row (the relay looks down).
-    tripped: bool = False
-    # Set when the run was asked to stop.
-    interrupted: bool = False
-    # Set when halted because too many copies were refused for good: a person should look
-    # before the rest goes, so it is not tried again by itself.
-    halted_by_refusals: bool = False
-    _in_a_row: int = field(default=0, repr=False)
 
 
 class SendLoop:
@@ -461,37 +441,13 @@ class SendLoop:
         )
 
     def _count_relay_failure(self) -> None:
-        totals = self.totals
-        totals._in_a_row += 1
-        totals.tripped = totals.tripped or totals._in_a_row >= self.smtp.failure_threshold
+        self.totals.count_relay_failure(threshold=self.smtp.failure_threshold)
 
     def _count(self, result: DeliveryResult) -> None:
-        totals = self.totals
-        if result.message_id is not None:
-            totals.sent += 1
-            totals._in_a_row = 0
-        else:
-            totals.failed += result.permanent
-            totals._in_a_row += 1
-            # Once tripped it stays so, whatever copies still under way then do.
-            totals.tripped = totals.tripped or totals._in_a_row >= self.smtp.failure_threshold
-            decided = totals.sent + totals.failed
-            if (
-                result.permanent
-                and self.max_refused_rate is not None
-                and totals.halted is None
-                and decided >= REFUSAL_RATE_MIN_COPIES
-                and totals.failed / decided > self.max_refused_rate
-            ):
-                # Mailbox providers throttle and then block senders whose mail keeps
-                # bouncing: stop while the list can still be cleaned.
-                totals.halted_by_refusals = True
-                totals.halted = (
-                    f"{totals.failed} of {decided} copies were refused for good "
-                    f"({totals.failed / decided:.1%}), over bounces.max_rate "
-                    f"({self.max_refused_rate:.0%}): stopped before the sender's reputation "
-                    "suffers; `digest status` shows the reasons, and `digest send` sends the "
-                    "rest"
-                )
+        self.totals.count(
+            result,
+            threshold=self.smtp.failure_threshold,
+            max_refused_rate=self.max_refused_rate,
+        )
         if self.on_delivery is not None:
             self.on_delivery()
