@@ -29,6 +29,7 @@ from digest import sending
 from digest.readers.notices import confirmation_mail, welcome_mail
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.web.adminauth import hash_password
 from digest.web.app import create_app
 
 from .conftest import FIXTURES, REPO, SEED
@@ -43,6 +44,8 @@ SITE = "https://news.example.org"
 ONE = dt.date(2026, 11, 23)
 FIVE = dt.date(2026, 11, 24)
 NOW = dt.datetime(2026, 11, 24, 7, tzinfo=dt.UTC)
+ADMIN_PASSWORD = "an operator's password for the checks"
+ADMIN_HASH = hash_password(ADMIN_PASSWORD)
 MORE = (
     "lead_byline.txt",
     "dated_byline.txt",
@@ -92,6 +95,7 @@ def site_settings(project: Path, database_url: str) -> Settings:
         outbox_dir=project / "var" / "outbox",
         postal_address="1 High Street, Exampleton",
         note_file=None,
+        admin={"password_hash": ADMIN_HASH},
     )
 
 
@@ -154,6 +158,17 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, s
                 # email document, checked as one.
                 for name in ("front", "issue-one", "issue-five"):
                     emails[f"served-{name}"] = web.pop(name)
+                web["admin-login"] = client.get("/admin/login").text
+            with TestClient(
+                create_app(settings, store, clock=lambda: NOW), base_url="https://testserver"
+            ) as admin:
+                token = re.search(r'name="token" value="([^"]+)"', admin.get("/admin/login").text)
+                assert token is not None
+                admin.post("/admin/login", data={"token": token[1], "password": ADMIN_PASSWORD})
+                overview = admin.get("/admin")
+                assert overview.status_code == 200
+                web["admin-overview"] = overview.text
+            with TestClient(create_app(settings, store, clock=lambda: NOW)) as client:
                 articles = sorted(
                     set(
                         re.findall(

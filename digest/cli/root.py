@@ -38,6 +38,7 @@ __all__ = [
 # the web server. The help here is the command's own first line (tests/test_cli.py checks
 # that they agree, and that each command has all its subcommands in a fresh process).
 COMMANDS: dict[str, tuple[str | tuple[str, ...], str]] = {
+    "admin": ("digest.cli.admin", "The operator's pages at /admin: their password."),
     "bounces": (
         "digest.cli.bounces",
         "Read bounces, complaints and unsubscribe mails, and see what they did.",

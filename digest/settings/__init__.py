@@ -42,6 +42,7 @@ from digest.settings.describe import ENV_PREFIX
 from digest.settings.describe import describe as _describe
 from digest.settings.describe import keys_in as _keys_in
 from digest.settings.sections import (
+    AdminSettings,
     AlertSettings,
     BounceSettings,
     CheckSettings,
@@ -60,6 +61,7 @@ __all__ = [
     "DEFAULT_KICKERS",
     "DEFAULT_PUBLISHERS",
     "ENV_PREFIX",
+    "AdminSettings",
     "AlertSettings",
     "BounceSettings",
     "BrandSettings",
@@ -158,6 +160,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertSettings = AlertSettings()
+    admin: AdminSettings = AdminSettings()
     signup: SignupSettings = SignupSettings()
     privacy: PrivacySettings = PrivacySettings()
     brand: BrandSettings = BrandSettings()

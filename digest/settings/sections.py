@@ -20,6 +20,7 @@ from digest.crontab import cron_trigger
 
 __all__ = [
     "DEFAULT_CONSENT_TEXT",
+    "AdminSettings",
     "AlertSettings",
     "BounceSettings",
     "CheckSettings",
@@ -249,6 +250,21 @@ class WebhookSettings(BaseModel):
     # Mailgun's webhook signing key: with it, POST /webhooks/mailgun takes Mailgun's
     # events (signature checked); without it, that address answers 404.
     mailgun_signing_key: SecretStr | None = None
+
+
+class AdminSettings(BaseModel):
+    """The operator's pages at /admin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The argon2 hash of the operator's password, from `digest admin set-password`;
+    # unset, /admin answers 404.
+    password_hash: SecretStr | None = None
+    # How long a login lasts.
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Wrong passwords allowed from one address within login_window_minutes.
+    login_attempts: int = Field(default=5, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
 
 
 class AlertSettings(BaseModel):

@@ -35,6 +35,7 @@ from digest.models import Subscriber
 from digest.options import list_naming, message_options
 from digest.settings import Settings
 from digest.store import Store
+from digest.web.admin import AdminPages
 from digest.web.archive import ArchivePages
 from digest.web.metrics import MetricsPage
 from digest.web.preferences import PreferencePages
@@ -85,6 +86,7 @@ def create_app(
             *ArchivePages(site).routes(),
             Route("/webhooks/mailgun", pages.mailgun, methods=["POST"]),
             *MetricsPage(site).routes(),
+            *(AdminPages(site).routes() if settings.admin.password_hash else []),
         ],
         exception_handlers={HTTPException: pages.error, Exception: pages.crash},
     )

@@ -1,0 +1,220 @@
+"""``/admin`` in ``digest serve``: the operator's view, behind a login.
+
+Only with ``admin.password_hash`` set (otherwise every /admin path is a 404). A login is
+an argon2-checked password, rate-limited per address (``admin.login_attempts`` wrong
+ones within ``admin.login_window_minutes``); it gives a signed session cookie that is
+``Secure``, ``HttpOnly``, ``SameSite=Strict`` and scoped to /admin. Every form carries a
+CSRF token bound to the session. No /admin answer is cached or indexed.
+
+The overview: the next scheduled send, the list by status, the latest issues with their
+copies, bounces and complaints and their rates, and two charts drawn on the server as SVG
+(each with a table of its figures): the list over the last 90 days, and copies and rates
+per issue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from http import HTTPStatus
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from digest.audience.tokens import keyed_hash
+from digest.crontab import cron_trigger
+from digest.models import SubscriberStatus
+from digest.web.adminauth import (
+    SESSION_COOKIE,
+    csrf_token,
+    login_token,
+    login_token_good,
+    new_session,
+    read_session,
+    verify_password,
+)
+from digest.web.charts import bar_chart, line_chart
+from digest.web.site import Site
+
+__all__ = ["ISSUES_SHOWN", "LIST_DAYS", "AdminPages"]
+
+# The overview's reach: the list's last 90 days, the last 12 issues.
+LIST_DAYS = 90
+ISSUES_SHOWN = 12
+# How long a login form's token stays good.
+_FORM_HOURS = 1.0
+# Headers of every /admin answer.
+_PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+
+
+class AdminPages:
+    """The routes of /admin, for a site whose ``admin.password_hash`` is set."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.settings = site.settings
+        configured = site.settings.admin.password_hash
+        assert configured is not None
+        self._hash = configured.get_secret_value()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/admin", self.overview, methods=["GET"]),
+            Route("/admin/login", self.login_form, methods=["GET"]),
+            Route("/admin/login", self.login, methods=["POST"]),
+            Route("/admin/logout", self.logout, methods=["POST"]),
+            # Everything else under /admin: not found, and only once logged in.
+            Route("/admin/{rest:path}", self.unknown, methods=["GET", "POST"]),
+        ]
+
+    # The session
+
+    def _session(self, request: Request) -> str | None:
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value:
+            return None
+        return read_session(
+            self.site.secret_key,
+            self._hash,
+            value,
+            now=self.site.clock(),
+            hours=self.settings.admin.session_hours,
+        )
+
+    def _to_login(self) -> Response:
+        return RedirectResponse("/admin/login", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
+
+    async def _checked_post(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
+        """A POST's session and form, or the refusal: no session, or no or a wrong token."""
+        session = self._session(request)
+        if session is None:
+            return self._page("admin_message.html.j2", HTTPStatus.FORBIDDEN, heading="Log in first")
+        form = await request.form(max_files=0, max_fields=16)
+        given = str(form.get("csrf", ""))
+        if not given or given != csrf_token(self.site.secret_key, session):
+            return self._page(
+                "admin_message.html.j2",
+                HTTPStatus.FORBIDDEN,
+                heading="This form has expired: open the page again",
+            )
+        return session, dict(form)
+
+    def _page(self, template: str, status: HTTPStatus = HTTPStatus.OK, **values: Any) -> Response:
+        answer = self.site.page(template=f"web/{template}", status=status, **values)
+        answer.headers.update(_PRIVATE)
+        return answer
+
+    # Pages
+
+    async def login_form(self, request: Request) -> Response:
+        if self._session(request) is not None:
+            return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
+        return self._login_page()
+
+    def _login_page(
+        self, problem: str | None = None, status: HTTPStatus = HTTPStatus.OK
+    ) -> Response:
+        token = login_token(self.site.secret_key, now=self.site.clock())
+        return self._page("admin_login.html.j2", status, token=token, problem=problem)
+
+    async def login(self, request: Request) -> Response:
+        now = self.site.clock()
+        form = await request.form(max_files=0, max_fields=8)
+        if not login_token_good(
+            self.site.secret_key, str(form.get("token", "")), now=now, hours=_FORM_HOURS
+        ):
+            return self._login_page("This form has expired: try again.", HTTPStatus.BAD_REQUEST)
+        admin = self.settings.admin
+        address = request.client.host if request.client is not None else "unknown"
+        # Counted beside the signup form's attempts, in a scope of their own.
+        key = {"admin": keyed_hash(self.site.secret_key, address, purpose="admin-login")}
+        since = now - dt.timedelta(minutes=admin.login_window_minutes)
+        store = self.site.store
+        tried = await run_in_threadpool(store.signups.count_since, "admin", key["admin"], since)
+        if tried >= admin.login_attempts:
+            return self._login_page(
+                f"Too many wrong passwords: try again in {admin.login_window_minutes} minutes.",
+                HTTPStatus.TOO_MANY_REQUESTS,
+            )
+        password = str(form.get("password", ""))
+        if not await run_in_threadpool(verify_password, self._hash, password):
+            await run_in_threadpool(store.signups.record, key, "wrong-password", now=now)
+            return self._login_page("Wrong password.", HTTPStatus.UNAUTHORIZED)
+        answer = RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
+        answer.set_cookie(
+            SESSION_COOKIE,
+            new_session(self.site.secret_key, self._hash, now=now),
+            max_age=int(admin.session_hours * 3600),
+            path="/admin",
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
+        return answer
+
+    async def logout(self, request: Request) -> Response:
+        checked = await self._checked_post(request)
+        if isinstance(checked, Response):
+            return checked
+        answer = self._to_login()
+        answer.delete_cookie(
+            SESSION_COOKIE, path="/admin", secure=True, httponly=True, samesite="strict"
+        )
+        return answer
+
+    async def unknown(self, request: Request) -> Response:
+        if self._session(request) is None:
+            return self._to_login()
+        return self._page("admin_message.html.j2", HTTPStatus.NOT_FOUND, heading="Not found")
+
+    async def overview(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return self._to_login()
+        values = await run_in_threadpool(self._overview)
+        return self._page("admin.html.j2", csrf=csrf_token(self.site.secret_key, session), **values)
+
+    def _overview(self) -> dict[str, Any]:
+        store, settings = self.site.store, self.settings
+        now = self.site.clock()
+        zone = settings.schedule.zone
+        trigger = cron_trigger(settings.schedule.cron, zone)
+        next_send = trigger.get_next_fire_time(None, now.astimezone(zone))
+        figures = store.figures.snapshot(now=now)
+        issues = store.figures.issues(last=ISSUES_SHOWN)
+        today = now.date()
+        days = store.figures.list_days(since=today - dt.timedelta(days=LIST_DAYS - 1), until=today)
+        oldest_first = list(reversed(issues))
+        return {
+            "now": now.astimezone(zone),
+            "next_send": next_send,
+            "zone": settings.schedule.timezone,
+            "scheduler_up": store.scheduler_running(),
+            "statuses": [
+                (status.value, figures.subscribers[status]) for status in SubscriberStatus
+            ],
+            "issues": issues,
+            "days": days,
+            "list_chart": line_chart(
+                title=f"The list over the last {LIST_DAYS} days",
+                description="Addresses that joined, left and bounced each day.",
+                labels=[day.day.isoformat() for day in days],
+                series=[
+                    ("joined", [day.joined for day in days]),
+                    ("left", [day.left for day in days]),
+                    ("bounced", [day.bounced for day in days]),
+                ],
+            ),
+            "issues_chart": bar_chart(
+                title="Copies per issue",
+                description="Copies sent, failed and pending for each of the latest issues.",
+                labels=[issue.date.isoformat() for issue in oldest_first],
+                series=[
+                    ("sent", [issue.sent for issue in oldest_first]),
+                    ("failed", [issue.failed for issue in oldest_first]),
+                    ("pending", [issue.pending for issue in oldest_first]),
+                ],
+            ),
+        }
