@@ -214,3 +214,38 @@ def test_set_password_prints_a_hash_that_logs_in(project: Path, database_url: st
     short = CliRunner().invoke(cli, ["admin", "set-password", "--stdin"], input="short\n")
     assert short.exit_code == 2
     assert "at least 12 characters" in short.stderr
+
+
+def test_looking_up_an_address_shows_its_status_history_and_copies(
+    settings: Settings, clock: Clock
+) -> None:
+    with Store.open(settings.database_url) as store:
+        store.subscribers.import_rows([("ann@example.org", "Ann")], now=START)
+        asyncio.run(sending.send_day(settings, store, dt.date(2026, 11, 23)))
+        with TestClient(create_app(settings, store, clock=clock), base_url=SITE) as test:
+            # Not without a login.
+            assert (
+                test.get("/admin/subscribers?email=ann@example.org", follow_redirects=False)
+            ).status_code == 303
+            assert log_in(test) == 303
+            found = test.get("/admin/subscribers", params={"email": "Ann@Example.org"})
+            missing = test.get("/admin/subscribers", params={"email": "nobody@example.org"})
+            blank = test.get("/admin/subscribers")
+
+    assert found.status_code == 200
+    assert found.headers["cache-control"] == "no-store"
+    page = lxml.html.document_fromstring(found.text)
+    rows = {
+        row.findtext("th"): row.findtext("td")
+        for row in page.iter("tr")
+        if row.find("th") is not None
+    }
+    assert rows["status"] == "active"
+    assert rows["name"] == "Ann"
+    text = page.text_content()
+    assert "2026-11-23" in text  # the copy of the issue
+    assert "joined" in text
+    assert missing.status_code == 404
+    assert "nobody@example.org is not on the list" in missing.text
+    assert blank.status_code == 200
+    assert "Look up a subscriber" in blank.text

@@ -168,6 +168,9 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, s
                 overview = admin.get("/admin")
                 assert overview.status_code == 200
                 web["admin-overview"] = overview.text
+                lookup = admin.get("/admin/subscribers", params={"email": "reader@example.org"})
+                assert lookup.status_code == 200
+                web["admin-subscriber"] = lookup.text
             with TestClient(create_app(settings, store, clock=lambda: NOW)) as client:
                 articles = sorted(
                     set(

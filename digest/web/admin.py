@@ -25,7 +25,9 @@ from starlette.routing import Route
 
 from digest.audience.tokens import keyed_hash
 from digest.crontab import cron_trigger
+from digest.errors import NotFound
 from digest.models import SubscriberStatus
+from digest.readers.record import held_about
 from digest.web.adminauth import (
     SESSION_COOKIE,
     csrf_token,
@@ -65,6 +67,7 @@ class AdminPages:
             Route("/admin/login", self.login_form, methods=["GET"]),
             Route("/admin/login", self.login, methods=["POST"]),
             Route("/admin/logout", self.logout, methods=["POST"]),
+            Route("/admin/subscribers", self.subscriber, methods=["GET"]),
             # Everything else under /admin: not found, and only once logged in.
             Route("/admin/{rest:path}", self.unknown, methods=["GET", "POST"]),
         ]
@@ -163,6 +166,24 @@ class AdminPages:
             SESSION_COOKIE, path="/admin", secure=True, httponly=True, samesite="strict"
         )
         return answer
+
+    async def subscriber(self, request: Request) -> Response:
+        """Look up an address: the subscriber, their history, deliveries and what came back."""
+        session = self._session(request)
+        if session is None:
+            return self._to_login()
+        email = request.query_params.get("email", "").strip()
+        if not email:
+            return self._page("admin_subscriber.html.j2", email="", record=None)
+        try:
+            record = await run_in_threadpool(
+                held_about, self.site.store, email, now=self.site.clock()
+            )
+        except NotFound:
+            return self._page(
+                "admin_subscriber.html.j2", HTTPStatus.NOT_FOUND, email=email, record=None
+            )
+        return self._page("admin_subscriber.html.j2", email=email, record=record)
 
     async def unknown(self, request: Request) -> Response:
         if self._session(request) is None:
