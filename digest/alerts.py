@@ -28,7 +28,7 @@ from email.utils import format_datetime, make_msgid
 from digest import pipeline, sending
 from digest.clock import utc_now
 from digest.delivery.mailer import OutboxTransport, RelayPool, Transport
-from digest.errors import CheckFailed, DeliveryFailed, DigestError, RelayRefused
+from digest.errors import CheckFailed, DigestError
 from digest.models import BounceKind
 from digest.settings import Settings
 from digest.store import Store
@@ -189,7 +189,7 @@ async def _mail(settings: Settings, alert: Alert, now: dt.datetime) -> None:
         await transport.send(
             alert_message(settings, alert, now), sender=settings.from_address, recipient=recipient
         )
-    except (DeliveryFailed, RelayRefused, DigestError) as exc:
+    except DigestError as exc:
         log.error("the alert mail to %s could not be sent: %s", recipient, exc)
     finally:
         await transport.close()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from digest.content import boilerplate, loader, picker, text
 from digest.content.loader import SeedFormat, parse_seed_bytes, seed_files
-from digest.content.picker import pick, recency
+from digest.content.picker import choose_leads, pick
 from digest.models import Issue, LoadFailure, LoadResult, PickLimits
 from digest.store import Store
 from digest.store.seeds import ParsedSeed, SeedFileState
@@ -139,21 +139,13 @@ def pick_cached(
 ) -> Issue:
     """:func:`~digest.content.picker.pick` over the kept articles, reading only those it
     takes: the same issue as a pick over every article."""
-    eligible = [
-        candidate
-        for candidate in store.seed_files.candidates()
-        if candidate.article_id not in already_featured
-        and (candidate.published is None or candidate.published <= today)
-    ]
-    # Sorted as pick sorts: by file, then newest first (stable).
-    eligible.sort(key=lambda candidate: candidate.path)
-    eligible.sort(key=lambda c: recency(c.published, c.modified), reverse=True)
-    chosen: dict[str, str] = {}
-    for candidate in eligible:
-        if len(chosen) == limits.max_articles:
-            break
-        chosen.setdefault(candidate.article_id, candidate.path)
-    articles = store.seed_files.articles(list(chosen.values()))
+    chosen = choose_leads(
+        store.seed_files.candidates(),
+        today=today,
+        already_featured=already_featured,
+        limit=limits.max_articles,
+    )
+    articles = store.seed_files.articles([candidate.source for candidate in chosen])
     return pick(articles, today=today, already_featured=already_featured, limits=limits)
 
 

@@ -23,6 +23,14 @@ from digest.settings import DEFAULT_KICKERS, DEFAULT_PUBLISHERS
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "seeds"
 SEED = REPO / "seeds" / "000_9a09748038e9bf2b.txt"
+# The fixtures that, with the seed's article already sent, make a five-article issue.
+FIVE_LEADS = (
+    "lead_byline.txt",
+    "dated_byline.txt",
+    "several_authors.txt",
+    "no_related.txt",
+    "markup.txt",
+)
 POSTGRES_ENV = "DIGEST_TEST_POSTGRES_URL"
 # Read once, before any test clears DIGEST_* variables from its environment.
 POSTGRES_URL = os.environ.get(POSTGRES_ENV)

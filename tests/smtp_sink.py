@@ -30,7 +30,16 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-__all__ = ["Recorder", "Sink", "Slow", "SmtpServer", "closed_port", "main", "offer_pipelining"]
+__all__ = [
+    "Closing",
+    "Recorder",
+    "Sink",
+    "Slow",
+    "SmtpServer",
+    "closed_port",
+    "main",
+    "offer_pipelining",
+]
 
 HOST = "127.0.0.1"
 
@@ -170,6 +179,21 @@ class Slow(Recorder):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
+
+
+class Closing(Recorder):
+    """A relay going down: every MAIL answered 421 and the connection closed; counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mails = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        self.mails += 1
+        server.transport.close()
+        return "421 4.3.2 Service shutting down"
 
 
 class Sink:

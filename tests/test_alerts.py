@@ -24,22 +24,12 @@ from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
 from digest.store.suppression import SoftRule, TracedEvent
 
-from .smtp_sink import Recorder, SmtpServer
+from .smtp_sink import Closing, Recorder, SmtpServer
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
 KEY = "alerts-test-key-of-at-least-32-characters"
 HOOK_TOKEN = "T000-hook-token-of-the-tests"
-
-
-class Closing(Recorder):
-    """A relay going down: every MAIL answered 421, the connection closed."""
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
-    ) -> str:
-        server.transport.close()
-        return "421 4.3.2 Service shutting down"
 
 
 class Hook:

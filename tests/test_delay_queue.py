@@ -19,7 +19,7 @@ from digest.delivery.retries import DelayQueue, retry_delay
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
 
-from .smtp_sink import Recorder, SmtpServer
+from .smtp_sink import Closing, Recorder, SmtpServer
 
 DAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 7, tzinfo=dt.UTC)
@@ -181,21 +181,6 @@ def test_the_wait_doubles_up_to_the_most_with_jitter() -> None:
         waits = [retry_delay(smtp, attempts) for _ in range(50)]
         assert all(low <= wait <= min(low + 2.0, 10.0) for wait in waits)
     assert all(retry_delay(smtp, 9) == 10.0 for _ in range(10))
-
-
-class Closing(Recorder):
-    """Answers every MAIL with 421 and hangs up: a relay going down, not a reader's refusal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.mails = 0
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
-    ) -> str:
-        self.mails += 1
-        server.transport.close()
-        return "421 4.3.2 Service shutting down"
 
 
 @pytest.mark.timeout(60)

@@ -32,7 +32,7 @@ from digest.store import Store
 from digest.web.adminauth import hash_password
 from digest.web.app import create_app
 
-from .conftest import FIXTURES, REPO, SEED
+from .conftest import FIVE_LEADS, FIXTURES, REPO, SEED
 
 CHECKERS = REPO / "tests" / "checkers"
 VNU = CHECKERS / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
@@ -46,13 +46,6 @@ FIVE = dt.date(2026, 11, 24)
 NOW = dt.datetime(2026, 11, 24, 7, tzinfo=dt.UTC)
 ADMIN_PASSWORD = "an operator's password for the checks"
 ADMIN_HASH = hash_password(ADMIN_PASSWORD)
-MORE = (
-    "lead_byline.txt",
-    "dated_byline.txt",
-    "several_authors.txt",
-    "no_related.txt",
-    "markup.txt",
-)
 
 # The Nu checker's messages that are the email's idioms (tests/checkers/README.md says why
 # each is there); allowed in the email's HTML only, never in a web page.
@@ -117,7 +110,7 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, s
             store.subscribers.add("reader@example.org", "Ann Reader", now=NOW)
             asyncio.run(sending.send_day(settings, store, ONE))
             sent_one = sorted((settings.outbox_dir / "new").iterdir())
-            for name in MORE:
+            for name in FIVE_LEADS:
                 (project / "seeds" / name).write_bytes((FIXTURES / name).read_bytes())
             asyncio.run(sending.send_day(settings, store, FIVE))
             sent = sorted((settings.outbox_dir / "new").iterdir())

@@ -19,20 +19,13 @@ from digest import sending
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
-from .conftest import FIXTURES, REPO, digest_serving, needs_webdriver
+from .conftest import FIVE_LEADS, FIXTURES, REPO, digest_serving, needs_webdriver
 
 KEY = "issue-browser-key-of-at-least-32-characters"
 SITE = "https://news.example.org"
 SCREENSHOTS = REPO / "var" / "screenshots"
 ONE = dt.date(2026, 11, 23)
 FIVE = dt.date(2026, 11, 24)
-MORE = (
-    "lead_byline.txt",
-    "dated_byline.txt",
-    "several_authors.txt",
-    "no_related.txt",
-    "markup.txt",
-)
 
 pytestmark = needs_webdriver()
 
@@ -54,7 +47,7 @@ def settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "reader@example.org", None, now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
         )
         asyncio.run(sending.send_day(settings, store, ONE))
-        for name in MORE:
+        for name in FIVE_LEADS:
             (project / "seeds" / name).write_bytes((FIXTURES / name).read_bytes())
         asyncio.run(sending.send_day(settings, store, FIVE))
     return settings

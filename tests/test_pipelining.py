@@ -127,6 +127,19 @@ def smtp(port: int, **values: Any) -> SmtpSettings:
     return SmtpSettings(**(defaults | values))
 
 
+def send_through(data: bytes, recipient: str, port: int, **values: Any) -> None:
+    """One message through an SmtpTransport to ``port``, its connections closed after."""
+
+    async def run() -> None:
+        transport = SmtpTransport(smtp(port, **values))
+        try:
+            await transport.send(data, sender=SENDER, recipient=recipient)
+        finally:
+            await transport.close()
+
+    asyncio.run(run())
+
+
 def message(body: bytes, to: str = "ann@example.org") -> bytes:
     return f"From: {SENDER}\r\nTo: {to}\r\nSubject: test\r\n\r\n".encode("ascii") + body
 
@@ -193,15 +206,8 @@ def test_a_refused_recipient_sends_no_message_and_the_connection_goes_on(
 def test_a_refused_message_stops_the_send(server: tuple[Refusing, int]) -> None:
     _, port = server
 
-    async def run() -> None:
-        transport = SmtpTransport(smtp(port))
-        try:
-            await transport.send(message(b"spam\r\n"), sender=SENDER, recipient="ann@example.org")
-        finally:
-            await transport.close()
-
     with pytest.raises(RelayRefused, match=r"554 5\.7\.1 Message refused as spam"):
-        asyncio.run(run())
+        send_through(message(b"spam\r\n"), "ann@example.org", port)
 
 
 @pytest.mark.timeout(60)
@@ -211,14 +217,7 @@ def test_a_large_message_goes_through_the_writers_flow_control(
     handler, port = server
     body = b"".join(b"%07d " % n + b"x" * 70 + b"\r\n" for n in range(40_000))  # about 3 MB
 
-    async def run() -> None:
-        transport = SmtpTransport(smtp(port))
-        try:
-            await transport.send(message(body), sender=SENDER, recipient="ann@example.org")
-        finally:
-            await transport.close()
-
-    asyncio.run(run())
+    send_through(message(body), "ann@example.org", port)
 
     assert handler.messages[0][2] == message(body)
 
@@ -233,17 +232,8 @@ class ClosesAtRcpt(Recorder):
 
 @pytest.mark.timeout(30)
 def test_a_421_in_the_pipeline_is_the_relays_failure() -> None:
-    with SmtpServer(ClosesAtRcpt()) as running:
-
-        async def run() -> None:
-            transport = SmtpTransport(smtp(running.port))
-            try:
-                await transport.send(message(b"x\r\n"), sender=SENDER, recipient="ann@example.org")
-            finally:
-                await transport.close()
-
-        with pytest.raises(RelayUnavailable):
-            asyncio.run(run())
+    with SmtpServer(ClosesAtRcpt()) as running, pytest.raises(RelayUnavailable):
+        send_through(message(b"x\r\n"), "ann@example.org", running.port)
 
 
 @pytest.mark.timeout(30)
@@ -368,14 +358,22 @@ class RefusesThenHangsUp(Recorder):
 def test_a_refusal_before_the_connection_goes_is_still_the_refusal(pipelining: bool) -> None:
     """The replies are judged in the order the commands went: the RCPT refusal that came
     before the connection closed bounces the reader, on either path."""
-    with SmtpServer(RefusesThenHangsUp()) as running:
+    with SmtpServer(RefusesThenHangsUp()) as running, pytest.raises(MailboxUnknown):
+        send_through(message(b"x\r\n"), "gone@example.org", running.port, pipelining=pipelining)
 
-        async def run() -> None:
-            transport = SmtpTransport(smtp(running.port, pipelining=pipelining))
-            try:
-                await transport.send(message(b"x\r\n"), sender=SENDER, recipient="gone@example.org")
-            finally:
-                await transport.close()
 
-        with pytest.raises(MailboxUnknown):
-            asyncio.run(run())
+@pytest.mark.parametrize("line_end", ["\r", "\r\n"])
+def test_a_carriage_return_in_the_issue_never_reaches_the_wire_bare(
+    rendered: RenderedIssue, line_end: str
+) -> None:
+    issue = replace(rendered, text=f"one{line_end}two\n" + rendered.text)
+    options = message_options(
+        Settings(_env_file=None, from_address=SENDER, public_url="https://news.example.org")
+    )
+    data = bytes(
+        MessageTemplate.build(issue, options, secret_key=KEY, now=NOW).render(
+            Subscriber(id=1, email="ann@example.org")
+        )
+    )
+    assert data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n")
+    assert wire_form(data) == data

@@ -172,3 +172,20 @@ def test_load_cached_reads_only_the_seeds_directory(seeded: Path) -> None:
 
     assert result.exit_code == 2
     assert "--cached" in result.stderr
+
+
+def test_a_file_that_can_no_longer_be_read_is_not_picked(settings: Settings) -> None:
+    """A kept file that cannot be read now (here a link to nothing) is reported and its
+    article dropped, as a pick over the files as they are would not have it either."""
+    path = settings.seeds_dir / "gone.txt"
+    path.write_bytes((FIXTURES / "no_related.txt").read_bytes())
+    with Store.open(settings.database_url) as store:
+        refresh(settings, store)
+        assert str(path) in {article.source for article in store.seed_files.articles()}
+        path.unlink()
+        path.symlink_to(settings.seeds_dir / "nowhere.txt")
+
+        again = refresh(settings, store)
+
+        assert [failure.source for failure in again.unreadable] == [str(path)]
+        assert str(path) not in {article.source for article in store.seed_files.articles()}

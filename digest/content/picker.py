@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import replace
+from typing import Protocol, TypeVar
 
 from digest.models import Article, Issue, PickLimits, RelatedStory, title_key
 
-__all__ = ["pick", "recency"]
+__all__ = ["Candidate", "choose_leads", "pick", "recency"]
 
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -26,27 +27,12 @@ def pick(
     scrapes of one headline) counts once. A related story appears at most once in the issue
     and never when it is one of the issue's lead articles.
     """
-    candidates = sorted(
-        (
-            article
-            for article in articles
-            if article.id not in already_featured
-            and (article.published is None or article.published <= today)
-        ),
-        key=lambda article: article.source,
+    leads = choose_leads(
+        articles, today=today, already_featured=already_featured, limit=limits.max_articles
     )
-    # Stable: equal dates keep source order.
-    candidates.sort(key=lambda article: recency(article.published, article.modified), reverse=True)
-
-    leads: dict[str, Article] = {}
-    for article in candidates:
-        if len(leads) == limits.max_articles:
-            break
-        leads.setdefault(article.id, article)
-
-    taken = {title_key(article.title) for article in leads.values()}
+    taken = {title_key(article.title) for article in leads}
     picked = []
-    for article in leads.values():
+    for article in leads:
         related: list[RelatedStory] = []
         for story in article.related:
             if len(related) == limits.max_related:
@@ -57,6 +43,49 @@ def pick(
                 related.append(story)
         picked.append(replace(article, related=tuple(related)))
     return Issue(date=today, articles=tuple(picked))
+
+
+class Candidate(Protocol):
+    """What choosing the leads looks at: an article, or what is kept of one."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def published(self) -> dt.date | None: ...
+
+    @property
+    def modified(self) -> dt.datetime | None: ...
+
+
+_C = TypeVar("_C", bound=Candidate)
+
+
+def choose_leads(
+    candidates: Iterable[_C], *, today: dt.date, already_featured: Collection[str], limit: int
+) -> list[_C]:
+    """The issue's lead articles among ``candidates``: not featured before, not dated after
+    ``today``, newest first (ties by source), the same id once, at most ``limit``."""
+    eligible = sorted(
+        (
+            candidate
+            for candidate in candidates
+            if candidate.id not in already_featured
+            and (candidate.published is None or candidate.published <= today)
+        ),
+        key=lambda candidate: candidate.source,
+    )
+    # Stable: equal dates keep source order.
+    eligible.sort(key=lambda c: recency(c.published, c.modified), reverse=True)
+    leads: dict[str, _C] = {}
+    for candidate in eligible:
+        if len(leads) == limit:
+            break
+        leads.setdefault(candidate.id, candidate)
+    return list(leads.values())
 
 
 def recency(published: dt.date | None, modified: dt.datetime | None) -> tuple[dt.date, dt.datetime]:

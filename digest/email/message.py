@@ -139,7 +139,9 @@ class _EncodedPart:
 
     @classmethod
     def encode(cls, body: str) -> _EncodedPart:
-        split = MARKERS.split(body)
+        # Line ends as newlines only, once per issue: b2a_qp would pass a CR through, bare
+        # on the wire. (The values filled in per copy, links and an address, hold none.)
+        split = MARKERS.split(body.replace("\r\n", "\n").replace("\r", "\n"))
         texts, markers = split[0::2], split[1::2]
         # Every piece ends on a line break, hard or soft, so a value of any length can
         # follow it on a line of its own; decoded, the soft breaks vanish.
@@ -288,8 +290,6 @@ def _qp(text: str) -> str:
     doubles a line's leading dot on the wire (RFC 5321 4.5.2), so a message with none is
     already in its wire form and every copy goes out without being scanned for them.
     """
-    # Line ends as newlines only: b2a_qp would pass a CR through, bare on the wire.
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
     if len(encoded) <= 76 and not encoded.startswith(".") and "\n." not in encoded:
         # The common case, a short personal value: no line can be too long.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -245,11 +245,7 @@ class Store:
             own = create_engine(self.engine.url, poolclass=NullPool)
             with own.connect() as connection:
                 key = {"space": _SCHEDULER_LOCK, "issue": 0}
-                alone = connection.scalar(
-                    text(_SCHEMA_LOCK.format(call="pg_try_advisory_lock")), key
-                )
-                if alone:
-                    connection.execute(text(_SCHEMA_LOCK.format(call="pg_advisory_unlock")), key)
+                alone = _no_scheduler_on(connection)
                 connection.execute(text(_SCHEMA_LOCK.format(call="pg_advisory_lock_shared")), key)
                 # Out of the transaction: the session lock stays, the connection not idle in one.
                 connection.commit()
@@ -262,16 +258,12 @@ class Store:
                     connection.commit()
             own.dispose()
             return
-        database = self.engine.url.database
-        if not database or database == ":memory:":
+        lock = self._scheduler_lock_file()
+        if lock is None:
             yield False
             return
-        with Path(f"{database}.scheduler.lock").open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                others = False
-            except BlockingIOError:
-                others = True
+        with lock.open("a") as handle:
+            others = not _alone_on(handle)
             # From alone to shared (or shared at once): the next one to start sees this one.
             fcntl.flock(handle, fcntl.LOCK_SH)
             try:
@@ -286,28 +278,24 @@ class Store:
             own = create_engine(self.engine.url, poolclass=NullPool)
             try:
                 with own.connect() as connection:
-                    key = {"space": _SCHEDULER_LOCK, "issue": 0}
-                    alone = connection.scalar(
-                        text(_SCHEMA_LOCK.format(call="pg_try_advisory_lock")), key
-                    )
-                    if alone:
-                        connection.execute(
-                            text(_SCHEMA_LOCK.format(call="pg_advisory_unlock")), key
-                        )
-                    return not alone
+                    return not _no_scheduler_on(connection)
             finally:
                 own.dispose()
-        database = self.engine.url.database
-        lock = Path(f"{database}.scheduler.lock")
-        if not database or database == ":memory:" or not lock.exists():
+        lock = self._scheduler_lock_file()
+        if lock is None or not lock.exists():
             return False
         with lock.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+            alone = _alone_on(handle)
+            if alone:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            return not alone
+
+    def _scheduler_lock_file(self) -> Path | None:
+        """The file beside a SQLite database that schedulers lock; None for one in memory."""
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            return None
+        return Path(f"{database}.scheduler.lock")
 
     def transact(self, work: Callable[[Connection], _T]) -> _T:
         """``work`` in one transaction, made again if the database rolled it back.
@@ -359,6 +347,25 @@ def _gave_way(exc: BaseException) -> bool:
 
 def _reason(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def _no_scheduler_on(connection: Connection) -> bool:
+    """True when no scheduler holds the PostgreSQL lock: it could be taken alone (and was
+    let go again at once)."""
+    key = {"space": _SCHEDULER_LOCK, "issue": 0}
+    alone = bool(connection.scalar(text(_SCHEMA_LOCK.format(call="pg_try_advisory_lock")), key))
+    if alone:
+        connection.execute(text(_SCHEMA_LOCK.format(call="pg_advisory_unlock")), key)
+    return alone
+
+
+def _alone_on(handle: IO[str]) -> bool:
+    """True when the scheduler lock file could be locked alone (it then stays so)."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _shown_url(url: URL) -> str:

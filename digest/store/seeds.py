@@ -54,10 +54,11 @@ class ParsedSeed:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SeedCandidate:
-    """What a pick sorts a parsed article by, without the article itself."""
+    """What a pick chooses a kept article by, without the article itself: its file (the
+    article's source), id, date and file time."""
 
-    path: str
-    article_id: str
+    source: str
+    id: str
     published: dt.date | None
     modified: dt.datetime | None
 
@@ -154,8 +155,8 @@ class SeedFileRecords:
         with self._db.reading() as connection:
             return [
                 SeedCandidate(
-                    path=row.path,
-                    article_id=row.article_id,
+                    source=row.path,
+                    id=row.article_id,
                     published=row.published,
                     modified=aware(row.modified),
                 )
