@@ -71,6 +71,8 @@ class SendReport:
     # With --dry-run: the copies a send would make now.
     would_send: int = 0
     nothing_new: bool = False
+    # A scheduled run of a day the operator skipped at /admin: nothing was done.
+    skipped: bool = False
     failures: tuple[LoadFailure, ...] = ()
     # Why the copies left failed or wait, most first: the reasons the ledger kept.
     errors: tuple[ErrorCount, ...] = ()

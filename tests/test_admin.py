@@ -22,19 +22,7 @@ from digest.store import Store
 from digest.web.adminauth import SESSION_COOKIE, hash_password, new_session
 from digest.web.app import create_app
 
-KEY = "admin-test-key-of-at-least-32-characters"
-PASSWORD = "correct horse battery staple"
-HASH = hash_password(PASSWORD)
-START = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
-SITE = "https://testserver"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+from .admin_client import HASH, KEY, PASSWORD, SITE, START, Clock, csrf_of, log_in, login_token
 
 
 @pytest.fixture
@@ -59,29 +47,6 @@ def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
         TestClient(create_app(settings, store, clock=clock), base_url=SITE) as test,
     ):
         yield test
-
-
-def login_token(client: TestClient) -> str:
-    page = client.get("/admin/login")
-    assert page.status_code == 200
-    found = re.search(r'name="token" value="([^"]+)"', page.text)
-    assert found is not None
-    return found[1]
-
-
-def log_in(client: TestClient, password: str = PASSWORD) -> int:
-    answer = client.post(
-        "/admin/login",
-        data={"token": login_token(client), "password": password},
-        follow_redirects=False,
-    )
-    return answer.status_code
-
-
-def csrf_of(client: TestClient) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text)
-    assert found is not None
-    return found[1]
 
 
 def test_without_a_password_hash_there_is_no_admin(project: Path, database_url: str) -> None:
@@ -114,6 +79,8 @@ def test_a_login_gives_a_strict_secure_cookie_and_the_overview(client: TestClien
     assert overview.status_code == 200
     assert overview.headers["cache-control"] == "no-store"
     assert overview.headers["x-robots-tag"] == "noindex, nofollow"
+    assert overview.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert overview.headers["x-frame-options"] == "DENY"
     assert '<meta name="robots" content="noindex">' in overview.text
 
 
@@ -181,11 +148,13 @@ def test_the_overview_shows_the_list_the_issues_and_their_charts(
     [issue_row] = [
         [cell.text_content() for cell in row.iter("td")]
         for row in page.iter("tr")
-        if row.findtext("td") == "2026-11-23" and len(row.findall("td")) == 6
+        if row.find("td") is not None
+        and row.find("td").text_content() == "2026-11-23"
+        and len(row.findall("td")) == 6
     ]
     assert issue_row[:4] == ["2026-11-23", "4", "0", "0"]
     charts = page.findall(".//svg")
-    assert len(charts) == 2
+    assert len(charts) == 3
     for chart in charts:
         assert chart.get("role") == "img"
         assert chart.find("title") is not None

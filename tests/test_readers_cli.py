@@ -224,4 +224,4 @@ def test_a_pending_signup_is_activated_only_by_force_and_left_out_of_export_list
     assert run("subscribers", "resubscribe", "new@example.org", "--force").exit_code == 0
     assert status_of("new@example.org") is SubscriberStatus.ACTIVE
     shown = json.loads(run("subscribers", "show", "new@example.org", "--json").output)
-    assert shown["history"][-1]["cause"].startswith("digest subscribers resubscribe --force, by ")
+    assert shown["history"][-1]["cause"].startswith("digest subscribers resubscribe (forced), by ")

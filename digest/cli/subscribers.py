@@ -20,8 +20,9 @@ from digest.audience.tokens import required_key
 from digest.cli.output import address_argument, plural
 from digest.cli.root import App, cli
 from digest.clock import utc_now
-from digest.errors import InputError, InvalidName, NotFound
-from digest.models import BounceKind, JoinedVia, SubscriberStatus
+from digest.errors import InputError, InvalidName
+from digest.models import JoinedVia, SubscriberStatus
+from digest.readers import operator
 from digest.readers.erasure import address_hash
 from digest.settings import Settings
 from digest.store import Store
@@ -31,7 +32,6 @@ from digest.store.subscribers import ListEntry
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SUPPRESSED",
     "subscribers_add",
     "subscribers_group",
     "subscribers_import",
@@ -69,7 +69,11 @@ def subscribers_add(app: App, email: str, name: str | None, force: bool) -> None
         subscriber, added = store.subscribers.add(
             address, checked_name, now=utc_now(), source="cli"
         )
-        why = _suppression(store, subscriber.email) if subscriber.status in SUPPRESSED else ""
+        why = (
+            operator.suppression(store, subscriber.email)
+            if subscriber.status in operator.SUPPRESSED
+            else ""
+        )
     if why:
         # Removed and added again, a bounced or complained address comes back suppressed.
         done = "added back, still suppressed" if added else "left as it is"
@@ -155,7 +159,7 @@ def subscribers_import(
         suppressed = store.subscribers.suppressed(
             entry.email for entry in valid if entry.status is SubscriberStatus.ACTIVE
         )
-        reasons = {key: _suppression(store, key) for key in suppressed}
+        reasons = {key: operator.suppression(store, key) for key in suppressed}
     for row in errors:
         click.echo(f"error: {csv_file}:{row.line}: {row.error}", err=True)
     for row in rows:
@@ -258,21 +262,13 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
     """Stop sending to an address; it stays on the list as unsubscribed."""
     address = address_argument(email)
     with Store.open(app.settings().database_url) as store:
-        # Only an active address: a suppressed one stays so (it would otherwise come back
-        # with a plain resubscribe).
-        subscriber = store.subscribers.set_status(
-            address,
-            SubscriberStatus.UNSUBSCRIBED,
-            now=utc_now(),
-            only_from=SubscriberStatus.ACTIVE,
-            cause=f"digest subscribers unsubscribe, by {_operator()}",
+        change = operator.unsubscribe(
+            store, address, via="digest subscribers unsubscribe", by=_operator(), now=utc_now()
         )
-    if subscriber is None:
-        raise NotFound(f"{address} is not on the list")
-    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
-        click.echo(f"Unsubscribed {subscriber.email}.")
+    if change.after is SubscriberStatus.UNSUBSCRIBED:
+        click.echo(f"Unsubscribed {change.email}.")
     else:
-        click.echo(f"{subscriber.email} is {subscriber.status}; left as it is.")
+        click.echo(f"{change.email} is {change.after}; left as it is.")
 
 
 @subscribers_group.command("resubscribe")
@@ -289,57 +285,18 @@ def subscribers_resubscribe(app: App, email: str, force: bool) -> None:
     with --force. Logged with who and when."""
     address = address_argument(email)
     with Store.open(app.settings().database_url) as store:
-        before = store.subscribers.find(address)
-        if before is None:
-            raise NotFound(f"{address} is not on the list")
-        if before.status is SubscriberStatus.ACTIVE:
-            click.echo(f"{before.email} is active already; nothing changed.")
-            return
-        if before.status in SUPPRESSED and not force:
-            why = _suppression(store, before.email) or before.status.value
-            raise InputError(
-                f"{before.email} is suppressed ({why}): mailing it again hurts the list's "
-                "reputation with every mailbox provider; add --force if you are sure"
-            )
-        if before.status is SubscriberStatus.PENDING and not force:
-            raise InputError(
-                f"{before.email} signed up and has not confirmed: activating it skips the "
-                "double opt-in its reader was promised; add --force only if they agreed "
-                "otherwise"
-            )
-        now = utc_now()
-        forced = " --force" if before.status in (*SUPPRESSED, SubscriberStatus.PENDING) else ""
-        store.subscribers.set_status(
+        change = operator.resubscribe(
+            store,
             address,
-            SubscriberStatus.ACTIVE,
-            now=now,
-            cause=f"digest subscribers resubscribe{forced}, by {_operator()} (was {before.status})",
+            via="digest subscribers resubscribe",
+            by=_operator(),
+            now=utc_now(),
+            force=force,
         )
-    # An operator overrode the reader's choice or a bounce: that is kept on record.
-    log.warning(
-        "%s resubscribed by %s at %s (was %s)",
-        before.email,
-        _operator(),
-        now.isoformat(timespec="seconds"),
-        before.status,
-    )
-    click.echo(f"Resubscribed {before.email} (was {before.status}).")
-
-
-# Statuses only an operator's --force undoes: the address does not exist, or its reader
-# reported the digest as spam.
-SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
-
-
-def _suppression(store: Store, email: str) -> str:
-    """Why and since when an address is suppressed: ``bounced 2026-12-06: hard: 5.1.1 …``."""
-    event = store.returns.last_suppressing(email)
-    if event is None:
-        return ""
-    what = "complained" if event.kind is BounceKind.COMPLAINT else "bounced"
-    detail = " ".join(part for part in (event.status, event.reason) if part)
-    detail = detail if len(detail) <= 100 else detail[:99] + "…"
-    return f"{what} {event.created_at.date().isoformat()}: {event.kind.value}: {detail}"
+    if not change.changed:
+        click.echo(f"{change.email} is active already; nothing changed.")
+    else:
+        click.echo(f"Resubscribed {change.email} (was {change.before}).")
 
 
 def _operator() -> str:
@@ -365,6 +322,5 @@ def subscribers_remove(app: App, email: str | None, source: str | None) -> None:
             return
         assert email is not None
         address = address_argument(email)
-        if not store.subscribers.remove(address):
-            raise NotFound(f"{address} is not on the list")
+        operator.remove(store, address)
     click.echo(f"Removed {address}.")

@@ -277,6 +277,11 @@ async def _send(
     With ``resume`` only the copies already pending go out (see :func:`sending.send_issue`).
     Otherwise a send through a relay is checked first (``schedule.check_before_send``).
     """
+    skipped = await _skipped(running, day)
+    if skipped is not None:
+        if running.on_run is not None:
+            running.on_run(skipped)
+        return skipped
     refused = None if resume else await _check_before_send(running, day)
     outcome = refused or await _send_logged(running, day, resume=resume)
     if isinstance(outcome, sending.SendHalted) and not outcome.retry:
@@ -289,6 +294,26 @@ async def _send(
     if running.on_run is not None:
         running.on_run(outcome)
     return outcome
+
+
+async def _skipped(running: Running, day: dt.date) -> sending.SendReport | None:
+    """A report saying so when the operator skipped the send of ``day`` at /admin."""
+    try:
+        when = await asyncio.to_thread(running.store.operator.skipped_at, day)
+    except StoreError as exc:
+        # The send itself will meet the same database and say what is wrong.
+        log.error("cannot read whether the send of %s was skipped: %s", day.isoformat(), exc)
+        return None
+    if when is None:
+        return None
+    log.warning(
+        "the send of %s was skipped at /admin (at %s): nothing sent; resume it there, or "
+        "`digest send --date %s` sends it by hand",
+        day.isoformat(),
+        shown_time(when.astimezone(running.settings.schedule.zone)),
+        day.isoformat(),
+    )
+    return sending.SendReport(date=day, skipped=True)
 
 
 async def _check_before_send(running: Running, day: dt.date) -> CheckFailed | None:

@@ -27,6 +27,7 @@ from digest.store.deliveries import DeliveryRecords
 from digest.store.figures import FigureRecords
 from digest.store.issues import IssueRecords
 from digest.store.list_ids import ListIdRecords
+from digest.store.operator import OperatorRecords
 from digest.store.preferences import PreferenceRecords
 from digest.store.returns import ReturnRecords
 from digest.store.seeds import SeedFileRecords
@@ -55,7 +56,7 @@ __all__ = ["SCHEMA_HEAD", "Store"]
 
 # The newest migration's revision (digest/store/migrations/versions/); tests/test_store.py
 # checks it is alembic's head.
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 
 
 class Store:
@@ -75,6 +76,7 @@ class Store:
         self.seed_files = SeedFileRecords(self)
         self.figures = FigureRecords(self)
         self.alerts = AlertRecords(self)
+        self.operator = OperatorRecords(self)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:

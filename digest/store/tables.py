@@ -25,6 +25,7 @@ __all__ = [
     "OUTBOX",
     "PENDING",
     "SENT",
+    "admin_actions",
     "alerts",
     "bounce_events",
     "consent_texts",
@@ -38,6 +39,7 @@ __all__ = [
     "returned_messages",
     "seed_files",
     "signup_attempts",
+    "skipped_sends",
     "subscriber_events",
     "subscribers",
 ]
@@ -313,4 +315,23 @@ alerts = Table(
     Column("detail", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("cause", "day"),
+)
+
+# One row per action the operator took at /admin (digest.web.admin), oldest first.
+admin_actions = Table(
+    "admin_actions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+# The days whose scheduled send the operator skipped (a resume deletes the row).
+skipped_sends = Table(
+    "skipped_sends",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("skipped_at", DateTime(timezone=True), nullable=False),
 )

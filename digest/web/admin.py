@@ -6,15 +6,18 @@ ones within ``admin.login_window_minutes``); it gives a signed session cookie th
 ``Secure``, ``HttpOnly``, ``SameSite=Strict`` and scoped to /admin. Every form carries a
 CSRF token bound to the session. No /admin answer is cached or indexed.
 
-The overview: the next scheduled send, the list by status, the latest issues with their
-copies, bounces and complaints and their rates, and two charts drawn on the server as SVG
-(each with a table of its figures): the list over the last 90 days, and copies and rates
-per issue.
+The overview: the next scheduled send (with a button to skip or resume it), a form for
+a test copy, the list by status, the latest issues with their copies, bounces and
+complaints and their rates, two charts drawn on the server as SVG (each with a table of
+its figures): the list over the last 90 days and copies per issue, and the latest
+actions. An issue's page is :mod:`digest.web.adminissue`; the actions,
+:mod:`digest.web.adminactions`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -23,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from digest import pipeline
 from digest.audience.tokens import keyed_hash
 from digest.crontab import cron_trigger
 from digest.errors import NotFound
@@ -40,15 +44,32 @@ from digest.web.adminauth import (
 from digest.web.charts import bar_chart, line_chart
 from digest.web.site import Site
 
-__all__ = ["ISSUES_SHOWN", "LIST_DAYS", "AdminPages"]
+log = logging.getLogger(__name__)
+
+__all__ = ["ACTIONS_SHOWN", "DONE", "ISSUES_SHOWN", "LIST_DAYS", "AdminPages"]
 
 # The overview's reach: the list's last 90 days, the last 12 issues.
 LIST_DAYS = 90
 ISSUES_SHOWN = 12
+# The overview's last actions taken here.
+ACTIONS_SHOWN = 10
+# What the subscriber page says after an action, by the action's ``done`` word.
+DONE = {
+    "unsubscribed": "Unsubscribed",
+    "resubscribed": "Resubscribed",
+    "removed": "Removed from the list:",
+    "unchanged": "Nothing changed for",
+}
 # How long a login form's token stays good.
 _FORM_HOURS = 1.0
-# Headers of every /admin answer.
-_PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+# Headers of every /admin answer: never cached, never indexed, and never framed by
+# another page (whose overlay could trick a click on an action's button).
+_PRIVATE = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 
 
 class AdminPages:
@@ -62,19 +83,27 @@ class AdminPages:
         self._hash = configured.get_secret_value()
 
     def routes(self) -> list[Route]:
+        """Every /admin route; the catch-all last."""
+        # Here, not at the top: those modules build on this one.
+        from digest.web.adminactions import AdminActions
+        from digest.web.adminissue import IssuePage
+
         return [
             Route("/admin", self.overview, methods=["GET"]),
             Route("/admin/login", self.login_form, methods=["GET"]),
             Route("/admin/login", self.login, methods=["POST"]),
             Route("/admin/logout", self.logout, methods=["POST"]),
             Route("/admin/subscribers", self.subscriber, methods=["GET"]),
+            *IssuePage(self).routes(),
+            *AdminActions(self).routes(),
             # Everything else under /admin: not found, and only once logged in.
             Route("/admin/{rest:path}", self.unknown, methods=["GET", "POST"]),
         ]
 
-    # The session
+    # The session, and what every page and action shares
 
-    def _session(self, request: Request) -> str | None:
+    def session(self, request: Request) -> str | None:
+        """The request's session, or None without a good one."""
         value = request.cookies.get(SESSION_COOKIE)
         if not value:
             return None
@@ -86,33 +115,69 @@ class AdminPages:
             hours=self.settings.admin.session_hours,
         )
 
-    def _to_login(self) -> Response:
+    def to_login(self) -> Response:
+        """The redirect to the login page."""
         return RedirectResponse("/admin/login", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
 
-    async def _checked_post(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
+    async def checked_post(self, request: Request) -> tuple[str, dict[str, str]] | Response:
         """A POST's session and form, or the refusal: no session, or no or a wrong token."""
-        session = self._session(request)
+        session = self.session(request)
         if session is None:
-            return self._page("admin_message.html.j2", HTTPStatus.FORBIDDEN, heading="Log in first")
+            return self.page("admin_message.html.j2", HTTPStatus.FORBIDDEN, heading="Log in first")
         form = await request.form(max_files=0, max_fields=16)
         given = str(form.get("csrf", ""))
         if not given or given != csrf_token(self.site.secret_key, session):
-            return self._page(
+            return self.page(
                 "admin_message.html.j2",
                 HTTPStatus.FORBIDDEN,
                 heading="This form has expired: open the page again",
             )
-        return session, dict(form)
+        return session, {name: value for name, value in form.items() if isinstance(value, str)}
 
-    def _page(self, template: str, status: HTTPStatus = HTTPStatus.OK, **values: Any) -> Response:
-        answer = self.site.page(template=f"web/{template}", status=status, **values)
+    def page(
+        self,
+        template: str,
+        status: HTTPStatus = HTTPStatus.OK,
+        *,
+        session: str | None = None,
+        **values: Any,
+    ) -> Response:
+        """An /admin page: private, never cached; with ``session``, its forms' CSRF token."""
+        values.setdefault("notice", None)
+        values.setdefault("paragraphs", [])
+        csrf = csrf_token(self.site.secret_key, session) if session is not None else ""
+        answer = self.site.page(template=f"web/{template}", status=status, csrf=csrf, **values)
         answer.headers.update(_PRIVATE)
         return answer
+
+    def record(self, request: Request, action: str, target: str, detail: str) -> None:
+        """Keep an action in the log (database and log file), with the time and the
+        address it came from (call from a worker thread)."""
+        by = request.client.host if request.client is not None else "unknown"
+        detail = f"{detail} (from {by})"
+        self.site.store.operator.record(action, target, detail, now=self.site.clock())
+        log.info("/admin: %s %s: %s", action, target, detail)
+
+    def message(
+        self,
+        heading: str,
+        *paragraphs: str,
+        session: str | None,
+        status: HTTPStatus = HTTPStatus.OK,
+    ) -> Response:
+        """A page that says what happened."""
+        return self.page(
+            "admin_message.html.j2",
+            status,
+            session=session,
+            heading=heading,
+            paragraphs=list(paragraphs),
+        )
 
     # Pages
 
     async def login_form(self, request: Request) -> Response:
-        if self._session(request) is not None:
+        if self.session(request) is not None:
             return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
         return self._login_page()
 
@@ -120,7 +185,7 @@ class AdminPages:
         self, problem: str | None = None, status: HTTPStatus = HTTPStatus.OK
     ) -> Response:
         token = login_token(self.site.secret_key, now=self.site.clock())
-        return self._page("admin_login.html.j2", status, token=token, problem=problem)
+        return self.page("admin_login.html.j2", status, token=token, problem=problem)
 
     async def login(self, request: Request) -> Response:
         now = self.site.clock()
@@ -158,10 +223,10 @@ class AdminPages:
         return answer
 
     async def logout(self, request: Request) -> Response:
-        checked = await self._checked_post(request)
+        checked = await self.checked_post(request)
         if isinstance(checked, Response):
             return checked
-        answer = self._to_login()
+        answer = self.to_login()
         answer.delete_cookie(
             SESSION_COOKIE, path="/admin", secure=True, httponly=True, samesite="strict"
         )
@@ -169,33 +234,47 @@ class AdminPages:
 
     async def subscriber(self, request: Request) -> Response:
         """Look up an address: the subscriber, their history, deliveries and what came back."""
-        session = self._session(request)
+        session = self.session(request)
         if session is None:
-            return self._to_login()
+            return self.to_login()
         email = request.query_params.get("email", "").strip()
+        # After an action (see digest.web.adminactions): what it did.
+        notice = DONE.get(request.query_params.get("done", ""))
         if not email:
-            return self._page("admin_subscriber.html.j2", email="", record=None)
+            return self.page("admin_subscriber.html.j2", session=session, email="", record=None)
         try:
             record = await run_in_threadpool(
                 held_about, self.site.store, email, now=self.site.clock()
             )
         except NotFound:
-            return self._page(
-                "admin_subscriber.html.j2", HTTPStatus.NOT_FOUND, email=email, record=None
+            return self.page(
+                "admin_subscriber.html.j2",
+                HTTPStatus.OK if notice else HTTPStatus.NOT_FOUND,
+                session=session,
+                email=email,
+                record=None,
+                notice=f"{notice} {email}." if notice else None,
             )
-        return self._page("admin_subscriber.html.j2", email=email, record=record)
+        return self.page(
+            "admin_subscriber.html.j2",
+            session=session,
+            email=email,
+            record=record,
+            notice=f"{notice} {email}." if notice else None,
+        )
 
     async def unknown(self, request: Request) -> Response:
-        if self._session(request) is None:
-            return self._to_login()
-        return self._page("admin_message.html.j2", HTTPStatus.NOT_FOUND, heading="Not found")
+        session = self.session(request)
+        if session is None:
+            return self.to_login()
+        return self.message("Not found", session=session, status=HTTPStatus.NOT_FOUND)
 
     async def overview(self, request: Request) -> Response:
-        session = self._session(request)
+        session = self.session(request)
         if session is None:
-            return self._to_login()
+            return self.to_login()
         values = await run_in_threadpool(self._overview)
-        return self._page("admin.html.j2", csrf=csrf_token(self.site.secret_key, session), **values)
+        return self.page("admin.html.j2", session=session, **values)
 
     def _overview(self) -> dict[str, Any]:
         store, settings = self.site.store, self.settings
@@ -208,10 +287,15 @@ class AdminPages:
         today = now.date()
         days = store.figures.list_days(since=today - dt.timedelta(days=LIST_DAYS - 1), until=today)
         oldest_first = list(reversed(issues))
+        skipped_at = store.operator.skipped_at(next_send.date()) if next_send else None
         return {
             "now": now.astimezone(zone),
+            "today": pipeline.today(settings, now),
             "next_send": next_send,
+            "skipped_at": skipped_at.astimezone(zone) if skipped_at else None,
             "zone": settings.schedule.timezone,
+            "zone_info": zone,
+            "actions": store.operator.recent(limit=ACTIONS_SHOWN),
             "scheduler_up": store.scheduler_running(),
             "statuses": [
                 (status.value, figures.subscribers[status]) for status in SubscriberStatus
@@ -237,5 +321,19 @@ class AdminPages:
                     ("failed", [issue.failed for issue in oldest_first]),
                     ("pending", [issue.pending for issue in oldest_first]),
                 ],
+                # "11-23": the year is in the table.
+                ticks=[issue.date.isoformat()[5:] for issue in oldest_first],
+                slots=ISSUES_SHOWN,
+            ),
+            "rates_chart": line_chart(
+                title="Hard bounces and complaints per issue (%)",
+                description="The share of each issue's copies sent that bounced for good "
+                "or were reported as spam.",
+                labels=[issue.date.isoformat() for issue in oldest_first],
+                series=[
+                    ("hard bounces", [100 * issue.bounce_rate for issue in oldest_first]),
+                    ("complaints", [100 * issue.complaint_rate for issue in oldest_first]),
+                ],
+                markers=True,
             ),
         }

@@ -79,8 +79,10 @@ def line_chart(
     description: str,
     labels: Sequence[str],
     series: Sequence[tuple[str, Sequence[float]]],
+    markers: bool = False,
 ) -> Chart:
-    """Lines over ``labels`` (days, say), one per series."""
+    """Lines over ``labels`` (days, say), one per series; with ``markers``, a dot on each
+    point (so that a single point shows)."""
     top = _scale(series)
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
     step = plot_w / max(len(labels) - 1, 1)
@@ -90,10 +92,16 @@ def line_chart(
             f"{_LEFT + n * step:.1f},{_TOP + plot_h - value / top * plot_h:.1f}"
             for n, value in enumerate(values)
         )
-        body.append(
-            f'<polyline fill="none" stroke="{PALETTE[index % len(PALETTE)]}" stroke-width="2" '
-            f'points="{points}"/>'
-        )
+        colour = PALETTE[index % len(PALETTE)]
+        body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        if markers:
+            body.extend(
+                f'<circle cx="{_LEFT + n * step:.1f}" '
+                f'cy="{_TOP + plot_h - value / top * plot_h:.1f}" r="3" fill="{colour}">'
+                f"<title>{escape(labels[n])}: {escape(series[index][0])} {value:g}</title>"
+                "</circle>"
+                for n, value in enumerate(values)
+            )
     if labels:
         body.append(
             f'<text x="{_LEFT}" y="{HEIGHT - _BOTTOM + 14}" font-size="11" fill="currentColor">'
@@ -111,15 +119,24 @@ def bar_chart(
     description: str,
     labels: Sequence[str],
     series: Sequence[tuple[str, Sequence[float]]],
+    ticks: Sequence[str] | None = None,
+    slots: int = 12,
 ) -> Chart:
-    """Stacked bars, one per label (an issue, say), a segment per series."""
+    """Stacked bars, one per label (an issue, say), a segment per series, from the left
+    in ``slots`` places at least (one bar is not drawn as wide as the chart); ``ticks``,
+    when given, are written under the bars."""
     totals = [float(sum(values)) for values in zip(*(v for _, v in series), strict=True)]
     top = max([*totals, 1.0])
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
-    slot = plot_w / max(len(labels), 1)
+    slot = plot_w / max(len(labels), slots, 1)
     body = _axes(top)
     for n, label in enumerate(labels):
         x = _LEFT + n * slot + slot * 0.15
+        if ticks is not None:
+            body.append(
+                f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - _BOTTOM + 14}" font-size="11" '
+                f'text-anchor="middle" fill="currentColor">{escape(ticks[n])}</text>'
+            )
         y = float(_TOP + plot_h)
         for index, (_, values) in enumerate(series):
             height = values[n] / top * plot_h

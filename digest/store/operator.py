@@ -1,0 +1,92 @@
+"""What the operator did at /admin (the actions log) and the scheduled sends they skipped."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from digest.errors import StoreError
+from digest.store.clock import aware
+from digest.store.tables import admin_actions, skipped_sends
+
+if TYPE_CHECKING:
+    from digest.store.database import Store
+
+__all__ = ["AdminAction", "OperatorRecords"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AdminAction:
+    """One action taken at /admin."""
+
+    at: dt.datetime
+    action: str
+    target: str
+    detail: str
+
+
+class OperatorRecords:
+    """The ``admin_actions`` and ``skipped_sends`` tables."""
+
+    def __init__(self, database: Store) -> None:
+        self._db = database
+
+    def record(self, action: str, target: str, detail: str, *, now: dt.datetime) -> None:
+        """Keep an action in the log."""
+        row = {"created_at": now, "action": action, "target": target, "detail": detail}
+        with self._db.writing() as connection:
+            connection.execute(insert(admin_actions), row)
+
+    def recent(self, *, limit: int) -> list[AdminAction]:
+        """The latest ``limit`` actions, newest first."""
+        query = (
+            select(admin_actions)
+            .order_by(admin_actions.c.created_at.desc(), admin_actions.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.reading() as connection:
+            rows = connection.execute(query).all()
+        return [
+            AdminAction(
+                at=aware(row.created_at) or row.created_at,
+                action=row.action,
+                target=row.target,
+                detail=row.detail,
+            )
+            for row in rows
+        ]
+
+    def skip(self, day: dt.date, *, now: dt.datetime) -> bool:
+        """Skip the scheduled send of ``day``: True, or False if it was skipped already."""
+
+        def work(connection: Connection) -> bool:
+            found = select(skipped_sends.c.day).where(skipped_sends.c.day == day)
+            if connection.execute(found).first() is not None:
+                return False
+            connection.execute(insert(skipped_sends), {"day": day, "skipped_at": now})
+            return True
+
+        try:
+            return self._db.transact(work)
+        except StoreError as exc:
+            # Skipped by another request at the same moment: it is skipped all the same.
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
+
+    def resume(self, day: dt.date) -> bool:
+        """Send ``day`` as scheduled again: True, or False if it was not skipped."""
+        with self._db.writing() as connection:
+            result = connection.execute(delete(skipped_sends).where(skipped_sends.c.day == day))
+        return bool(result.rowcount)
+
+    def skipped_at(self, day: dt.date) -> dt.datetime | None:
+        """When the scheduled send of ``day`` was skipped, or None if it was not."""
+        query = select(skipped_sends.c.skipped_at).where(skipped_sends.c.day == day)
+        with self._db.reading() as connection:
+            found: dt.datetime | None = connection.scalar(query)
+        return aware(found)

@@ -1,0 +1,315 @@
+"""``/admin``, past the overview: an issue's page (its copies, failures by reason, one
+address's copy, the copy as sent, refreshing itself while a send runs), and the actions
+(unsubscribe, resubscribe, remove, each confirmed; a test copy; skipping and resuming the
+next scheduled send), each a POST with the CSRF token, kept in the actions log."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import mailbox
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import lxml.html
+import pytest
+from starlette.testclient import TestClient
+
+from digest import sending
+from digest.clock import utc_now
+from digest.models import SubscriberStatus
+from digest.schedule import jobs
+from digest.settings import Settings, SmtpSettings, load_settings
+from digest.store import Store
+from digest.web.app import create_app
+
+from .admin_client import HASH, KEY, SITE, START, Clock, csrf_of, log_in
+from .smtp_sink import Recorder, SmtpServer
+
+DAY = dt.date(2026, 11, 23)
+
+
+class Refusing(Recorder):
+    """A relay that knows no "gone" mailbox and finds every "full" one full."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.startswith("gone"):
+            return "550 5.1.1 No such user here"
+        if address.startswith("full"):
+            return "552 5.2.2 Mailbox full"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def admin_settings(project: Path, database_url: str, **more: Any) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        secret_key=KEY,
+        outbox_dir=project / "var" / "outbox",
+        admin={"password_hash": HASH},
+        **more,
+    )
+
+
+@pytest.fixture
+def store(project: Path, database_url: str) -> Iterator[Store]:
+    with Store.open(database_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def settings(project: Path, database_url: str) -> Settings:
+    return admin_settings(project, database_url)
+
+
+@pytest.fixture
+def client(settings: Settings, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, store, clock=Clock()), base_url=SITE) as test:
+        assert log_in(test) == 303
+        yield test
+
+
+def status_of(store: Store, email: str) -> SubscriberStatus | None:
+    found = store.subscribers.find(email)
+    return None if found is None else found.status
+
+
+def cells(page: Any) -> list[list[str]]:
+    return [
+        [cell.text_content().strip() for cell in row.iter("td")]
+        for row in page.iter("tr")
+        if row.find("td") is not None
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_an_issue_page_shows_its_copies_failures_by_reason_and_one_address(
+    project: Path, database_url: str, store: Store
+) -> None:
+    addresses = ["ann", "bob", "gone1", "gone2", "full1"]
+    with SmtpServer(Refusing()) as relay:
+        settings = admin_settings(
+            project,
+            database_url,
+            public_url="https://news.example.org",
+            from_address="digest@news.example.org",
+            postal_address="1 High Street, Exampleton",
+            smtp=SmtpSettings(host="127.0.0.1", port=relay.port, security="none"),
+        )
+        store.subscribers.import_rows(
+            [(f"{name}@example.org", None) for name in addresses], now=START
+        )
+        report = asyncio.run(sending.send_day(settings, store, DAY))
+    assert (report.sent, report.failed) == (2, 3)
+    # Long after the send: nothing under way.
+    clock = Clock()
+    clock.now = utc_now() + dt.timedelta(minutes=5)
+    with TestClient(create_app(settings, store, clock=clock), base_url=SITE) as test:
+        assert log_in(test) == 303
+        answer = test.get("/admin/issues/2026-11-23", params={"email": "Gone1@example.org"})
+        invalid = test.get("/admin/issues/2026-11-23", params={"email": "not an address"})
+        other = test.get("/admin/issues/2026-11-23", params={"email": "nobody@example.org"})
+        missing = test.get("/admin/issues/2026-11-24")
+        nonsense = test.get("/admin/issues/yesterday")
+
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
+    assert "refresh" not in answer.headers
+    page = lxml.html.document_fromstring(answer.text)
+    progress = page.find(".//progress")
+    assert (progress.get("value"), progress.get("max")) == ("5", "5")
+    rows = cells(page)
+    # sent, failed, being sent, waiting, in the last minute
+    assert ["2", "3", "0", "0", "0"] in rows
+    # Failures grouped by reason, most first.
+    reasons = [row for row in rows if len(row) == 3]
+    assert [row[:2] for row in reasons] == [["2", "failed"], ["1", "failed"]]
+    assert "5.1.1" in reasons[0][2]
+    assert "5.2.2" in reasons[1][2]
+    # The one address asked for (whatever its case): its copy of this issue.
+    [copy] = [row for row in rows if row and row[0].casefold() == "gone1@example.org"]
+    assert copy[1:3] == ["failed", "1"]
+    assert "5.1.1" in copy[4]
+    # The copy as sent, in a sandboxed frame, without anyone's own parts.
+    [frame] = page.findall(".//iframe")
+    assert frame.get("sandbox") == ""
+    sent = lxml.html.document_fromstring(frame.get("srcdoc"))
+    assert sent.find(".//title") is not None
+    assert "ann@example.org" not in frame.get("srcdoc")
+    assert invalid.status_code == 200
+    assert "is not a valid address" in invalid.text
+    assert "No copy of this issue went or is waiting to go to nobody@example.org" in other.text
+    assert missing.status_code == 404
+    assert "No issue of 2026-11-24" in missing.text
+    assert nonsense.status_code == 404
+
+
+def test_the_issue_page_refreshes_itself_while_a_send_runs(
+    settings: Settings, store: Store
+) -> None:
+    store.subscribers.import_rows([("ann@example.org", None)], now=START)
+    asyncio.run(sending.send_day(settings, store, DAY))
+    clock = Clock()
+    # A copy went within the last minute: the send counts as under way.
+    clock.now = utc_now()
+    with TestClient(create_app(settings, store, clock=clock), base_url=SITE) as test:
+        assert log_in(test) == 303
+        live = test.get("/admin/issues/2026-11-23")
+        still = test.get("/admin/issues/2026-11-23", params={"live": "0"})
+    assert live.headers["refresh"] == "5"
+    assert "Stop refreshing" in live.text
+    assert "refresh" not in still.headers
+    assert "Refresh every 5 seconds" in still.text
+
+
+def test_unsubscribe_resubscribe_and_remove_are_confirmed_posted_and_logged(
+    client: TestClient, settings: Settings, store: Store
+) -> None:
+    store.subscribers.add("ann@example.org", "Ann", now=START)
+    asyncio.run(sending.send_day(settings, store, DAY))
+    token = csrf_of(client)
+    ask = client.get("/admin/subscribers/unsubscribe", params={"email": "ann@example.org"})
+    assert ask.status_code == 200
+    assert "Unsubscribe ann@example.org?" in ask.text
+    # Refused without the session's token, and nothing changes.
+    for data in ({"email": "ann@example.org"}, {"email": "ann@example.org", "csrf": "forged"}):
+        refused = client.post("/admin/subscribers/unsubscribe", data=data, follow_redirects=False)
+        assert refused.status_code == 403
+    assert status_of(store, "ann@example.org") is SubscriberStatus.ACTIVE
+
+    def post(action: str, **more: str) -> Any:
+        data = {"email": "ann@example.org", "csrf": token, **more}
+        return client.post(f"/admin/subscribers/{action}", data=data, follow_redirects=False)
+
+    done = post("unsubscribe")
+    assert done.status_code == 303
+    assert (
+        done.headers["location"] == "/admin/subscribers?email=ann%40example.org&done=unsubscribed"
+    )
+    assert "Unsubscribed ann@example.org." in client.get(done.headers["location"]).text
+    assert status_of(store, "ann@example.org") is SubscriberStatus.UNSUBSCRIBED
+    assert post("resubscribe").status_code == 303
+    assert status_of(store, "ann@example.org") is SubscriberStatus.ACTIVE
+    # A suppressed address comes back only when the operator ticks that they are sure.
+    store.subscribers.set_status("ann@example.org", SubscriberStatus.BOUNCED, now=START)
+    ask = client.get("/admin/subscribers/resubscribe", params={"email": "ann@example.org"})
+    assert 'name="force"' in ask.text
+    assert "It is suppressed" in ask.text
+    unforced = post("resubscribe")
+    assert unforced.status_code == 409
+    problem = lxml.html.document_fromstring(unforced.text).find_class("problem")[0]
+    assert 'tick "I am sure" to do it anyway' in problem.text_content()
+    assert status_of(store, "ann@example.org") is SubscriberStatus.BOUNCED
+    assert post("resubscribe", force="yes").status_code == 303
+    assert status_of(store, "ann@example.org") is SubscriberStatus.ACTIVE
+    removed = post("remove")
+    assert removed.status_code == 303
+    assert store.subscribers.find("ann@example.org") is None
+    after = client.get(removed.headers["location"])
+    assert after.status_code == 200
+    assert "Removed from the list: ann@example.org." in after.text
+    # Its copy stays on record: added again, it is not sent the same issue twice.
+    assert [copy.issue_date for copy in store.deliveries.to_address("ann@example.org")] == [DAY]
+    # Each action is kept with its time and where it came from, newest first.
+    actions = store.operator.recent(limit=10)
+    assert [(action.action, action.target) for action in actions] == [
+        ("remove", "ann@example.org"),
+        ("resubscribe", "ann@example.org"),
+        ("resubscribe", "ann@example.org"),
+        ("unsubscribe", "ann@example.org"),
+    ]
+    assert all(action.at == START and "(from testclient)" in action.detail for action in actions)
+    overview = lxml.html.document_fromstring(client.get("/admin").text)
+    assert ["2026-11-23 09:00:00", "remove", "ann@example.org"] in [
+        row[:3] for row in cells(overview)
+    ]
+    # Nobody there, or no such action.
+    assert (
+        client.get("/admin/subscribers/remove", params={"email": "ann@example.org"}).status_code
+        == 404
+    )
+    assert (
+        client.get("/admin/subscribers/delete", params={"email": "a@example.org"}).status_code
+        == 404
+    )
+
+
+def test_a_changed_subscriber_history_says_it_was_the_operator(
+    client: TestClient, store: Store
+) -> None:
+    store.subscribers.add("bob@example.org", None, now=START)
+    data = {"email": "bob@example.org", "csrf": csrf_of(client)}
+    assert client.post("/admin/subscribers/unsubscribe", data=data).status_code == 200
+    page = client.get("/admin/subscribers", params={"email": "bob@example.org"}).text
+    assert "/admin, by the operator at /admin (testclient)" in page
+
+
+def test_a_test_copy_of_todays_issue_goes_to_the_address_and_is_logged(
+    client: TestClient, settings: Settings, store: Store
+) -> None:
+    token = csrf_of(client)
+    assert client.post("/admin/test-copy", data={"email": "editor@example.org"}).status_code == 403
+    bad = client.post("/admin/test-copy", data={"email": "editor at example", "csrf": token})
+    assert bad.status_code == 400
+    assert "is not a valid address" in bad.text
+    sent = client.post("/admin/test-copy", data={"email": "editor@example.org", "csrf": token})
+    assert sent.status_code == 200, sent.text
+    assert "Test copy sent" in sent.text
+    outbox = mailbox.Maildir(settings.outbox_dir, create=False)
+    [copy] = [message_from_bytes(message.as_bytes(), policy=policy.default) for message in outbox]
+    assert copy["To"] == "editor@example.org"
+    assert copy["Subject"].startswith("[TEST]")
+    # No ledger: the address is sent nothing of the issue for real.
+    assert store.deliveries.to_address("editor@example.org") == []
+    [action] = store.operator.recent(limit=5)
+    assert (action.action, action.target) == ("test copy", "editor@example.org")
+    assert action.detail.startswith("2026-11-23: sent to outbox")
+
+
+@pytest.mark.timeout(60)
+def test_a_skipped_send_is_not_made_by_the_schedule_until_resumed(
+    client: TestClient, settings: Settings, store: Store
+) -> None:
+    store.subscribers.add("ann@example.org", None, now=START)
+    overview = client.get("/admin").text
+    # 09:00 UTC on the 23rd: the next send is at 07:00 on the 24th.
+    assert 'name="day" value="2026-11-24"' in overview
+    token = csrf_of(client)
+    skip = client.post(
+        "/admin/schedule/skip", data={"day": "2026-11-24", "csrf": token}, follow_redirects=False
+    )
+    assert skip.status_code == 303
+    overview = client.get("/admin").text
+    assert "skipped" in overview
+    assert "Resume the send of Tuesday 24 November" in overview
+    tomorrow = dt.date(2026, 11, 24)
+
+    async def scheduled() -> sending.SendReport | Exception:
+        return await jobs._send(jobs.Running(settings=settings, store=store), tomorrow)
+
+    skipped = asyncio.run(scheduled())
+    assert isinstance(skipped, sending.SendReport)
+    assert skipped.skipped
+    assert store.issues.id_of(tomorrow) is None
+    resume = client.post(
+        "/admin/schedule/resume", data={"day": "2026-11-24", "csrf": token}, follow_redirects=False
+    )
+    assert resume.status_code == 303
+    assert store.operator.skipped_at(tomorrow) is None
+    made = asyncio.run(scheduled())
+    assert isinstance(made, sending.SendReport)
+    assert made.sent == 1
+    # A day gone by cannot be skipped; nor can something that is not a date.
+    past = client.post("/admin/schedule/skip", data={"day": "2026-11-22", "csrf": token})
+    assert past.status_code == 400
+    assert "is past" in past.text
+    assert (
+        client.post("/admin/schedule/skip", data={"day": "soon", "csrf": token}).status_code == 400
+    )
+    assert [action.action for action in store.operator.recent(limit=5)] == [
+        "resume send",
+        "skip send",
+    ]
