@@ -17,9 +17,10 @@ import lxml.html
 import pytest
 from starlette.testclient import TestClient
 
-from digest import sending
+from digest import pipeline, sending
 from digest.clock import utc_now
-from digest.models import SubscriberStatus
+from digest.delivery.ledger import Ledger
+from digest.models import Issue, SubscriberStatus
 from digest.schedule import jobs
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
@@ -150,17 +151,32 @@ def test_an_issue_page_shows_its_copies_failures_by_reason_and_one_address(
 def test_the_issue_page_refreshes_itself_while_a_send_runs(
     settings: Settings, store: Store
 ) -> None:
-    store.subscribers.import_rows([("ann@example.org", None)], now=START)
-    asyncio.run(sending.send_day(settings, store, DAY))
+    store.subscribers.import_rows([(f"r{n}@example.org", None) for n in range(3)], now=START)
+    article = pipeline.load_seeds(settings).articles[0]
+    store.issues.save(Issue(date=DAY, articles=(article,)), created_at=START)
+    issue_id = store.issues.id_of(DAY)
+    assert issue_id is not None
+    ledger = Ledger(store, issue_id, worker="sender-1")
+    ledger.enqueue(now=START)
     clock = Clock()
-    # A copy went within the last minute: the send counts as under way.
     clock.now = utc_now()
-    with TestClient(create_app(settings, store, clock=clock), base_url=SITE) as test:
-        assert log_in(test) == 303
-        live = test.get("/admin/issues/2026-11-23")
-        still = test.get("/admin/issues/2026-11-23", params={"live": "0"})
+
+    def issue_page(**params: str) -> Any:
+        with TestClient(create_app(settings, store, clock=clock), base_url=SITE) as test:
+            assert log_in(test) == 303
+            return test.get("/admin/issues/2026-11-23", params=params)
+
+    # Queued, none taken yet: waiting, not under way.
+    waiting = issue_page()
+    assert "refresh" not in waiting.headers
+    assert "A send is under way" not in waiting.text
+    # Two taken by a sender: under way, and the page reloads itself until told not to.
+    assert len(ledger.claim(2, lease=dt.timedelta(minutes=5))) == 2
+    live = issue_page()
+    still = issue_page(live="0")
     assert live.headers["refresh"] == "5"
     assert "Stop refreshing" in live.text
+    assert ["0", "0", "2", "1", "0"] in cells(lxml.html.document_fromstring(live.text))
     assert "refresh" not in still.headers
     assert "Refresh every 5 seconds" in still.text
 

@@ -321,8 +321,6 @@ class AdminPages:
                     ("failed", [issue.failed for issue in oldest_first]),
                     ("pending", [issue.pending for issue in oldest_first]),
                 ],
-                # "11-23": the year is in the table.
-                ticks=[issue.date.isoformat()[5:] for issue in oldest_first],
                 slots=ISSUES_SHOWN,
             ),
             "rates_chart": line_chart(

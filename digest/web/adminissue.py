@@ -30,7 +30,7 @@ __all__ = ["REASONS_SHOWN", "REFRESH_SECONDS", "IssuePage"]
 REFRESH_SECONDS = 5
 # Reasons copies failed or wait, most first.
 REASONS_SHOWN = 20
-# A send counts as under way while copies are claimed or one went within this time.
+# The window for "sent in the last minute".
 _RECENT = dt.timedelta(minutes=1)
 
 
@@ -110,7 +110,9 @@ class IssuePage:
             "total": total,
             "done": counts.sent + counts.failed,
             "per_minute": per_minute,
-            "under_way": counts.claimed > 0 or per_minute > 0,
+            # Copies in a sender's hands, or some left and one sent within the minute
+            # (between two claims): a send runs. Once none is left, the page stops.
+            "under_way": counts.claimed > 0 or (counts.pending > 0 and per_minute > 0),
             "errors": store.deliveries.errors(issue_id, limit=REASONS_SHOWN),
             "problem": problem,
             "copies": copies,
