@@ -353,13 +353,12 @@ async def send_test_copies(
     Once ``stop`` is set no further copy starts, and :class:`SendInterrupted` says so.
     """
     started = now or utc_now()
-    built = build_issue(settings, store, date, freeze=False)
-    if built.issue.is_empty:
-        return SendReport(date=date, nothing_new=True, failures=built.failures)
-    rendered = rendering(settings, store, built.issue)
-    template = unsent_template(
-        settings, store, rendered, secret_key=secret_key, now=started, test=True
+    # Off the loop: the pick reads the seeds and the database (the web side may share it).
+    built, template = await asyncio.to_thread(
+        _test_template, settings, store, date, secret_key=secret_key, now=started
     )
+    if template is None:
+        return SendReport(date=date, nothing_new=True, failures=built.failures)
     sent = failed = 0
     for done, address in enumerate(addresses):
         if stop is not None and stop.is_set():
@@ -378,6 +377,19 @@ async def send_test_copies(
         else:
             sent += 1
     return SendReport(date=date, sent=sent, failed=failed, failures=built.failures)
+
+
+def _test_template(
+    settings: Settings, store: Store, date: dt.date, *, secret_key: str, now: dt.datetime
+) -> tuple[IssueBuild, MessageTemplate | None]:
+    """The issue of ``date`` picked and rendered as a test copy (None: nothing new)."""
+    built = build_issue(settings, store, date, freeze=False)
+    if built.issue.is_empty:
+        return built, None
+    rendered = rendering(settings, store, built.issue)
+    return built, unsent_template(
+        settings, store, rendered, secret_key=secret_key, now=now, test=True
+    )
 
 
 async def send_day(

@@ -65,6 +65,26 @@ def test_no_admin_path_answers_without_a_login(client: TestClient, path: str) ->
     assert client.post("/admin/logout", data={"csrf": "x"}).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/subscribers/unsubscribe",
+        "/admin/subscribers/resubscribe",
+        "/admin/subscribers/remove",
+        "/admin/test-copy",
+        "/admin/schedule/skip",
+        "/admin/schedule/resume",
+    ],
+)
+def test_no_action_is_taken_without_a_login(client: TestClient, path: str) -> None:
+    data = {"email": "ann@example.org", "day": "2026-11-24", "csrf": "x"}
+    refused = client.post(path, data=data, follow_redirects=False)
+    assert refused.status_code == 403
+    assert refused.headers["cache-control"] == "no-store"
+    asked = client.get(path, params={"email": "ann@example.org"}, follow_redirects=False)
+    assert asked.status_code == 303
+
+
 def test_a_login_gives_a_strict_secure_cookie_and_the_overview(client: TestClient) -> None:
     answer = client.post(
         "/admin/login",

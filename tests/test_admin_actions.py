@@ -15,18 +15,26 @@ from typing import Any
 
 import lxml.html
 import pytest
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from digest import pipeline, sending
+from digest.cli import cli
 from digest.clock import utc_now
 from digest.delivery.ledger import Ledger
+from digest.errors import InputError
 from digest.models import Issue, SubscriberStatus
+from digest.readers import operator
+from digest.readers.erasure import erase
+from digest.readers.record import held_about
 from digest.schedule import jobs
 from digest.settings import Settings, SmtpSettings, load_settings
 from digest.store import Store
+from digest.store.operator import ERASED
 from digest.web.app import create_app
 
 from .admin_client import HASH, KEY, SITE, START, Clock, csrf_of, log_in
+from .conftest import FIXTURES
 from .smtp_sink import Recorder, SmtpServer
 
 DAY = dt.date(2026, 11, 23)
@@ -202,6 +210,7 @@ def test_unsubscribe_resubscribe_and_remove_are_confirmed_posted_and_logged(
 
     done = post("unsubscribe")
     assert done.status_code == 303
+    assert done.headers["cache-control"] == "no-store"
     assert (
         done.headers["location"] == "/admin/subscribers?email=ann%40example.org&done=unsubscribed"
     )
@@ -217,7 +226,7 @@ def test_unsubscribe_resubscribe_and_remove_are_confirmed_posted_and_logged(
     unforced = post("resubscribe")
     assert unforced.status_code == 409
     problem = lxml.html.document_fromstring(unforced.text).find_class("problem")[0]
-    assert 'tick "I am sure" to do it anyway' in problem.text_content()
+    assert 'tick "I am sure" if you are sure' in problem.text_content()
     assert status_of(store, "ann@example.org") is SubscriberStatus.BOUNCED
     assert post("resubscribe", force="yes").status_code == 303
     assert status_of(store, "ann@example.org") is SubscriberStatus.ACTIVE
@@ -260,7 +269,7 @@ def test_a_changed_subscriber_history_says_it_was_the_operator(
     data = {"email": "bob@example.org", "csrf": csrf_of(client)}
     assert client.post("/admin/subscribers/unsubscribe", data=data).status_code == 200
     page = client.get("/admin/subscribers", params={"email": "bob@example.org"}).text
-    assert "/admin, by the operator at /admin (testclient)" in page
+    assert "/admin, by the operator (testclient)" in page
 
 
 def test_a_test_copy_of_todays_issue_goes_to_the_address_and_is_logged(
@@ -329,3 +338,143 @@ def test_a_skipped_send_is_not_made_by_the_schedule_until_resumed(
         "resume send",
         "skip send",
     ]
+
+
+def test_hostile_text_in_an_issue_or_a_query_stays_text(
+    project: Path, settings: Settings, store: Store
+) -> None:
+    # An issue whose headline and text carry markup, and an address query that tries to.
+    for seed in (project / "seeds").iterdir():
+        seed.unlink()
+    (project / "seeds" / "markup.txt").write_bytes((FIXTURES / "markup.txt").read_bytes())
+    store.subscribers.add("ann@example.org", None, now=START)
+    asyncio.run(sending.send_day(settings, store, DAY))
+    with TestClient(create_app(settings, store, clock=Clock()), base_url=SITE) as test:
+        assert log_in(test) == 303
+        answer = test.get(
+            "/admin/issues/2026-11-23", params={"email": '"><script>alert(1)</script>'}
+        )
+        confirm = test.get(
+            "/admin/subscribers/remove", params={"email": '"><script>alert(1)</script>'}
+        )
+    page = lxml.html.document_fromstring(answer.text)
+    assert page.xpath("//script") == []
+    [frame] = page.xpath("//iframe")
+    copy = lxml.html.document_fromstring(frame.get("srcdoc"))
+    assert copy.xpath("//script") == []
+    assert "Web developers warn of <script>" in copy.text_content()
+    assert "is not a valid address" in page.text_content()
+    assert lxml.html.document_fromstring(confirm.text).xpath("//script") == []
+
+
+@pytest.mark.timeout(60)
+def test_a_day_skipped_in_the_schedules_zone_is_skipped_by_the_job_not_by_hand(
+    project: Path, database_url: str, store: Store
+) -> None:
+    # 09:00 UTC on the 23rd is 22:00 on the 23rd in Auckland: the next send, at 07:00
+    # there, is on the 24th there, while it is still the 23rd in UTC.
+    settings = admin_settings(project, database_url, schedule={"timezone": "Pacific/Auckland"})
+    store.subscribers.add("ann@example.org", None, now=START)
+    with TestClient(create_app(settings, store, clock=Clock()), base_url=SITE) as test:
+        assert log_in(test) == 303
+        overview = test.get("/admin").text
+        assert 'name="day" value="2026-11-24"' in overview
+        skip = {"day": "2026-11-24", "csrf": csrf_of(test)}
+        assert (
+            test.post("/admin/schedule/skip", data=skip, follow_redirects=False).status_code == 303
+        )
+    auckland_day = dt.date(2026, 11, 24)
+    outcomes: list[object] = []
+
+    async def the_job() -> None:
+        running = jobs.Running(settings=settings, store=store, on_run=outcomes.append)
+        # As the scheduler sets it: due at 07:00 in Auckland, 18:00 UTC on the 23rd.
+        running.due = dt.datetime(2026, 11, 23, 18, tzinfo=dt.UTC)
+        jobs.attach(running)
+        try:
+            await jobs.scheduled_send()
+        finally:
+            jobs.detach()
+
+    asyncio.run(the_job())
+    [report] = outcomes
+    assert isinstance(report, sending.SendReport)
+    assert report.date == auckland_day
+    assert report.skipped
+    assert store.issues.id_of(auckland_day) is None
+    # By hand, the operator still sends it.
+    by_hand = CliRunner().invoke(
+        cli, ["send", "--date", "2026-11-24"], env={"DIGEST_DATABASE_URL": database_url}
+    )
+    assert by_hand.exit_code == 0, by_hand.output
+    assert "1 sent" in by_hand.output
+
+
+def test_a_day_whose_send_began_cannot_be_skipped(
+    client: TestClient, settings: Settings, store: Store
+) -> None:
+    store.subscribers.add("ann@example.org", None, now=START)
+    asyncio.run(sending.send_day(settings, store, DAY))
+    token = csrf_of(client)
+    refused = client.post("/admin/schedule/skip", data={"day": "2026-11-23", "csrf": token})
+    assert refused.status_code == 409
+    assert "already began" in refused.text
+    assert store.operator.skipped_at(DAY) is None
+
+
+def test_erasing_an_address_takes_it_out_of_the_actions_log(
+    client: TestClient, store: Store
+) -> None:
+    store.subscribers.add("Ann@example.org", None, now=START)
+    data = {"email": "Ann@example.org", "csrf": csrf_of(client)}
+    assert client.post("/admin/subscribers/unsubscribe", data=data).status_code == 200
+    # Held about the address, as `digest subscribers show` gives it.
+    held = held_about(store, "ann@example.org", now=START)
+    assert [action["action"] for action in held["operator_actions"]] == ["unsubscribe"]
+    assert erase(store, "ann@example.org", secret_key=KEY, now=START, by="the operator")
+    [action] = store.operator.recent(limit=5)
+    assert action.target == ERASED
+    assert "ann@example.org" not in f"{action.target} {action.detail}".casefold()
+
+
+def test_the_word_after_an_action_is_said_only_when_the_list_agrees(
+    client: TestClient, store: Store
+) -> None:
+    store.subscribers.add("ann@example.org", None, now=START)
+    for done in ("removed", "unsubscribed", "nonsense"):
+        page = client.get("/admin/subscribers", params={"email": "ann@example.org", "done": done})
+        assert page.status_code == 200
+        assert 'class="notice"' not in page.text, done
+    gone = client.get("/admin/subscribers", params={"email": "bob@example.org", "done": "removed"})
+    assert gone.status_code == 200
+    assert "Removed from the list: bob@example.org." in gone.text
+
+
+def test_a_bounce_that_comes_in_while_the_operator_confirms_is_not_overridden(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.subscribers.add("ann@example.org", None, now=START)
+    store.subscribers.set_status("ann@example.org", SubscriberStatus.UNSUBSCRIBED, now=START)
+    seen = store.subscribers.find("ann@example.org")
+    # The bounce lands after the status was read for the decision.
+    store.subscribers.set_status("ann@example.org", SubscriberStatus.BOUNCED, now=START)
+    real_find = store.subscribers.find
+    calls = iter([seen])
+    monkeypatch.setattr(
+        store.subscribers, "find", lambda email: next(calls, None) or real_find(email)
+    )
+    with pytest.raises(InputError, match="became bounced meanwhile"):
+        operator.resubscribe(store, "ann@example.org", via="test", by="test", now=START)
+    assert status_of(store, "ann@example.org") is SubscriberStatus.BOUNCED
+
+
+def test_resuming_a_day_whose_time_went_by_says_how_to_send_it(
+    client: TestClient, store: Store
+) -> None:
+    token = csrf_of(client)
+    # 09:00 on the 23rd: its 07:00 send went by while it was skipped.
+    assert store.operator.skip(DAY, now=START)
+    answer = client.post("/admin/schedule/resume", data={"day": "2026-11-23", "csrf": token})
+    assert answer.status_code == 200
+    assert "digest send --date 2026-11-23" in answer.text
+    assert store.operator.skipped_at(DAY) is None

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from digest import sending
+from digest import pipeline, sending
 from digest.settings import Settings, load_settings
 from digest.store import Store
 
@@ -113,7 +113,7 @@ def test_log_in_and_see_the_overview_at_a_desk_and_on_a_phone(
     from selenium.webdriver.common.by import By
 
     with Store.open(settings.database_url) as store:
-        asyncio.run(sending.send_day(settings, store, dt.date.today()))
+        asyncio.run(sending.send_day(settings, store, pipeline.today(settings)))
     log_in(browser, server)
     for scheme in ("light", "dark"):
         dark(browser, scheme == "dark")
@@ -144,7 +144,8 @@ def test_an_issue_page_follows_a_send_as_it_runs(
     from selenium.webdriver.support.ui import WebDriverWait
 
     _, handler = relay
-    day = dt.date.today()
+    # The day the server takes for today: the schedule's zone's.
+    day = pipeline.today(settings)
     log_in(browser, server)
     outcome: list[object] = []
 

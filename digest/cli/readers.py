@@ -99,6 +99,12 @@ def _described(data: dict[str, Any]) -> list[str]:
         + f": {' '.join(p for p in (event['status'], event['reason']) if p)}"
         for event in data["came_back"]
     ] or ["  nothing"]
+    if data["operator_actions"]:
+        lines.append("at /admin:")
+        lines += [
+            f"  {action['at']} {action['action']}: {action['detail']}"
+            for action in data["operator_actions"]
+        ]
     return lines
 
 

@@ -52,7 +52,8 @@ def unsubscribe(store: Store, email: str, *, via: str, by: str, now: dt.datetime
         only_from=SubscriberStatus.ACTIVE,
         cause=f"{via}, by {by}",
     )
-    assert after is not None
+    if after is None:  # removed meanwhile
+        raise NotFound(f"{email} is not on the list")
     return Change(email=before.email, before=before.status, after=after.status)
 
 
@@ -64,12 +65,13 @@ def resubscribe(
     by: str,
     now: dt.datetime,
     force: bool = False,
-    to_force: str = "add --force if you are sure",
+    to_force: str = "add --force",
 ) -> Change:
     """Send to an address again; a suppressed or unconfirmed one only with ``force``.
 
     Raises :class:`InputError` saying why, and ``to_force`` (how to force it), when
-    ``force`` is needed and not given.
+    ``force`` is needed and not given, or when the address changed status meanwhile (a
+    bounce came in, say).
     """
     before = _found(store, email)
     if before.status is SubscriberStatus.ACTIVE:
@@ -78,21 +80,30 @@ def resubscribe(
         why = suppression(store, before.email) or before.status.value
         raise InputError(
             f"{before.email} is suppressed ({why}): mailing it again hurts the list's "
-            f"reputation with every mailbox provider; {to_force}"
+            f"reputation with every mailbox provider; {to_force} if you are sure"
         )
     if before.status is SubscriberStatus.PENDING and not force:
         raise InputError(
             f"{before.email} signed up and has not confirmed: activating it skips the "
-            f"double opt-in its reader was promised; {to_force} (only if they agreed "
-            "otherwise)"
+            f"double opt-in its reader was promised; {to_force} only if they agreed otherwise"
         )
     forced = before.status in (*SUPPRESSED, SubscriberStatus.PENDING)
-    store.subscribers.set_status(
+    after = store.subscribers.set_status(
         email,
         SubscriberStatus.ACTIVE,
         now=now,
+        # Only from the status judged above: a bounce or complaint that came in since is
+        # not overridden unseen.
+        only_from=before.status,
         cause=f"{via}{' (forced)' if forced else ''}, by {by} (was {before.status})",
     )
+    if after is None:
+        raise NotFound(f"{email} is not on the list")
+    if after.status is not SubscriberStatus.ACTIVE:
+        raise InputError(
+            f"{after.email} became {after.status} meanwhile (it was {before.status}); "
+            "nothing changed: look again"
+        )
     # An operator overrode the reader's choice or a bounce: that is kept on record.
     log.warning(
         "%s resubscribed by %s at %s (was %s)",

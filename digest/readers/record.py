@@ -88,4 +88,9 @@ def held_about(store: Store, email: str, *, now: dt.datetime) -> dict[str, Any]:
             }
             for event in store.returns.events(email_key=subscriber.email.casefold())
         ],
+        # What the operator did to the address at /admin.
+        "operator_actions": [
+            {"at": _when(action.at), "action": action.action, "detail": action.detail}
+            for action in store.operator.about(subscriber.email)
+        ],
     }

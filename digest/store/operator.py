@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Select, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StoreError
@@ -16,7 +16,10 @@ from digest.store.tables import admin_actions, skipped_sends
 if TYPE_CHECKING:
     from digest.store.database import Store
 
-__all__ = ["AdminAction", "OperatorRecords"]
+__all__ = ["ERASED", "AdminAction", "OperatorRecords"]
+
+# What an action's target becomes when its address is erased (digest subscribers erase).
+ERASED = "(an erased address)"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,6 +51,9 @@ class OperatorRecords:
             .order_by(admin_actions.c.created_at.desc(), admin_actions.c.id.desc())
             .limit(limit)
         )
+        return self._actions(query)
+
+    def _actions(self, query: Select[Any]) -> list[AdminAction]:
         with self._db.reading() as connection:
             rows = connection.execute(query).all()
         return [
@@ -59,6 +65,15 @@ class OperatorRecords:
             )
             for row in rows
         ]
+
+    def about(self, email: str) -> list[AdminAction]:
+        """The actions taken on ``email`` (whatever its case), oldest first."""
+        query = (
+            select(admin_actions)
+            .where(func.lower(admin_actions.c.target) == email.casefold())
+            .order_by(admin_actions.c.created_at, admin_actions.c.id)
+        )
+        return self._actions(query)
 
     def skip(self, day: dt.date, *, now: dt.datetime) -> bool:
         """Skip the scheduled send of ``day``: True, or False if it was skipped already."""

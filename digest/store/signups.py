@@ -11,10 +11,12 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from digest.store.clock import aware
+from digest.store.operator import ERASED
 from digest.store.tables import (
+    admin_actions,
     bounce_events,
     deliveries,
     erasures,
@@ -82,6 +84,7 @@ class ErasureRecords:
 
         The subscriber's row goes (with its consents and history), and so do the
         deliveries and bounce events keyed by the address. Issues' counts lose its copies.
+        The operator's actions on it stay in their log, without the address.
         """
         key = email.casefold()
         with self._db.writing() as connection:
@@ -98,6 +101,11 @@ class ErasureRecords:
             ).rowcount
             found += connection.execute(
                 delete(deliveries).where(deliveries.c.email_key == key)
+            ).rowcount
+            found += connection.execute(
+                update(admin_actions)
+                .where(func.lower(admin_actions.c.target) == key)
+                .values(target=ERASED)
             ).rowcount
             known = connection.scalar(
                 select(erasures.c.address_hash).where(erasures.c.address_hash == address_hash)

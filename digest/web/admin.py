@@ -17,6 +17,7 @@ actions. An issue's page is :mod:`digest.web.adminissue`; the actions,
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -46,7 +47,7 @@ from digest.web.site import Site
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ACTIONS_SHOWN", "DONE", "ISSUES_SHOWN", "LIST_DAYS", "AdminPages"]
+__all__ = ["ACTIONS_SHOWN", "DONE", "ISSUES_SHOWN", "LIST_DAYS", "PRIVATE", "AdminPages"]
 
 # The overview's reach: the list's last 90 days, the last 12 issues.
 LIST_DAYS = 90
@@ -64,7 +65,7 @@ DONE = {
 _FORM_HOURS = 1.0
 # Headers of every /admin answer: never cached, never indexed, and never framed by
 # another page (whose overlay could trick a click on an action's button).
-_PRIVATE = {
+PRIVATE = {
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex, nofollow",
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -117,7 +118,7 @@ class AdminPages:
 
     def to_login(self) -> Response:
         """The redirect to the login page."""
-        return RedirectResponse("/admin/login", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
+        return RedirectResponse("/admin/login", status_code=HTTPStatus.SEE_OTHER, headers=PRIVATE)
 
     async def checked_post(self, request: Request) -> tuple[str, dict[str, str]] | Response:
         """A POST's session and form, or the refusal: no session, or no or a wrong token."""
@@ -126,7 +127,7 @@ class AdminPages:
             return self.page("admin_message.html.j2", HTTPStatus.FORBIDDEN, heading="Log in first")
         form = await request.form(max_files=0, max_fields=16)
         given = str(form.get("csrf", ""))
-        if not given or given != csrf_token(self.site.secret_key, session):
+        if not hmac.compare_digest(given, csrf_token(self.site.secret_key, session)):
             return self.page(
                 "admin_message.html.j2",
                 HTTPStatus.FORBIDDEN,
@@ -147,7 +148,7 @@ class AdminPages:
         values.setdefault("paragraphs", [])
         csrf = csrf_token(self.site.secret_key, session) if session is not None else ""
         answer = self.site.page(template=f"web/{template}", status=status, csrf=csrf, **values)
-        answer.headers.update(_PRIVATE)
+        answer.headers.update(PRIVATE)
         return answer
 
     def record(self, request: Request, action: str, target: str, detail: str) -> None:
@@ -178,7 +179,7 @@ class AdminPages:
 
     async def login_form(self, request: Request) -> Response:
         if self.session(request) is not None:
-            return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
+            return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=PRIVATE)
         return self._login_page()
 
     def _login_page(
@@ -210,7 +211,7 @@ class AdminPages:
         if not await run_in_threadpool(verify_password, self._hash, password):
             await run_in_threadpool(store.signups.record, key, "wrong-password", now=now)
             return self._login_page("Wrong password.", HTTPStatus.UNAUTHORIZED)
-        answer = RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=_PRIVATE)
+        answer = RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=PRIVATE)
         answer.set_cookie(
             SESSION_COOKIE,
             new_session(self.site.secret_key, self._hash, now=now),
@@ -238,8 +239,7 @@ class AdminPages:
         if session is None:
             return self.to_login()
         email = request.query_params.get("email", "").strip()
-        # After an action (see digest.web.adminactions): what it did.
-        notice = DONE.get(request.query_params.get("done", ""))
+        done = request.query_params.get("done", "")
         if not email:
             return self.page("admin_subscriber.html.j2", session=session, email="", record=None)
         try:
@@ -247,20 +247,25 @@ class AdminPages:
                 held_about, self.site.store, email, now=self.site.clock()
             )
         except NotFound:
-            return self.page(
-                "admin_subscriber.html.j2",
-                HTTPStatus.OK if notice else HTTPStatus.NOT_FOUND,
-                session=session,
-                email=email,
-                record=None,
-                notice=f"{notice} {email}." if notice else None,
-            )
+            record = None
+        # After an action (see digest.web.adminactions): what it did, said only when the
+        # list agrees (the word comes in the address bar, where anyone can write it).
+        status = record["subscriber"]["status"] if record else None
+        agrees = {
+            "unsubscribed": status == SubscriberStatus.UNSUBSCRIBED,
+            "resubscribed": status == SubscriberStatus.ACTIVE,
+            "removed": record is None,
+            "unchanged": record is not None,
+        }.get(done, False)
+        notice = f"{DONE[done]} {email}." if agrees else None
+        missing = record is None and not agrees
         return self.page(
             "admin_subscriber.html.j2",
+            HTTPStatus.NOT_FOUND if missing else HTTPStatus.OK,
             session=session,
             email=email,
             record=record,
-            notice=f"{notice} {email}." if notice else None,
+            notice=notice,
         )
 
     async def unknown(self, request: Request) -> Response:

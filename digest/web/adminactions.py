@@ -17,13 +17,15 @@ from starlette.routing import Route
 
 from digest import pipeline, sending
 from digest.audience.subscribers import normalise_address
+from digest.crontab import cron_trigger
 from digest.delivery.transport import destination, transport_for
 from digest.errors import DigestError, InputError, InvalidAddress, NotFound
 from digest.models import Subscriber, SubscriberStatus
 from digest.readers import operator
+from digest.web.admin import PRIVATE, AdminPages
 
 if TYPE_CHECKING:
-    from digest.web.admin import AdminPages
+    from digest.settings import Settings
 
 __all__ = ["SUBSCRIBER_ACTIONS", "AdminActions"]
 
@@ -147,7 +149,7 @@ class AdminActions:
         if action not in SUBSCRIBER_ACTIONS:
             return admin.message("Not found", session=session, status=HTTPStatus.NOT_FOUND)
         now = self.site.clock()
-        by = f"the operator at /admin ({_client(request)})"
+        by = f"the operator ({_client(request)})"
         try:
             email = normalise_address(form.get("email", ""))
             if action == "remove":
@@ -169,14 +171,17 @@ class AdminActions:
                         by=by,
                         now=now,
                         force=form.get("force") == "yes",
-                        to_force='tick "I am sure" to do it anyway',
+                        to_force='tick "I am sure"',
                     )
                 )
                 done = "resubscribed" if change.changed else "unchanged"
         except (InvalidAddress, NotFound) as exc:
             return admin.message(str(exc), session=session, status=HTTPStatus.NOT_FOUND)
         except InputError as exc:
-            subscriber = await run_in_threadpool(self._found, email)
+            try:
+                subscriber = await run_in_threadpool(self._found, email)
+            except NotFound as gone:
+                return admin.message(str(gone), session=session, status=HTTPStatus.NOT_FOUND)
             force = await run_in_threadpool(self._force_needed, subscriber.email, subscriber.status)
             return self._confirmation(
                 session, action, email, force=force, problem=str(exc), status=HTTPStatus.CONFLICT
@@ -184,7 +189,9 @@ class AdminActions:
         detail = done if done != "unchanged" else "nothing changed"
         await run_in_threadpool(admin.record, request, action, email, detail)
         query = urlencode({"email": email, "done": done})
-        return RedirectResponse(f"/admin/subscribers?{query}", status_code=HTTPStatus.SEE_OTHER)
+        return RedirectResponse(
+            f"/admin/subscribers?{query}", status_code=HTTPStatus.SEE_OTHER, headers=PRIVATE
+        )
 
     # A test copy
 
@@ -270,12 +277,39 @@ class AdminActions:
             )
         store = self.site.store
         if action == "skip":
+            # A send that began is stopped by stopping `digest schedule`, not by a skip:
+            # the skip would only keep its retries and catch-up from finishing it.
+            began = await run_in_threadpool(store.issues.rendering, day)
+            if began is not None:
+                return admin.message(
+                    "Nothing changed",
+                    f"The send of {day.isoformat()} already began: it cannot be skipped.",
+                    session=session,
+                    status=HTTPStatus.CONFLICT,
+                )
             changed = await run_in_threadpool(lambda: store.operator.skip(day, now=now))
         else:
             changed = await run_in_threadpool(store.operator.resume, day)
         detail = day.isoformat() if changed else f"{day.isoformat()}: it was already so"
         await run_in_threadpool(admin.record, request, f"{action} send", "schedule", detail)
-        return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER)
+        if action == "resume" and changed and not _still_to_come(settings, day, now):
+            # Its time went by while it was skipped: the schedule will not make it today.
+            return admin.message(
+                "Resumed",
+                f"The scheduled time of the send of {day.isoformat()} has passed: "
+                f"`digest send --date {day.isoformat()}` sends it now.",
+                session=session,
+            )
+        return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER, headers=PRIVATE)
+
+
+def _still_to_come(settings: Settings, day: dt.date, now: dt.datetime) -> bool:
+    """Whether the schedule still has a run on ``day`` (in its zone) after ``now``."""
+    zone = settings.schedule.zone
+    upcoming = cron_trigger(settings.schedule.cron, zone).get_next_fire_time(
+        None, now.astimezone(zone)
+    )
+    return upcoming is not None and upcoming.date() == day
 
 
 def _client(request: Request) -> str:

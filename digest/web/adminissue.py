@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,9 +20,7 @@ from starlette.routing import Route
 from digest.audience.subscribers import normalise_address
 from digest.email.render import Personal, personalise_html
 from digest.errors import InvalidAddress
-
-if TYPE_CHECKING:
-    from digest.web.admin import AdminPages
+from digest.web.admin import AdminPages
 
 __all__ = ["REASONS_SHOWN", "REFRESH_SECONDS", "IssuePage"]
 

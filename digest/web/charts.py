@@ -5,9 +5,8 @@ a table of its figures beside it.
 A chart is as wide as its column and keeps its text at its real size, on a phone as at a
 desk: the outer SVG has no viewBox (its text is placed in per cent of the width and in
 pixels down), and only the plot inside it is stretched to fit (a nested SVG with its own
-viewBox). The page's style keeps the plot's strokes from stretching with it
-(``vector-effect: non-scaling-stroke`` on ``.plot *``), so lines stay 2 px and the dots
-on a line stay round.
+viewBox). Its strokes do not stretch with it (``vector-effect="non-scaling-stroke"``), so
+lines stay 2 px and the dots on a line stay round.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ PLOT_WIDTH = 1000
 _TOP, _BOTTOM = 22, 44
 _PLOT_HEIGHT = HEIGHT - _TOP - _BOTTOM
 _FONT = 'font-size="12" fill="currentColor"'
+_UNSTRETCHED = 'vector-effect="non-scaling-stroke"'
 # Colours told apart by people with the common colour-vision deficiencies (Okabe-Ito).
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7")
 
@@ -115,13 +115,16 @@ def line_chart(
     for index, (name, values) in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         points = " ".join(f"{n * step:.1f},{_y(value, top):.1f}" for n, value in enumerate(values))
-        plot.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        plot.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" {_UNSTRETCHED} '
+            f'points="{points}"/>'
+        )
         if markers:
             # A line of no length with round ends: a dot that the stretch leaves round.
             plot.extend(
                 f'<line x1="{n * step:.1f}" y1="{_y(value, top):.1f}" '
                 f'x2="{n * step:.1f}" y2="{_y(value, top):.1f}" stroke="{colour}" '
-                f'stroke-width="7" stroke-linecap="round">'
+                f'stroke-width="7" stroke-linecap="round" {_UNSTRETCHED}>'
                 f"<title>{escape(labels[n])}: {escape(name)} {value:g}</title></line>"
                 for n, value in enumerate(values)
             )
