@@ -5,12 +5,30 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
+from digest.models import SubscriberStatus
+from digest.settings import Settings, load_settings
+from digest.store import Store
 from digest.web.adminauth import hash_password
 
-__all__ = ["HASH", "KEY", "PASSWORD", "SITE", "START", "Clock", "csrf_of", "log_in", "login_token"]
+__all__ = [
+    "HASH",
+    "KEY",
+    "PASSWORD",
+    "SITE",
+    "START",
+    "Clock",
+    "admin_settings",
+    "cells",
+    "csrf_of",
+    "log_in",
+    "login_token",
+    "status_of",
+]
 
 KEY = "admin-test-key-of-at-least-32-characters"
 PASSWORD = "correct horse battery staple"
@@ -48,3 +66,28 @@ def csrf_of(client: TestClient) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text)
     assert found is not None
     return found[1]
+
+
+def admin_settings(project: Path, database_url: str, **more: Any) -> Settings:
+    """Settings with /admin on, the outbox in ``project``, and ``more``."""
+    return load_settings(
+        database_url=database_url,
+        secret_key=KEY,
+        outbox_dir=project / "var" / "outbox",
+        admin={"password_hash": HASH},
+        **more,
+    )
+
+
+def status_of(store: Store, email: str) -> SubscriberStatus | None:
+    found = store.subscribers.find(email)
+    return None if found is None else found.status
+
+
+def cells(page: Any) -> list[list[str]]:
+    """The text of each table row's cells, for rows that have any."""
+    return [
+        [cell.text_content().strip() for cell in row.iter("td")]
+        for row in page.iter("tr")
+        if row.find("td") is not None
+    ]

@@ -104,13 +104,27 @@ def fill_and_submit(browser: Any, server: str, email: str, *, bot: bool = False)
 
 def click(browser: Any, label: str) -> None:
     """Press the button and wait for the page its form answers with."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     button = browser.find_element(By.XPATH, f"//button[normalize-space()='{label}']")
     button.click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(button))
+
+    def gone(driver: Any) -> bool:
+        # Chromium, asked about the button while the next page replaces it, can answer
+        # that its node "does not belong to the document" instead of that it is stale.
+        try:
+            button.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(browser, 10).until(gone)
 
 
 @pytest.mark.timeout(180)
