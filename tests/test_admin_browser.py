@@ -136,12 +136,44 @@ def test_log_in_and_see_the_overview_at_a_desk_and_on_a_phone(
     dark(browser, False)
 
 
+def watch_progress(browser: Any, page: str) -> list[int]:
+    """The progress bar's values on ``page`` from the send's start to its end, seen
+    without loading the page again once it says the send runs: it refreshes itself."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def value() -> int:
+        return int(browser.find_element(By.TAG_NAME, "progress").get_attribute("value"))
+
+    # The page exists once the send has frozen the issue and queued its copies, and says
+    # the send runs once a sender has claimed some.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        browser.get(page)
+        if "A send is under way" in browser.find_element(By.TAG_NAME, "main").text:
+            break
+        time.sleep(0.1)
+    seen = [value()]
+    assert seen[0] < READERS
+
+    def moved(driver: Any) -> bool:
+        try:
+            now = value()
+        except Exception:  # the page is being loaded again
+            return False
+        if now != seen[-1]:
+            seen.append(now)
+        return now == READERS
+
+    WebDriverWait(browser, 60, poll_frequency=0.3).until(moved)
+    return seen
+
+
 @pytest.mark.timeout(180)
 def test_an_issue_page_follows_a_send_as_it_runs(
     server: str, browser: Any, settings: Settings, relay: tuple[SmtpServer, Slower]
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     _, handler = relay
     # The day the server takes for today: the schedule's zone's.
@@ -153,36 +185,14 @@ def test_an_issue_page_follows_a_send_as_it_runs(
         with Store.open(settings.database_url) as store:
             outcome.append(asyncio.run(sending.send_day(settings, store, day)))
 
+    page = f"{server}/admin/issues/{day.isoformat()}"
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    page = f"{server}/admin/issues/{day.isoformat()}"
-    # The issue's page exists once the send has frozen the issue and queued its copies.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        browser.get(page)
-        if browser.find_elements(By.TAG_NAME, "progress"):
-            break
-        time.sleep(0.2)
-
-    def value() -> int:
-        return int(browser.find_element(By.TAG_NAME, "progress").get_attribute("value"))
-
-    seen = [value()]
-    assert seen[0] < READERS
-    assert "A send is under way" in browser.find_element(By.TAG_NAME, "main").text
-
-    def moved(driver: Any) -> bool:
-        try:
-            now = value()
-        except Exception:  # the page is being loaded again
-            return False
-        if now != seen[-1]:
-            seen.append(now)
-        return now == READERS
-
-    # Nothing here loads the page again: it refreshes itself.
-    WebDriverWait(browser, 60, poll_frequency=0.3).until(moved)
-    sender.join(timeout=60)
+    try:
+        seen = watch_progress(browser, page)
+    finally:
+        # Whatever happened here, the send ends before the relay does.
+        sender.join(timeout=60)
     assert len(seen) >= 3, seen
     assert seen == sorted(seen)
     report = outcome[0]
