@@ -88,7 +88,7 @@ def held_about(store: Store, email: str, *, now: dt.datetime) -> dict[str, Any]:
             }
             for event in store.returns.events(email_key=subscriber.email.casefold())
         ],
-        # What the operator did to the address at /admin.
+        # What the operator did to the address at /admin (not where they did it from).
         "operator_actions": [
             {"at": _when(action.at), "action": action.action, "detail": action.detail}
             for action in store.operator.about(subscriber.email)

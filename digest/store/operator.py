@@ -30,6 +30,8 @@ class AdminAction:
     action: str
     target: str
     detail: str
+    # The address the request came from.
+    origin: str
 
 
 class OperatorRecords:
@@ -38,9 +40,17 @@ class OperatorRecords:
     def __init__(self, database: Store) -> None:
         self._db = database
 
-    def record(self, action: str, target: str, detail: str, *, now: dt.datetime) -> None:
+    def record(
+        self, action: str, target: str, detail: str, *, origin: str, now: dt.datetime
+    ) -> None:
         """Keep an action in the log."""
-        row = {"created_at": now, "action": action, "target": target, "detail": detail}
+        row = {
+            "created_at": now,
+            "action": action,
+            "target": target,
+            "detail": detail,
+            "origin": origin,
+        }
         with self._db.writing() as connection:
             connection.execute(insert(admin_actions), row)
 
@@ -62,6 +72,7 @@ class OperatorRecords:
                 action=row.action,
                 target=row.target,
                 detail=row.detail,
+                origin=row.origin,
             )
             for row in rows
         ]

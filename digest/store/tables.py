@@ -326,6 +326,8 @@ admin_actions = Table(
     Column("action", String(32), nullable=False),
     Column("target", Text, nullable=False),
     Column("detail", Text, nullable=False),
+    # Where the request came from: the operator's address, never shown to a reader.
+    Column("origin", Text, nullable=False),
 )
 
 # The days whose scheduled send the operator skipped (a resume deletes the row).

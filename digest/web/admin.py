@@ -154,10 +154,11 @@ class AdminPages:
     def record(self, request: Request, action: str, target: str, detail: str) -> None:
         """Keep an action in the log (database and log file), with the time and the
         address it came from (call from a worker thread)."""
-        by = request.client.host if request.client is not None else "unknown"
-        detail = f"{detail} (from {by})"
-        self.site.store.operator.record(action, target, detail, now=self.site.clock())
-        log.info("/admin: %s %s: %s", action, target, detail)
+        origin = request.client.host if request.client is not None else "unknown"
+        self.site.store.operator.record(
+            action, target, detail, origin=origin, now=self.site.clock()
+        )
+        log.info("/admin: %s %s: %s (from %s)", action, target, detail, origin)
 
     def message(
         self,

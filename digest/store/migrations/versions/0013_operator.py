@@ -1,9 +1,10 @@
 """What the operator does at /admin: the actions log, and the scheduled sends skipped.
 
 ``admin_actions`` holds one row per action taken at /admin (a subscriber unsubscribed,
-resubscribed or removed, a test copy sent, a send skipped or resumed): when, what, and
-on what. ``skipped_sends`` holds the days whose scheduled send the operator skipped; a
-resume deletes the row.
+resubscribed or removed, a test copy sent, a send skipped or resumed): when, what, on
+what, and the address the request came from (the operator's, kept apart so that a
+reader's copy of their own data does not carry it). ``skipped_sends`` holds the days
+whose scheduled send the operator skipped; a resume deletes the row.
 
 Revision ID: 0013
 Revises: 0012
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("target", sa.Text, nullable=False),
         sa.Column("detail", sa.Text, nullable=False),
+        sa.Column("origin", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_admin_actions"),
     )
     op.create_index("ix_admin_actions_created_at", "admin_actions", ["created_at"])
