@@ -45,15 +45,14 @@ def unsubscribe(store: Store, email: str, *, via: str, by: str, now: dt.datetime
     before = _found(store, email)
     # Only an active address: a suppressed one stays so (a plain resubscribe would
     # otherwise bring it back).
-    after = store.subscribers.set_status(
+    after = _moved(
+        store,
         email,
         SubscriberStatus.UNSUBSCRIBED,
-        now=now,
         only_from=SubscriberStatus.ACTIVE,
         cause=f"{via}, by {by}",
+        now=now,
     )
-    if after is None:  # removed meanwhile
-        raise NotFound(f"{email} is not on the list")
     return Change(email=before.email, before=before.status, after=after.status)
 
 
@@ -88,17 +87,16 @@ def resubscribe(
             f"double opt-in its reader was promised; {to_force} only if they agreed otherwise"
         )
     forced = before.status in (*SUPPRESSED, SubscriberStatus.PENDING)
-    after = store.subscribers.set_status(
+    after = _moved(
+        store,
         email,
         SubscriberStatus.ACTIVE,
-        now=now,
         # Only from the status judged above: a bounce or complaint that came in since is
         # not overridden unseen.
         only_from=before.status,
         cause=f"{via}{' (forced)' if forced else ''}, by {by} (was {before.status})",
+        now=now,
     )
-    if after is None:
-        raise NotFound(f"{email} is not on the list")
     if after.status is not SubscriberStatus.ACTIVE:
         raise InputError(
             f"{after.email} became {after.status} meanwhile (it was {before.status}); "
@@ -138,3 +136,19 @@ def _found(store: Store, email: str) -> Subscriber:
     if found is None:
         raise NotFound(f"{email} is not on the list")
     return found
+
+
+def _moved(
+    store: Store,
+    email: str,
+    to: SubscriberStatus,
+    *,
+    only_from: SubscriberStatus,
+    cause: str,
+    now: dt.datetime,
+) -> Subscriber:
+    """The subscriber after moving ``email`` to ``to``, only from ``only_from``."""
+    after = store.subscribers.set_status(email, to, now=now, only_from=only_from, cause=cause)
+    if after is None:  # removed meanwhile
+        raise NotFound(f"{email} is not on the list")
+    return after

@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
-from digest.errors import StoreError
 from digest.store.tables import alerts
 
 if TYPE_CHECKING:
@@ -27,21 +25,9 @@ class AlertRecords:
         """Note an alert of ``cause`` for ``day``: True when it is the first, to be sent;
         False when one was already noted (by this process or another)."""
         row = {"cause": cause, "day": day, "title": title, "detail": detail, "created_at": now}
+        # Noted by another process at the same moment: theirs goes out.
         noted = select(alerts.c.id).where(alerts.c.cause == cause, alerts.c.day == day)
-
-        def work(connection: Connection) -> bool:
-            if connection.execute(noted).first() is not None:
-                return False
-            connection.execute(insert(alerts), row)
-            return True
-
-        try:
-            return self._db.transact(work)
-        except StoreError as exc:
-            # Another process noted it at the same moment: theirs goes out.
-            if isinstance(exc.__cause__, IntegrityError):
-                return False
-            raise
+        return self._db.insert_once(alerts, row, found=noted)
 
     def sent(self, *, since: dt.date) -> list[tuple[dt.date, str, str]]:
         """The alerts since ``since``: (day, cause, title), oldest first."""

@@ -14,9 +14,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, Select, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -317,6 +317,26 @@ class Store:
         )
         done: _T = retrying(self._transaction, work)
         return done
+
+    def insert_once(self, table: Table, row: dict[str, Any], *, found: Select[Any]) -> bool:
+        """Insert ``row`` unless ``found`` finds a row already: True when it was inserted.
+
+        Two writers at the same moment: the table's unique key refuses the second, which
+        gets False too.
+        """
+
+        def work(connection: Connection) -> bool:
+            if connection.execute(found).first() is not None:
+                return False
+            connection.execute(table.insert(), row)
+            return True
+
+        try:
+            return self.transact(work)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
 
     def _transaction(self, work: Callable[[Connection], _T]) -> _T:
         with self.writing() as connection:

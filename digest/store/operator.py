@@ -6,10 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, delete, func, insert, select
 
-from digest.errors import StoreError
 from digest.store.clock import aware
 from digest.store.tables import admin_actions, skipped_sends
 
@@ -88,21 +86,8 @@ class OperatorRecords:
 
     def skip(self, day: dt.date, *, now: dt.datetime) -> bool:
         """Skip the scheduled send of ``day``: True, or False if it was skipped already."""
-
-        def work(connection: Connection) -> bool:
-            found = select(skipped_sends.c.day).where(skipped_sends.c.day == day)
-            if connection.execute(found).first() is not None:
-                return False
-            connection.execute(insert(skipped_sends), {"day": day, "skipped_at": now})
-            return True
-
-        try:
-            return self._db.transact(work)
-        except StoreError as exc:
-            # Skipped by another request at the same moment: it is skipped all the same.
-            if isinstance(exc.__cause__, IntegrityError):
-                return False
-            raise
+        found = select(skipped_sends.c.day).where(skipped_sends.c.day == day)
+        return self._db.insert_once(skipped_sends, {"day": day, "skipped_at": now}, found=found)
 
     def resume(self, day: dt.date) -> bool:
         """Send ``day`` as scheduled again: True, or False if it was not skipped."""

@@ -293,6 +293,7 @@ class AdminPages:
         today = now.date()
         days = store.figures.list_days(since=today - dt.timedelta(days=LIST_DAYS - 1), until=today)
         oldest_first = list(reversed(issues))
+        issue_dates = [issue.date.isoformat() for issue in oldest_first]
         skipped_at = store.operator.skipped_at(next_send.date()) if next_send else None
         return {
             "now": now.astimezone(zone),
@@ -321,7 +322,7 @@ class AdminPages:
             "issues_chart": bar_chart(
                 title="Copies per issue",
                 description="Copies sent, failed and pending for each of the latest issues.",
-                labels=[issue.date.isoformat() for issue in oldest_first],
+                labels=issue_dates,
                 series=[
                     ("sent", [issue.sent for issue in oldest_first]),
                     ("failed", [issue.failed for issue in oldest_first]),
@@ -333,7 +334,7 @@ class AdminPages:
                 title="Hard bounces and complaints per issue (%)",
                 description="The share of each issue's copies sent that bounced for good "
                 "or were reported as spam.",
-                labels=[issue.date.isoformat() for issue in oldest_first],
+                labels=issue_dates,
                 series=[
                     ("hard bounces", [100 * issue.bounce_rate for issue in oldest_first]),
                     ("complaints", [100 * issue.complaint_rate for issue in oldest_first]),

@@ -6,6 +6,7 @@ resume the next scheduled send."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -70,6 +71,20 @@ class AdminActions:
             Route("/admin/test-copy", self.test_copy, methods=["POST"]),
             Route("/admin/schedule/{action}", self.schedule, methods=["POST"]),
         ]
+
+    async def _posted(
+        self, request: Request, actions: Collection[str]
+    ) -> tuple[str, dict[str, str], str] | Response:
+        """A POST's session, form and action (the path's last part, one of ``actions``),
+        or the refusal: no session, no or a wrong token, or no such action."""
+        checked = await self.admin.checked_post(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        action = request.path_params["action"]
+        if action not in actions:
+            return self.admin.message("Not found", session=session, status=HTTPStatus.NOT_FOUND)
+        return session, form, action
 
     # An address: unsubscribe, resubscribe, remove
 
@@ -141,13 +156,10 @@ class AdminActions:
     async def change(self, request: Request) -> Response:
         """Unsubscribe, resubscribe or remove one address, as confirmed."""
         admin = self.admin
-        checked = await admin.checked_post(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        action = request.path_params["action"]
-        if action not in SUBSCRIBER_ACTIONS:
-            return admin.message("Not found", session=session, status=HTTPStatus.NOT_FOUND)
+        posted = await self._posted(request, SUBSCRIBER_ACTIONS)
+        if isinstance(posted, Response):
+            return posted
+        session, form, action = posted
         now = self.site.clock()
         # Not the request's address: a reader's copy of their data shows their history.
         by = "the operator"
@@ -250,13 +262,10 @@ class AdminActions:
     async def schedule(self, request: Request) -> Response:
         """Skip the scheduled send of a day, or resume it."""
         admin = self.admin
-        checked = await admin.checked_post(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        action = request.path_params["action"]
-        if action not in ("skip", "resume"):
-            return admin.message("Not found", session=session, status=HTTPStatus.NOT_FOUND)
+        posted = await self._posted(request, ("skip", "resume"))
+        if isinstance(posted, Response):
+            return posted
+        session, form, action = posted
         settings = self.site.settings
         now = self.site.clock()
         try:
