@@ -85,12 +85,15 @@ def server(settings: Settings, project: Path, environment: dict[str, str]) -> It
 
 def log_in(browser: Any, server: str) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{server}/admin")
     assert browser.current_url == f"{server}/admin/login"
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form button").click()
-    assert browser.current_url == f"{server}/admin"
+    # The click returns before the POST and its redirect are through.
+    WebDriverWait(browser, 15).until(expected_conditions.url_to_be(f"{server}/admin"))
 
 
 def shoot(browser: Any, name: str, width: int) -> None:
